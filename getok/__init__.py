@@ -1,0 +1,41 @@
+"""getok — learnable spatial tokens for vision-language models.
+
+Grid tokens that name image cells, offset tokens that move a point by a fraction of a cell and a
+``<DELETE>`` token that withdraws one (GETok), beside the representations they are compared with (text
+coordinates, 1-D bins, polygons, run-length descriptors); data builders, SFT and two-stage GRPO training,
+mask decoding and evaluation.
+
+``import getok`` costs numpy and scipy only; torch, transformers and segment-anything are imported by the
+parts that need them. Conventions: :mod:`getok.conventions`.
+"""
+
+from ._version import __version__
+from .codecs import NO_TARGET, Codec, DecodeResult, get_codec, list_codecs
+from .errors import (
+    ConfigError,
+    DataError,
+    DecodeError,
+    GeometryError,
+    GetokError,
+    LayoutMismatchError,
+    MissingDependencyError,
+)
+from .geometry import KINDS, Geometry
+
+__all__ = [
+    "__version__",
+    "Geometry",
+    "KINDS",
+    "Codec",
+    "DecodeResult",
+    "NO_TARGET",
+    "get_codec",
+    "list_codecs",
+    "GetokError",
+    "DecodeError",
+    "GeometryError",
+    "ConfigError",
+    "DataError",
+    "LayoutMismatchError",
+    "MissingDependencyError",
+]
