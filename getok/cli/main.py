@@ -1,0 +1,53 @@
+"""``getok`` command line: one entry point, one sub-command group per part of the package.
+
+Every sub-command module exposes ``register(subparsers)``, which adds its parsers and sets ``func``; heavy
+libraries (torch, transformers) are imported inside the command functions, so ``getok --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .._version import __version__
+from ..errors import GetokError
+
+#: Modules that add sub-commands, in the order they appear in ``--help``.
+COMMAND_MODULES = [
+    "getok.bench.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="getok",
+        description="Spatial tokens for vision-language models: build data, train, decode, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"getok {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 a getok error with its message on stderr)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        rc = args.func(args)
+    except GetokError as exc:
+        print(f"getok: error: {exc}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
