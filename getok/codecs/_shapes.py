@@ -61,7 +61,7 @@ def geometry_points(g: Geometry) -> np.ndarray:
 
 def geometry_rings(g: Geometry, eps: float, holes: bool, max_polygons: int = 0):
     """Outer and hole rings (pixels) describing a geometry's region, simplified with ``eps``."""
-    if g.mask is None and g.polygons and eps == 0:
+    if g.mask is None and g.polygons:  # already polygons (e.g. decoded): keep them as they are
         return list(g.polygons), list(g.holes) if holes else []
     m = region_mask(g)
     outers, hole_rings = mask_to_polygons(

@@ -93,7 +93,11 @@ class GridCodec(Codec):
         if kind == "box":
             b = normalize_box(geometry_box(g), g.size) * n
             tl = np.clip(np.rint(b[:2]), 0, n - 1).astype(np.int64)
-            br = np.clip(np.rint(b[2:]) - 1, tl, n - 1).astype(np.int64)
+            br = np.clip(np.rint(b[2:]) - 1, 0, n - 1).astype(np.int64)
+            thin = br < tl  # thinner than a cell on that axis: the one cell holding the box centre
+            mid = np.clip(np.floor((b[:2] + b[2:]) / 2), 0, n - 1).astype(np.int64)
+            tl = np.where(thin, mid, tl)
+            br = np.where(thin, mid, br)
             return self.encode_cells(np.stack([tl, br]))
         pts = normalize_points(geometry_points(g), g.size)
         if kind == "point":

@@ -162,24 +162,23 @@ def points_to_cells_offsets(points_xy, n: int, r: int, step: float, size: tuple[
     """Quantise pixel points to (cell, offset) pairs: the nearest reachable position.
 
     The reachable positions of a cell are its centre plus ``(dx, dy) * step`` cells, ``|dx|, |dy| <= r``.
-    Per axis this picks the cell and the offset whose position is closest to the point.
+    Per axis this picks the cell and the offset whose position is closest to the point; a position
+    reachable two ways (a cell edge) takes the smaller move, then the lower cell.
 
     Returns
     -------
     cells, offsets : (K, 2) int arrays
     """
     pn = normalize_points(points_xy, size) * n  # in cell units, [0, n]
-    cells = np.clip(np.floor(pn), 0, n - 1).astype(np.int64)
-    best_cells = cells.copy()
-    best_off = np.zeros_like(cells)
-    best_err = np.full(pn.shape, np.inf)
-    for dc in (-1, 0, 1):
-        cand = np.clip(cells + dc, 0, n - 1)
-        resid = pn - (cand + 0.5)
-        off = np.clip(np.rint(resid / step), -r, r).astype(np.int64)
-        err = np.abs(resid - off * step)
-        better = err < best_err - 1e-12
-        best_err = np.where(better, err, best_err)
-        best_cells = np.where(better, cand, best_cells)
-        best_off = np.where(better, off, best_off)
-    return best_cells, best_off
+    base = np.clip(np.floor(pn), 0, n - 1).astype(np.int64)
+    cand = np.stack([np.clip(base + dc, 0, n - 1) for dc in (-1, 0, 1)])  # (3, K, 2)
+    resid = pn[None] - (cand + 0.5)
+    off = np.clip(np.rint(resid / step), -r, r).astype(np.int64)
+    err = np.abs(resid - off * step)
+    # canonical among equally close positions (a cell edge is reachable from both sides): the smallest
+    # move, then the lower cell, so that re-encoding a decoded point gives the same tokens
+    key = np.where(err <= err.min(axis=0, keepdims=True) + 1e-9, np.abs(off) * (n + 1) + cand, np.iinfo(np.int64).max)
+    pick = np.argmin(key, axis=0)  # (K, 2)
+    k_idx = np.arange(pn.shape[0])[:, None]
+    a_idx = np.arange(2)[None, :]
+    return cand[pick, k_idx, a_idx], off[pick, k_idx, a_idx]
