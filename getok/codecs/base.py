@@ -14,8 +14,9 @@ checkpoints record.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, Sequence, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from ..errors import ConfigError, DecodeError, GeometryError
 from ..geometry import KINDS, Geometry

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from ..conventions import denormalize_box, denormalize_points, normalize_box, normalize_points
 from ..errors import ConfigError, DecodeError
 from ..geometry import Geometry

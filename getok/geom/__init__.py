@@ -43,4 +43,5 @@ __all__ = [
     "rle_decode",
     "rle_encode",
     "signed_area",
+    "sort_cells",
 ]

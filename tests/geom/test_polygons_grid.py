@@ -14,7 +14,6 @@ from getok.geom import (
     polygons_to_mask,
 )
 from getok.geom.polygons import signed_area
-
 from tests.conftest import disk
 
 
