@@ -16,6 +16,8 @@ from ..errors import GetokError
 
 #: Modules that add sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES = [
+    "getok.vocab.cli",
+    "getok.data_builders.cli",
     "getok.bench.cli",
 ]
 

@@ -205,12 +205,15 @@ class GridVertices(Vertices):
         toks = split_tokens(text)
         if not toks:
             raise DecodeError("no grid tokens", "empty")
-        cells = []
-        for t in toks:
-            p = parse_grid_token(t)
-            if p is None or p[0] != self.n:
-                raise DecodeError(f"unknown token {t!r} (expected a {self.n}x{self.n} grid cell)", "unknown_token")
-            cells.append(p[1:])
+        memo = self.__dict__.setdefault("_cell_memo", {})  # token -> (cx, cy), valid tokens only
+        cells = [memo.get(t) for t in toks]
+        if None in cells:  # first sight of a token (or an invalid one): parse and remember
+            for k, t in enumerate(toks):
+                if cells[k] is None:
+                    p = parse_grid_token(t)
+                    if p is None or p[0] != self.n:
+                        raise DecodeError(f"unknown token {t!r} (expected a {self.n}x{self.n} grid cell)", "unknown_token")
+                    cells[k] = memo[t] = p[1:]
         return np.asarray(cells, dtype=np.int64)
 
     def parse(self, text: str, single: bool = False) -> np.ndarray:
@@ -251,9 +254,13 @@ class GridOffsetVertices(GridVertices):
         )
 
     def parse_offset(self, token: str) -> tuple[int, int]:
-        o = parse_offset_token(token)
-        if o is None or max(abs(o[0]), abs(o[1])) > self.r:
-            raise DecodeError(f"unknown token {token!r} (expected an offset with radius {self.r})", "unknown_token")
+        memo = self.__dict__.setdefault("_offset_memo", {})  # token -> (dx, dy), valid tokens only
+        o = memo.get(token)
+        if o is None:
+            o = parse_offset_token(token)
+            if o is None or max(abs(o[0]), abs(o[1])) > self.r:
+                raise DecodeError(f"unknown token {token!r} (expected an offset with radius {self.r})", "unknown_token")
+            memo[token] = o
         return o
 
     def parse(self, text: str, single: bool = False) -> np.ndarray:

@@ -17,9 +17,9 @@ Examples
 >>> from getok import Geometry, get_codec
 >>> m = np.zeros((100, 100), bool); m[20:60, 10:50] = True
 >>> get_codec("polygon").encode([Geometry(size=(100, 100), mask=m)])
-'[[0.105, 0.205], [0.495, 0.205], [0.495, 0.595], [0.105, 0.595]]'
+'[[0.100, 0.200], [0.500, 0.200], [0.500, 0.600], [0.100, 0.600]]'
 >>> get_codec("polygon:vertex=grid,n=16").encode([Geometry(size=(100, 100), mask=m)])
-'<g16_r03_c01><g16_r03_c07><g16_r09_c07><g16_r09_c01>'
+'<g16_r03_c01><g16_r03_c08><g16_r09_c08><g16_r09_c01>'
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ..errors import ConfigError
@@ -60,6 +61,7 @@ def grid_tokens(n: int) -> list[str]:
     return [grid_token(cx, cy, n) for cy in range(n) for cx in range(n)]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure and over a finite vocabulary: decoding's hot path
 def parse_grid_token(token: str) -> tuple[int, int, int] | None:
     """``'<g32_r07_c03>'`` → ``(n, cx, cy)`` = ``(32, 3, 7)``; ``None`` for other strings."""
     m = _GRID_RE.match(token)
@@ -81,6 +83,7 @@ def offset_tokens(r: int) -> list[str]:
     return [offset_token(dx, dy) for dx in range(-r, r + 1) for dy in range(-r, r + 1)]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure and over a finite vocabulary: decoding's hot path
 def parse_offset_token(token: str) -> tuple[int, int] | None:
     """``'<off_-1_0>'`` → ``(-1, 0)``; ``None`` for other strings (``'<off_-0_0>'`` included)."""
     m = _OFF_RE.match(token)

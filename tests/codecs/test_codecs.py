@@ -83,7 +83,7 @@ def golden_geometry():
 GOLDENS = {
     ("text_coords", "point"): "[0.400, 0.300]",
     ("text_coords", "box"): "[0.200, 0.100, 0.600, 0.500]",
-    ("text_coords", "mask"): "[[0.212, 0.112], [0.588, 0.112], [0.588, 0.488], [0.212, 0.488]]",
+    ("text_coords", "mask"): "[[0.200, 0.100], [0.600, 0.100], [0.600, 0.500], [0.200, 0.500]]",
     ("text_coords:style=int1000", "box"): "[200, 100, 600, 500]",
     ("bins:bins=10", "point"): "<loc_0004><loc_0003>",
     ("bins:bins=10", "box"): "<loc_0002><loc_0001><loc_0006><loc_0005>",
@@ -91,7 +91,7 @@ GOLDENS = {
     ("grid:n=4", "box"): "<g4_r0_c1><g4_r1_c1>",
     ("grid:n=4", "mask"): "<g4_r0_c1><g4_r1_c1>",
     ("grid_offset:n=4", "point"): "<g4_r0_c1><off_0_1>",
-    ("polygon:vertex=grid,n=8", "mask"): "<g8_r0_c1><g8_r0_c4><g8_r3_c4><g8_r3_c1>",
+    ("polygon:vertex=grid,n=8", "mask"): "<g8_r0_c1><g8_r0_c4><g8_r4_c4><g8_r4_c1>",
     ("rle_descriptors:rows=4", "mask"): "others*1|target*1|others*2\nothers*1|target*1|others*2\nothers*4\nothers*4",
 }
 
