@@ -1,0 +1,306 @@
+"""Training what must be trained: LoRA on the language model + the new token rows, or full fine-tuning.
+
+* :func:`lora_config_for` — a peft ``LoraConfig`` whose ``target_modules`` is a regex on the language model's
+  attention and MLP projections (a plain name list would also hit the vision tower's ``gate_proj`` /
+  ``up_proj`` / ``down_proj``), with the layout's rows trainable through
+  ``trainable_token_indices={"embed_tokens": ids, "lm_head": ids}``. The dict form matters for an untied
+  head: the list form wraps only the embedding, so the head's new rows would stay at their init. With a
+  tied head the dict form gives one shared set of rows and the head stays tied (checked in the tests).
+* :func:`apply_trl_fused_head_fix` — TRL (>= 1.x) computes the loss with a fused LM head that reads
+  ``lm_head.weight`` *and* ``lm_head.bias``. peft's ``TrainableTokensWrapper`` forwards ``weight`` (the
+  merged weight, differentiable w.r.t. the trainable rows) but not ``bias``, so SFT / GRPO steps crash with
+  ``AttributeError: 'TrainableTokensWrapper' object has no attribute 'bias'`` (peft 0.21.2, trl 1.16.0).
+  The fix adds a read-only ``bias`` property delegating to the wrapped layer. It is applied only when a
+  probe wrapper shows the attribute is missing, so a peft that fixes this upstream is left alone.
+* :func:`get_peft_model_for`, :func:`save_adapter`, :func:`load_adapter`, :func:`merge_and_save`.
+* :func:`full_finetune_setup` — the alternative (EasyR1's LoRA does not train new embedding rows).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+from ..errors import ConfigError
+from .layout import VocabLayout
+
+__all__ = [
+    "LANGUAGE_MODEL_LORA_REGEX",
+    "lora_config_for",
+    "get_peft_model_for",
+    "apply_trl_fused_head_fix",
+    "trl_fused_head_fix_needed",
+    "full_finetune_setup",
+    "save_adapter",
+    "load_adapter",
+    "merge_and_save",
+]
+
+log = logging.getLogger(__name__)
+
+#: Attention and MLP projections of the language model only (Qwen2-VL / Qwen2.5-VL module names).
+LANGUAGE_MODEL_LORA_REGEX = (
+    r"^(?:.*\.)?language_model\.(?:model\.)?layers\.\d+\."
+    r"(?:self_attn\.(?:q_proj|k_proj|v_proj|o_proj)|mlp\.(?:gate_proj|up_proj|down_proj))$"
+)
+
+
+def _module_leaf_names(model) -> tuple[str, str]:
+    """Leaf names of the input embedding and output head modules (``embed_tokens``, ``lm_head``)."""
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    e_name = h_name = None
+    for name, mod in model.named_modules():
+        if mod is emb and e_name is None:
+            e_name = name.rsplit(".", 1)[-1]
+        if head is not None and mod is head and h_name is None:
+            h_name = name.rsplit(".", 1)[-1]
+    if e_name is None or h_name is None:
+        raise ConfigError("could not find the embedding / output head modules of the model")
+    return e_name, h_name
+
+
+def lora_config_for(
+    model,
+    layout: VocabLayout,
+    rank: int = 64,
+    alpha: float | None = None,
+    dropout: float = 0.05,
+    train_new_rows: bool = True,
+    target_modules: str | None = None,
+    extra_token_ids: list[int] | None = None,
+):
+    """peft ``LoraConfig`` for the language model of a VLM, with the layout's rows trainable.
+
+    Parameters
+    ----------
+    model
+        The (already resized) model; used to check the regex and find the embedding / head names.
+    layout
+        Layout with ``ids`` (from :func:`~getok.vocab.add_spatial_tokens`).
+    rank, alpha, dropout
+        LoRA rank (GETok: 64), scaling numerator (default ``2 * rank``), dropout.
+    train_new_rows
+        Put the layout's ids (plus ``extra_token_ids``) in ``trainable_token_indices`` for both the
+        embedding and the head.
+    target_modules
+        Override of :data:`LANGUAGE_MODEL_LORA_REGEX`.
+
+    Raises
+    ------
+    ConfigError
+        Bad sizes, a layout without ids, or a regex that matches nothing / matches the vision tower.
+    """
+    from peft import LoraConfig
+
+    if not isinstance(rank, int) or rank < 1:
+        raise ConfigError(f"rank must be a positive int, got {rank!r}")
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    alpha = float(2 * rank if alpha is None else alpha)
+    if alpha <= 0:
+        raise ConfigError(f"alpha must be > 0, got {alpha}")
+    regex = target_modules or LANGUAGE_MODEL_LORA_REGEX
+    pat = re.compile(regex)
+    hits = [n for n, _ in model.named_modules() if pat.fullmatch(n)]
+    if not hits:
+        raise ConfigError(f"target_modules regex {regex!r} matches no module of {type(model).__name__}")
+    vis = [n for n in hits if "visual" in n or "vision" in n]
+    if vis:
+        raise ConfigError(f"target_modules regex hits the vision tower ({vis[0]}); restrict it to the language model")
+    tti = None
+    if train_new_rows:
+        if layout.ids is None:
+            raise ConfigError("layout has no ids; use the layout returned by add_spatial_tokens or layout.with_ids(tok)")
+        ids = sorted(set(int(i) for i in layout.ids) | set(int(i) for i in (extra_token_ids or [])))
+        e_name, h_name = _module_leaf_names(model)
+        tti = {e_name: ids, h_name: ids} if ids else None
+    return LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=regex,
+        trainable_token_indices=tti,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ TRL fix
+def _wrapper_bias(self):
+    """``bias`` of the wrapped layer (``None`` for bias-free heads), read-only."""
+    return getattr(self.token_adapter.base_layer, "bias", None)
+
+
+def trl_fused_head_fix_needed() -> bool:
+    """Whether peft's ``TrainableTokensWrapper`` lacks ``bias`` (probed on a 3 x 2 linear layer)."""
+    import torch
+    from peft.utils.other import TrainableTokensWrapper
+
+    if isinstance(TrainableTokensWrapper.__dict__.get("bias"), property):
+        return False
+    probe = TrainableTokensWrapper(torch.nn.Linear(2, 3, bias=False), "probe", token_indices=[0])
+    try:
+        probe.bias  # noqa: B018 - the probe is the attribute access
+    except AttributeError:
+        return True
+    return False
+
+
+def apply_trl_fused_head_fix() -> bool:
+    """Give peft's ``TrainableTokensWrapper`` a ``bias`` property (TRL's fused LM head reads it).
+
+    Returns ``True`` when the patch was applied now, ``False`` when it is not needed (already applied,
+    or a peft version that handles ``bias`` itself). Idempotent; safe to call before every trainer.
+    Checked with peft 0.21.2 + trl 1.16.0; the weight TRL reads is the wrapper's merged weight, so the new
+    head rows do receive gradients through the fused loss (tested).
+    """
+    from peft.utils.other import TrainableTokensWrapper
+
+    if not trl_fused_head_fix_needed():
+        return False
+    TrainableTokensWrapper.bias = property(_wrapper_bias)
+    log.info("patched peft TrainableTokensWrapper with a 'bias' property for TRL's fused LM head")
+    return True
+
+
+def get_peft_model_for(model, layout: VocabLayout, fix_trl: bool = True, **lora_kwargs):
+    """``peft.get_peft_model(model, lora_config_for(model, layout, ...))`` (+ the TRL fix when needed)."""
+    from peft import get_peft_model
+
+    if fix_trl:
+        apply_trl_fused_head_fix()
+    return get_peft_model(model, lora_config_for(model, layout, **lora_kwargs))
+
+
+# ------------------------------------------------------------------------------------------------ full FT
+def full_finetune_setup(
+    model,
+    train_vision: bool = False,
+    train_merger: bool = True,
+    train_embeddings: bool = True,
+    layout: VocabLayout | None = None,
+    new_rows_only: bool = False,
+) -> dict[str, int]:
+    """Set ``requires_grad`` for full fine-tuning of the language model; returns parameter counts.
+
+    Parameters
+    ----------
+    train_vision
+        Train the vision blocks (``visual.blocks`` / ``patch_embed``); off by default.
+    train_merger
+        Train the vision → language projector (``visual.merger``).
+    train_embeddings
+        Train the embedding and output head.
+    new_rows_only
+        With ``layout``: gradient hooks zero the gradient of every embedding / head row outside the layout,
+        so only new rows move (use ``weight_decay=0`` for those parameters: decoupled weight decay would
+        still shrink the old rows).
+
+    Returns
+    -------
+    ``{"trainable": ..., "frozen": ...}`` parameter counts.
+    """
+    import torch
+
+    for name, p in model.named_parameters():
+        is_visual = ".visual." in f".{name}" or name.startswith("visual.")
+        if is_visual:
+            p.requires_grad_(train_merger if ".merger." in name else train_vision)
+        else:
+            p.requires_grad_(True)
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    for mod in (emb, head):
+        if mod is not None:
+            mod.weight.requires_grad_(train_embeddings)
+    if new_rows_only:
+        if layout is None or layout.ids is None:
+            raise ConfigError("new_rows_only needs a layout with ids")
+        rows = emb.weight.shape[0]
+        mask = torch.zeros(rows, 1, dtype=torch.bool)
+        mask[torch.as_tensor(layout.ids)] = True
+        seen = set()
+        for mod in (emb, head):
+            if mod is None or id(mod.weight) in seen or not mod.weight.requires_grad:
+                continue
+            seen.add(id(mod.weight))
+            m = mask.to(mod.weight.device)
+            mod.weight.register_hook(lambda g, m=m: g * m.to(g.dtype))
+    counts = {"trainable": 0, "frozen": 0}
+    seen_ids = set()
+    for p in model.parameters():
+        if id(p) in seen_ids:
+            continue
+        seen_ids.add(id(p))
+        counts["trainable" if p.requires_grad else "frozen"] += p.numel()
+    return counts
+
+
+# ------------------------------------------------------------------------------------------------ save / load
+def save_adapter(peft_model, processor, layout: VocabLayout, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write the adapter (LoRA + trainable rows only), the processor and the layout to ``out_dir`` atomically."""
+    from ..io import atomic_dir
+
+    out = Path(out_dir)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        peft_model.save_pretrained(tmp, save_embedding_layers=False)
+        processor.save_pretrained(tmp)
+        layout.save(tmp)
+    return out
+
+
+def load_adapter(adapter_dir: str | Path, base: str | Path | None = None, is_trainable: bool = False, **load_kwargs):
+    """Load a saved adapter onto its base model, resized for the adapter's tokenizer.
+
+    ``base`` defaults to the ``base_model_name_or_path`` recorded in ``adapter_config.json``. The base is
+    loaded with :func:`~getok.vocab.tiny.load_model_and_processor`, resized with
+    :func:`~getok.vocab.add_spatial_tokens` (same codecs, init and seed as recorded in the layout; the
+    trainable rows then come from the adapter) and wrapped with ``PeftModel.from_pretrained``.
+
+    Returns
+    -------
+    (peft_model, processor, layout)
+    """
+    from peft import PeftModel
+
+    from .tiny import load_model_and_processor
+    from .tokens import add_spatial_tokens, validate_layout
+
+    adapter_dir = Path(adapter_dir)
+    cfg_path = adapter_dir / "adapter_config.json"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{adapter_dir} has no adapter_config.json")
+    if base is None:
+        base = json.loads(cfg_path.read_text()).get("base_model_name_or_path")
+        if not base:
+            raise ConfigError(f"{cfg_path} names no base model; pass base=...")
+    layout = VocabLayout.load(adapter_dir)
+    model, _ = load_model_and_processor(base, check_layout=False, **load_kwargs)
+    from transformers import AutoProcessor
+
+    from .tiny import ensure_processor
+
+    processor = ensure_processor(AutoProcessor.from_pretrained(adapter_dir), adapter_dir)
+    got = add_spatial_tokens(
+        processor, model, layout.codecs, init=layout.extra.get("init", "mean"), seed=int(layout.extra.get("seed", 0))
+    )
+    got.check_matches(layout, what=f"adapter {adapter_dir}")
+    validate_layout(layout, processor, model)
+    apply_trl_fused_head_fix()
+    peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=is_trainable)
+    return peft_model, processor, layout
+
+
+def merge_and_save(peft_model, processor, layout: VocabLayout, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Merge LoRA and trainable rows into the base weights and write a standalone model directory.
+
+    The directory (safetensors model, processor, ``getok_layout.json``) loads with
+    :func:`~getok.vocab.tiny.load_model_and_processor` / the Auto classes and gives the adapter model's
+    logits. ``peft_model`` is merged in place (``merge_and_unload``) and should not be used afterwards.
+    Written atomically.
+    """
+    from .tokens import save_with_layout
+
+    merged = peft_model.merge_and_unload()
+    return save_with_layout(merged, processor, layout, out_dir, overwrite=overwrite)

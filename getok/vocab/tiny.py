@@ -1,0 +1,493 @@
+"""A tiny, offline Qwen2.5-VL: random weights from a config, a locally trained tokenizer, a real processor.
+
+``build_tiny_model(out_dir, TinyModelConfig())`` writes a directory that the stock Auto classes load with
+``HF_HUB_OFFLINE=1``::
+
+    AutoModelForImageTextToText.from_pretrained(out_dir)   # Qwen2_5_VLForConditionalGeneration
+    AutoProcessor.from_pretrained(out_dir)                 # Qwen2_5_VLProcessor
+
+It is the embedded default model for everything in getok that needs a VLM on a CPU: the code paths are the
+ones a real ``Qwen/Qwen2.5-VL-7B-Instruct`` directory takes (same classes, same chat format, same special
+tokens, same image processor), only the sizes differ. A 112 x 112 image becomes 16 image tokens, 224 x 224
+becomes 64.
+
+Contents of the directory:
+
+* ``config.json`` / ``model.safetensors`` / ``generation_config.json`` — the model (seeded random init);
+* ``tokenizer.json`` / ``tokenizer_config.json`` — a byte-level BPE trained with ``tokenizers`` on a
+  built-in corpus (any text encodes), Qwen's special tokens, eos ``<|im_end|>``, pad ``<|endoftext|>``,
+  left padding;
+* ``chat_template.jinja`` — a Qwen-style ChatML template whose assistant turns sit inside
+  ``{% generation %}`` markers (TRL's ``assistant_only_loss`` needs them);
+* ``processor_config.json`` / image and video processor configs — Qwen2-VL processors with configurable
+  min / max pixels;
+* ``getok_tiny.json`` — the :class:`TinyModelConfig` it was built from.
+
+Build time on a 2-core CPU: about 3 s (tokenizer training included); 3.64 M parameters with the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = [
+    "TinyModelConfig",
+    "TINY_CONFIG_FILE",
+    "QWEN_SPECIAL_TOKENS",
+    "CHAT_TEMPLATE",
+    "build_tiny_model",
+    "make_tiny_model",
+    "load_model_and_processor",
+    "ensure_processor",
+    "read_tiny_config",
+]
+
+TINY_CONFIG_FILE = "getok_tiny.json"
+
+#: Qwen2.5-VL's special tokens, in Qwen's id order (they follow the BPE vocabulary).
+QWEN_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+#: Pre-tokenizer split (ours, in the spirit of Qwen's): contractions, letter runs with one optional leading
+#: non-letter, single digits, punctuation runs, newlines, spaces.
+_SPLIT_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+#: ChatML with Qwen's image / video placeholders; assistant content (and its ``<|im_end|>``) inside
+#: ``{% generation %}`` so ``return_assistant_tokens_mask`` marks exactly what the model must learn to write.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{- '<|im_start|>assistant\\n' -}}"
+    "{% generation %}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'text' -%}{{- item['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>' -}}"
+    "{% endgeneration %}"
+    "{{- '\\n' -}}"
+    "{%- else -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' or 'image' in item or 'image_url' in item -%}"
+    "{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+    "{%- elif item['type'] == 'video' or 'video' in item -%}"
+    "{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
+    "{%- elif 'text' in item -%}{{- item['text'] -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Sizes of the tiny Qwen2.5-VL (defaults: ~3.5 M parameters).
+
+    Text model: ``hidden_size`` (must equal ``vision_out_hidden_size``), ``num_layers`` decoder layers with
+    ``num_heads`` query and ``num_kv_heads`` key/value heads; multimodal RoPE sections ``mrope_section``
+    (temporal, height, width) must sum to ``head_dim / 2`` with ``head_dim = hidden_size / num_heads``.
+    Vision tower: ``vision_depth`` blocks of width ``vision_hidden_size``, patch ``patch_size`` pixels,
+    window attention of ``window_size`` pixels except the blocks in ``fullatt_block_indexes``.
+    Tokenizer: BPE with at most ``bpe_vocab_size`` entries (256 bytes + merges) before the special tokens;
+    ``vocab_multiple`` pads the model's embedding rows to a multiple (Qwen pads 151665 tokens to 152064
+    rows; 1 = no padding). Image processor: ``min_pixels`` / ``max_pixels`` (H * W after resizing).
+    """
+
+    hidden_size: int = 256
+    intermediate_size: int = 512
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    mrope_section: tuple[int, int, int] = (8, 12, 12)
+    rope_theta: float = 1_000_000.0
+    max_position_embeddings: int = 4096
+    vision_depth: int = 2
+    vision_hidden_size: int = 128
+    vision_intermediate_size: int = 256
+    vision_num_heads: int = 4
+    vision_out_hidden_size: int = 256
+    patch_size: int = 14
+    spatial_merge_size: int = 2
+    temporal_patch_size: int = 2
+    window_size: int = 112
+    fullatt_block_indexes: tuple[int, ...] = (1,)
+    tie_word_embeddings: bool = False
+    bpe_vocab_size: int = 1024
+    vocab_multiple: int = 1
+    min_pixels: int = 56 * 56
+    max_pixels: int = 448 * 448
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "mrope_section", tuple(int(v) for v in self.mrope_section))
+        object.__setattr__(self, "fullatt_block_indexes", tuple(int(v) for v in self.fullatt_block_indexes))
+        for name in (
+            "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "vision_depth",
+            "vision_hidden_size", "vision_intermediate_size", "vision_num_heads", "vision_out_hidden_size",
+            "patch_size", "spatial_merge_size", "temporal_patch_size", "window_size", "vocab_multiple",
+            "max_position_embeddings",
+        ):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"TinyModelConfig.{name} must be a positive int, got {v!r}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"TinyModelConfig.hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(
+                f"TinyModelConfig.num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})"
+            )
+        head_dim = self.hidden_size // self.num_heads
+        if len(self.mrope_section) != 3 or sum(self.mrope_section) * 2 != head_dim:
+            raise ConfigError(
+                f"TinyModelConfig.mrope_section {list(self.mrope_section)} must be 3 ints summing to "
+                f"head_dim / 2 = {head_dim // 2}"
+            )
+        if self.vision_hidden_size % self.vision_num_heads:
+            raise ConfigError("TinyModelConfig.vision_hidden_size must be divisible by vision_num_heads")
+        if self.vision_out_hidden_size != self.hidden_size:
+            raise ConfigError(
+                f"TinyModelConfig.vision_out_hidden_size ({self.vision_out_hidden_size}) must equal "
+                f"hidden_size ({self.hidden_size}): the merger feeds image tokens into the text model"
+            )
+        if any(not 0 <= i < self.vision_depth for i in self.fullatt_block_indexes):
+            raise ConfigError(
+                f"TinyModelConfig.fullatt_block_indexes {list(self.fullatt_block_indexes)} must lie in "
+                f"[0, vision_depth={self.vision_depth})"
+            )
+        unit = self.patch_size * self.spatial_merge_size
+        if self.window_size % unit:
+            raise ConfigError(f"TinyModelConfig.window_size must be a multiple of patch * merge = {unit}")
+        if not 256 < self.bpe_vocab_size <= 100_000:
+            raise ConfigError(f"TinyModelConfig.bpe_vocab_size must be in (256, 100000], got {self.bpe_vocab_size}")
+        if not unit * unit <= self.min_pixels <= self.max_pixels:
+            raise ConfigError(
+                f"TinyModelConfig.min_pixels / max_pixels must satisfy {unit * unit} <= min_pixels <= max_pixels, "
+                f"got {self.min_pixels} / {self.max_pixels}"
+            )
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"TinyModelConfig.seed must be a non-negative int, got {self.seed!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mrope_section"] = list(self.mrope_section)
+        d["fullatt_block_indexes"] = list(self.fullatt_block_indexes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TinyModelConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"TinyModelConfig has no field(s) {unknown}")
+        return cls(**d)
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+def _train_tokenizer(cfg: TinyModelConfig):
+    """Byte-level BPE trained on the built-in corpus, wrapped as a transformers fast tokenizer."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from ._corpus import tokenizer_corpus
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_SPLIT_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.bpe_vocab_size,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+    )
+    tok.train_from_iterator(tokenizer_corpus(), trainer=trainer)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        bos_token=None,
+        padding_side="left",
+        model_max_length=cfg.max_position_embeddings,
+        clean_up_tokenization_spaces=False,
+        split_special_tokens=False,
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_start_token": "<|vision_start|>",
+            "vision_end_token": "<|vision_end|>",
+        },
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def _make_processor(cfg: TinyModelConfig, tokenizer):
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    common = dict(
+        patch_size=cfg.patch_size,
+        temporal_patch_size=cfg.temporal_patch_size,
+        merge_size=cfg.spatial_merge_size,
+        min_pixels=cfg.min_pixels,
+        max_pixels=cfg.max_pixels,
+    )
+    image_processor = Qwen2VLImageProcessor(**common)
+    video_processor = Qwen2VLVideoProcessor(**common)
+    return Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- model
+def _model_config(cfg: TinyModelConfig, tokenizer):
+    from transformers import Qwen2_5_VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    rows = len(tokenizer)
+    rows = -(-rows // cfg.vocab_multiple) * cfg.vocab_multiple
+    text = dict(
+        vocab_size=rows,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        max_window_layers=cfg.num_layers,
+        use_sliding_window=False,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": cfg.rope_theta,
+            "mrope_section": list(cfg.mrope_section),
+        },
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=cfg.tie_word_embeddings,
+    )
+    vision = dict(
+        depth=cfg.vision_depth,
+        hidden_size=cfg.vision_hidden_size,
+        intermediate_size=cfg.vision_intermediate_size,
+        num_heads=cfg.vision_num_heads,
+        out_hidden_size=cfg.vision_out_hidden_size,
+        patch_size=cfg.patch_size,
+        spatial_merge_size=cfg.spatial_merge_size,
+        temporal_patch_size=cfg.temporal_patch_size,
+        window_size=cfg.window_size,
+        fullatt_block_indexes=list(cfg.fullatt_block_indexes),
+    )
+    return Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=cfg.tie_word_embeddings,
+    )
+
+
+def make_tiny_model(config: TinyModelConfig | None = None):
+    """Build the tiny model and its processor in memory (nothing written).
+
+    Returns
+    -------
+    (model, processor)
+        ``Qwen2_5_VLForConditionalGeneration`` in eval mode (float32, CPU) and ``Qwen2_5_VLProcessor``.
+        Deterministic: the same config gives bit-identical weights and the same tokenizer on every call.
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    cfg = config or TinyModelConfig()
+    tokenizer = _train_tokenizer(cfg)
+    processor = _make_processor(cfg, tokenizer)
+    mcfg = _model_config(cfg, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = Qwen2_5_VLForConditionalGeneration(mcfg)
+    model.eval()
+    eos = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+    model.generation_config = GenerationConfig(
+        eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, bos_token_id=mcfg.text_config.bos_token_id
+    )
+    return model, processor
+
+
+def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None, overwrite: bool = False) -> Path:
+    """Build the tiny Qwen2.5-VL and write it (model, processor, ``getok_tiny.json``) to ``out_dir`` atomically.
+
+    Parameters
+    ----------
+    out_dir
+        Target directory; it must not exist unless ``overwrite``.
+    config
+        Sizes and seed (:class:`TinyModelConfig`; defaults when ``None``).
+
+    Returns
+    -------
+    Path
+        ``out_dir``, loadable with ``AutoModelForImageTextToText`` / ``AutoProcessor`` offline.
+    """
+    from ..io import atomic_dir, atomic_write_json
+
+    cfg = config or TinyModelConfig()
+    model, processor = make_tiny_model(cfg)
+    out = Path(out_dir)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        atomic_write_json(tmp / TINY_CONFIG_FILE, cfg.to_dict())
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def ensure_processor(obj, path: str | Path, trust_remote_code: bool = False):
+    """Return a full multimodal processor for ``path``, rebuilding one when ``AutoProcessor`` gave a tokenizer.
+
+    ``AutoProcessor.from_pretrained`` falls back to the bare tokenizer when it cannot resolve the
+    processor class (a missing / non-stock ``processor_class``). Then the processor class registered for
+    the model type in ``config.json`` is assembled from ``AutoImageProcessor`` (+ ``AutoVideoProcessor``
+    when the class takes one) and the tokenizer.
+    """
+    if hasattr(obj, "image_processor"):
+        return obj
+    import inspect
+
+    import transformers
+    from transformers import AutoConfig, AutoImageProcessor
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    from ..errors import ConfigError as _ConfigError
+
+    model_type = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type
+    cls_name = PROCESSOR_MAPPING_NAMES.get(model_type)
+    if cls_name is None or not hasattr(transformers, cls_name):
+        raise _ConfigError(
+            f"AutoProcessor returned a {type(obj).__name__} for {path} and no processor class is known for "
+            f"model type {model_type!r}"
+        )
+    cls = getattr(transformers, cls_name)
+    kwargs = {
+        "image_processor": AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code),
+        "tokenizer": obj,
+        "chat_template": getattr(obj, "chat_template", None),
+    }
+    if "video_processor" in inspect.signature(cls.__init__).parameters:
+        from transformers import AutoVideoProcessor
+
+        kwargs["video_processor"] = AutoVideoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return cls(**kwargs)
+
+
+def load_model_and_processor(
+    path: str | Path,
+    dtype: Any = None,
+    device: Any = None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+    check_layout: bool = True,
+    **model_kwargs,
+):
+    """Load a VLM directory (the tiny model, a real ``Qwen2.5-VL-7B-Instruct``, a merged getok checkpoint).
+
+    Parameters
+    ----------
+    path
+        Local directory (nothing is downloaded when ``HF_HUB_OFFLINE=1``).
+    dtype
+        ``None`` (the checkpoint's dtype, ``"auto"``), a ``torch.dtype`` or its name (``"bfloat16"``).
+    device
+        Where to move the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``); ``None`` leaves it on the CPU.
+        Pass ``device_map=...`` in ``model_kwargs`` for multi-GPU sharding instead.
+    trust_remote_code
+        Off unless asked (getok never runs a checkpoint's own code by default).
+    check_layout
+        When the directory holds ``getok_layout.json``, validate it against the tokenizer (and the model's
+        embedding rows) and raise :class:`~getok.errors.LayoutMismatchError` on a difference.
+
+    Returns
+    -------
+    (model, processor)
+        The model in eval mode and a full processor (never a bare tokenizer).
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if isinstance(dtype, str) and dtype != "auto":
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ConfigError(f"dtype {dtype!r} is not a torch dtype name (e.g. 'bfloat16', 'float32', 'auto')")
+        dtype = getattr(torch, dtype)
+    kwargs = dict(model_kwargs)
+    kwargs["dtype"] = "auto" if dtype is None else dtype
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{path} is not a model directory (no config.json)")
+    model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    processor = ensure_processor(processor, path, trust_remote_code=trust_remote_code)
+    if check_layout:
+        from .layout import LAYOUT_FILE, VocabLayout
+        from .tokens import validate_layout
+
+        if (path / LAYOUT_FILE).is_file():
+            validate_layout(VocabLayout.load(path), processor.tokenizer, model=model)
+    return model, processor
+
+
+def read_tiny_config(path: str | Path) -> TinyModelConfig | None:
+    """The :class:`TinyModelConfig` a directory was built from (``None`` for other models)."""
+    p = Path(path) / TINY_CONFIG_FILE
+    if not p.is_file():
+        return None
+    return TinyModelConfig.from_dict(json.loads(p.read_text()))

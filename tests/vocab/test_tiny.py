@@ -1,0 +1,159 @@
+"""The tiny offline Qwen2.5-VL: Auto classes, processor, chat template, determinism, loader."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from getok.errors import ConfigError, LayoutMismatchError
+from getok.vocab.tiny import TinyModelConfig
+
+
+def test_default_config_sizes_and_auto_classes_offline(tmp_path, image112, monkeypatch):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from getok.vocab.tiny import build_tiny_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = build_tiny_model(tmp_path / "tiny", TinyModelConfig())
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    proc = AutoProcessor.from_pretrained(out)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(proc).__name__ == "Qwen2_5_VLProcessor"  # not a bare tokenizer
+    tc, vc = model.config.text_config, model.config.vision_config
+    assert (tc.hidden_size, tc.intermediate_size, tc.num_hidden_layers) == (256, 512, 4)
+    assert (tc.num_attention_heads, tc.num_key_value_heads) == (4, 2)
+    assert tc.rope_parameters["mrope_section"] == [8, 12, 12]
+    assert (vc.depth, vc.hidden_size, vc.out_hidden_size, vc.patch_size, vc.window_size) == (2, 128, 256, 14, 112)
+    assert list(vc.fullatt_block_indexes) == [1]
+    assert not model.config.tie_word_embeddings
+    n = sum(p.numel() for p in model.parameters())
+    assert 3.0e6 < n < 4.5e6, n
+    tok = proc.tokenizer
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>" and tok.padding_side == "left"
+    assert model.config.image_token_id == tok.convert_tokens_to_ids("<|image_pad|>")
+    assert proc.image_processor.size["shortest_edge"] == 56 * 56
+    assert proc.image_processor.size["longest_edge"] == 448 * 448
+
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Segment the dog."}]}]
+    text = proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert text.endswith("<|im_start|>assistant\n")
+    enc = proc(text=[text], images=[image112], return_tensors="pt")
+    assert int((enc["input_ids"] == model.config.image_token_id).sum()) == 16  # 112 px -> 4 x 4 merged patches
+    with torch.no_grad():
+        out_ids = model.generate(**enc, max_new_tokens=4, do_sample=False)
+    n_in = enc["input_ids"].shape[1]
+    assert n_in < out_ids.shape[1] <= n_in + 4
+
+
+def test_chat_template_marks_assistant_tokens(tiny_dirs):
+    from transformers import AutoProcessor
+
+    tok = AutoProcessor.from_pretrained(tiny_dirs["untied"]).tokenizer
+    msgs = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Where is the cat?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "on the left"}]},
+    ]
+    out = tok.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = out["input_ids"], out["assistant_masks"]
+    marked = tok.decode([i for i, m in zip(ids, mask) if m])
+    assert marked == "on the left<|im_end|>"
+    assert "<|vision_start|><|image_pad|><|vision_end|>" in tok.decode(ids)
+
+
+def test_build_is_deterministic():
+    import torch
+
+    from getok.vocab.tiny import make_tiny_model
+
+    cfg = TinyModelConfig(num_layers=1, vision_depth=1, fullatt_block_indexes=(0,), seed=3)
+    m1, p1 = make_tiny_model(cfg)
+    m2, p2 = make_tiny_model(cfg)
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert p1.tokenizer.backend_tokenizer.to_str() == p2.tokenizer.backend_tokenizer.to_str()
+    m3, _ = make_tiny_model(TinyModelConfig(num_layers=1, vision_depth=1, fullatt_block_indexes=(0,), seed=4))
+    assert not torch.equal(m3.lm_head.weight, m1.lm_head.weight)
+
+
+def test_tokenizer_encodes_any_text_and_round_trips(tiny_dirs):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dirs["untied"])
+    for text in ["(0.375, 0.125) move (+0.016, -0.016)", "Ünïcödé ✓ 日本", "[[0.1, 0.2], [0.3, 0.4]]\nnone"]:
+        assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+    assert tok.tokenize("128") == ["1", "2", "8"]  # digits one by one, like Qwen
+
+
+def test_tied_variant_is_tied_after_reload(load_tiny):
+    model, _ = load_tiny("tied")
+    assert model.config.tie_word_embeddings
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        (dict(mrope_section=(8, 8, 8)), "mrope_section"),
+        (dict(vision_out_hidden_size=128), "vision_out_hidden_size"),
+        (dict(num_kv_heads=3), "num_kv_heads"),
+        (dict(fullatt_block_indexes=(5,)), "fullatt_block_indexes"),
+        (dict(min_pixels=10), "min_pixels"),
+        (dict(num_layers=0), "num_layers"),
+    ],
+)
+def test_config_validation_names_the_field(kw, field):
+    with pytest.raises(ConfigError, match=field):
+        TinyModelConfig(**kw)
+
+
+def test_config_round_trip_and_read(tiny_dirs):
+    from getok.vocab.tiny import read_tiny_config
+
+    cfg = read_tiny_config(tiny_dirs["tied"])
+    assert cfg.tie_word_embeddings and cfg.num_layers == 2
+    assert TinyModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="no field"):
+        TinyModelConfig.from_dict({"bogus": 1})
+
+
+def test_ensure_processor_rebuilds_from_bare_tokenizer(tiny_dirs):
+    from transformers import AutoTokenizer
+
+    from getok.vocab.tiny import ensure_processor
+
+    tok = AutoTokenizer.from_pretrained(tiny_dirs["untied"])
+    proc = ensure_processor(tok, tiny_dirs["untied"])
+    assert type(proc).__name__ == "Qwen2_5_VLProcessor" and proc.tokenizer is tok
+    assert proc.image_processor.size["longest_edge"] == 448 * 448
+
+
+def test_loader_dtype_and_layout_check(tiny_dirs, tmp_path):
+    import shutil
+
+    import torch
+
+    from getok.vocab import VocabLayout, load_model_and_processor
+
+    model, proc = load_model_and_processor(tiny_dirs["untied"], dtype="bfloat16", device="cpu")
+    assert model.dtype == torch.bfloat16 and not model.training
+    with pytest.raises(ConfigError, match="not a torch dtype"):
+        load_model_and_processor(tiny_dirs["untied"], dtype="bogus")
+    d = tmp_path / "m"
+    shutil.copytree(tiny_dirs["untied"], d)
+    VocabLayout.from_codecs(["grid:n=2"]).save(d)  # tokens never added to this tokenizer
+    with pytest.raises(LayoutMismatchError, match="<g2_r0_c0>"):
+        load_model_and_processor(d)
+
+
+def test_import_getok_vocab_is_light():
+    code = (
+        "import sys, getok, getok.vocab, getok.vocab.tokens, getok.vocab.resize, getok.vocab.tiny, getok.vocab.cli\n"
+        "bad = [m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

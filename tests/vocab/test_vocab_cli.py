@@ -1,0 +1,43 @@
+"""``getok tiny-model init`` / ``getok vocab add | resize-grid | resize-offsets | show`` end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from getok.vocab.cli import main
+
+
+def test_cli_round_trip(tmp_path, capsys):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from getok.vocab import VocabLayout
+
+    tiny, g4, g8, r2 = (tmp_path / d for d in ("tiny", "g4", "g8", "r2"))
+    assert main(["tiny-model", "init", str(tiny), "--vision-depth", "1", "--fullatt", "3"]) == 2
+    assert "fullatt_block_indexes" in capsys.readouterr().err
+    assert not tiny.exists()
+    assert main(["tiny-model", "init", str(tiny), "--layers", "1", "--vision-depth", "1", "--tied", "--hidden", "128"]) == 0
+    assert "M parameters" in capsys.readouterr().out
+    model = AutoModelForImageTextToText.from_pretrained(tiny)
+    assert model.config.tie_word_embeddings and model.config.text_config.num_hidden_layers == 1
+    assert list(model.config.vision_config.fullatt_block_indexes) == [0]
+    assert model.config.text_config.rope_parameters["mrope_section"] == [4, 6, 6]
+
+    assert main(["vocab", "resize-grid", "--model", str(tiny), "--new-n", "8", "--out", str(g8)]) == 2
+    assert "no getok_layout.json" in capsys.readouterr().err
+    assert main(["vocab", "add", "--model", str(tiny), "--codec", "grid_offset:n=4,r=1,step=0.5",
+                 "--init", "2d", "--out", str(g4)]) == 0
+    assert main(["vocab", "resize-grid", "--model", str(g4), "--new-n", "8", "--out", str(g8)]) == 0
+    assert main(["vocab", "resize-offsets", "--model", str(g8), "--r", "2", "--out", str(r2)]) == 0
+    layout = VocabLayout.load(r2)
+    assert layout.codecs == ["grid_offset:n=8,r=2,step=0.5"]
+    assert [h["op"] for h in layout.extra["history"]] == ["resize_grid", "resize_offsets"]
+    proc = AutoProcessor.from_pretrained(r2)
+    layout.validate(proc.tokenizer)
+    m = AutoModelForImageTextToText.from_pretrained(r2)
+    assert m.get_input_embeddings().weight.shape[0] == len(proc.tokenizer)
+    capsys.readouterr()
+    assert main(["vocab", "show", str(r2)]) == 0
+    assert "layout matches the tokenizer" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["vocab", "add", "--model", str(tiny)])  # --codec and --out are required
