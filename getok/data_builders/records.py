@@ -8,9 +8,10 @@ Images are ``(H, W, 3)`` uint8 RGB; masks ``(H, W)`` bool; boxes XYXY pixels (co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -1,0 +1,785 @@
+"""Procedural scenes: deterministic images of coloured shapes with exact masks and referring expressions.
+
+The embedded default dataset of every demo and test. A scene is an :class:`AnnotatedImage` whose objects
+are drawn back to front (z-order = list order); each object's mask is its *visible* region, and
+``meta["label_map"]`` (``(H, W)`` int32) holds ``0`` for background and ``k + 1`` where ``objects[k]`` is
+visible, so ``objects[k].mask == (label_map == k + 1)`` (the exact proposer relies on it).
+
+Shapes: circle, square, triangle, ring (a hole), cross and L-shape (thin parts), star, ellipse, bar.
+Colours come from :data:`PALETTE`; sizes are small / medium / large (half-extent as a fraction of the
+shorter image side). Backgrounds are plain, noisy or textured greys (no palette colour).
+
+Referring expressions follow a small grammar that :func:`resolve_expression` reads back:
+
+* attributes — ``the [small|medium-sized|large] [<colour>] <shape>|object`` (``the red circle``);
+* superlatives — ``the largest|smallest|leftmost|rightmost|topmost|bottommost <np>``;
+* spatial relations — ``the <np> left of|right of|above|below the <np>``;
+* plurals (image level, ``meta["group_expressions"]``) — ``all the red objects``, ``all the circles``;
+* absent objects (``no_target_expressions``) — ``the green star`` when there is none.
+
+Every expression attached to an object resolves to exactly that object, by construction: a candidate
+text is kept only if the resolver returns exactly its object. Superlatives and relations need a clear
+margin (``SceneConfig.rel_margin``, ``size_ratio``) for the target, while every distractor must fail
+the relation even without a margin, so a near tie is never written.
+
+Examples
+--------
+>>> from getok.data_builders.scenes import SceneConfig, generate_scene, resolve_expression
+>>> s = generate_scene(3, SceneConfig())
+>>> s.get_image().shape, s.get_image().dtype
+((112, 112, 3), dtype('uint8'))
+>>> all(resolve_expression(s, e) == [o.id] for o in s.objects for e in o.expressions)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .records import AnnotatedImage, AnnotatedObject
+
+__all__ = [
+    "SHAPES",
+    "PALETTE",
+    "SIZE_CLASSES",
+    "BACKGROUNDS",
+    "SceneConfig",
+    "generate_scene",
+    "generate_scenes",
+    "iter_scenes",
+    "scene_seed",
+    "resolve_expression",
+    "plural",
+    "scene_summary",
+    "label_map_from_objects",
+    "write_scenes",
+]
+
+#: Shape names (also the object categories).
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "ring", "cross", "L-shape", "star", "ellipse", "bar")
+
+#: Named colours (RGB). The background is always a grey, so no colour is confused with it.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (215, 40, 40),
+    "green": (40, 165, 60),
+    "blue": (45, 85, 220),
+    "yellow": (235, 210, 40),
+    "orange": (245, 135, 30),
+    "purple": (135, 55, 185),
+    "cyan": (40, 200, 215),
+    "pink": (240, 125, 185),
+}
+
+#: Size classes → range of the half-extent as a fraction of ``min(H, W)``.
+SIZE_CLASSES: dict[str, tuple[float, float]] = {
+    "small": (0.07, 0.095),
+    "medium": (0.12, 0.15),
+    "large": (0.19, 0.24),
+}
+_SIZE_WORD = {"small": "small", "medium": "medium-sized", "large": "large"}
+_WORD_SIZE = {v: k for k, v in _SIZE_WORD.items()}
+
+BACKGROUNDS: tuple[str, ...] = ("plain", "noise", "texture")
+
+_KERNEL3 = np.ones((3, 3), np.uint8)
+_PLURALS = {"cross": "crosses", "object": "objects"}
+_SUPERLATIVES = ("largest", "smallest", "leftmost", "rightmost", "topmost", "bottommost")
+_RELATIONS = ("left of", "right of", "above", "below")
+
+
+def plural(noun: str) -> str:
+    """English plural of a shape noun (``"cross"`` → ``"crosses"``)."""
+    return _PLURALS.get(noun, noun + "s")
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """How scenes are drawn and described.
+
+    Parameters
+    ----------
+    size : (H, W)
+        Image size in pixels (112 for the tiny VLM; 224, 448 work the same).
+    min_objects, max_objects : int
+        Number of objects drawn per scene (objects that cannot be placed are dropped, never fewer than 1).
+    shapes, colors, sizes : tuple of str
+        Allowed shapes (:data:`SHAPES`), colours (keys of :data:`PALETTE`), size classes.
+    background : str
+        ``"plain"``, ``"noise"``, ``"texture"`` or ``"mixed"`` (one of the three per scene).
+    noise_std : float
+        Std of the per-pixel noise (0-255 scale) of ``noise`` / ``texture`` backgrounds and of objects
+        drawn on them.
+    overlap_prob : float
+        Probability that an object is placed on purpose to overlap an earlier one; otherwise placements
+        that touch earlier objects are avoided when possible.
+    min_visible : float
+        Smallest visible fraction of an object's full area after occlusion (placements that hide more
+        are retried).
+    min_pixels : int
+        Smallest visible area of an object, pixels.
+    rel_margin : float
+        Margin (fraction of the image side) by which a relation or a left/right/top/bottom superlative
+        must hold for the target.
+    size_ratio : float
+        Area ratio by which the largest / smallest object must beat the others.
+    max_expressions : int
+        At most this many expressions per object (attribute first, then superlative, then relation).
+    n_absent : int
+        No-target expressions per scene.
+    """
+
+    size: tuple[int, int] = (112, 112)
+    min_objects: int = 2
+    max_objects: int = 6
+    shapes: tuple[str, ...] = SHAPES
+    colors: tuple[str, ...] = tuple(PALETTE)
+    sizes: tuple[str, ...] = tuple(SIZE_CLASSES)
+    background: str = "mixed"
+    noise_std: float = 10.0
+    overlap_prob: float = 0.3
+    min_visible: float = 0.6
+    min_pixels: int = 12
+    rel_margin: float = 0.08
+    size_ratio: float = 1.3
+    max_expressions: int = 4
+    n_absent: int = 2
+
+    def __post_init__(self) -> None:
+        try:
+            h, w = (int(v) for v in self.size)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"SceneConfig.size must be (H, W), got {self.size!r}") from exc
+        if min(h, w) < 32:
+            raise ConfigError(f"SceneConfig.size must be at least 32 x 32, got {self.size!r}")
+        object.__setattr__(self, "size", (h, w))
+        if not 1 <= self.min_objects <= self.max_objects <= 20:
+            raise ConfigError(
+                f"SceneConfig.min_objects / max_objects must satisfy 1 <= min <= max <= 20, "
+                f"got {self.min_objects}, {self.max_objects}"
+            )
+        for name, allowed in (("shapes", SHAPES), ("colors", tuple(PALETTE)), ("sizes", tuple(SIZE_CLASSES))):
+            vals = tuple(getattr(self, name))
+            object.__setattr__(self, name, vals)
+            bad = [v for v in vals if v not in allowed]
+            if not vals or bad:
+                raise ConfigError(f"SceneConfig.{name} must be a non-empty subset of {allowed}, got {vals}")
+        if self.background not in (*BACKGROUNDS, "mixed"):
+            raise ConfigError(
+                f"SceneConfig.background must be one of {(*BACKGROUNDS, 'mixed')}, got {self.background!r}"
+            )
+        if not 0 <= self.noise_std <= 64:
+            raise ConfigError(f"SceneConfig.noise_std must be in [0, 64], got {self.noise_std}")
+        if not 0 <= self.overlap_prob <= 1:
+            raise ConfigError(f"SceneConfig.overlap_prob must be in [0, 1], got {self.overlap_prob}")
+        if not 0 < self.min_visible <= 1:
+            raise ConfigError(f"SceneConfig.min_visible must be in (0, 1], got {self.min_visible}")
+        if self.min_pixels < 1:
+            raise ConfigError(f"SceneConfig.min_pixels must be >= 1, got {self.min_pixels}")
+        if not 0 <= self.rel_margin < 0.5:
+            raise ConfigError(f"SceneConfig.rel_margin must be in [0, 0.5), got {self.rel_margin}")
+        if self.size_ratio < 1:
+            raise ConfigError(f"SceneConfig.size_ratio must be >= 1, got {self.size_ratio}")
+        if self.max_expressions < 1:
+            raise ConfigError(f"SceneConfig.max_expressions must be >= 1, got {self.max_expressions}")
+        if self.n_absent < 0:
+            raise ConfigError(f"SceneConfig.n_absent must be >= 0, got {self.n_absent}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+# ---------------------------------------------------------------------------------------------- drawing
+def _rot(u: np.ndarray, v: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    c, s = math.cos(angle), math.sin(angle)
+    return c * u + s * v, -s * u + c * v
+
+
+def _unit_polygon(shape: str, rng: np.random.Generator) -> np.ndarray:
+    """Vertices ``(V, 2)`` of a polygonal shape in units of its half-extent, centred at the origin."""
+    if shape == "square":
+        a = 0.72
+        return np.array([[-a, -a], [a, -a], [a, a], [-a, a]])
+    if shape == "triangle":
+        t = np.deg2rad([-90, 30, 150])
+        return np.stack([np.cos(t), np.sin(t) * 0.95 + 0.15], axis=1)
+    if shape == "star":
+        t = np.deg2rad(-90 + 36 * np.arange(10))
+        r = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
+        return np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
+    if shape == "cross":
+        a, b = 1.0, 0.24  # arm length, arm half-width: thin parts
+        return np.array(
+            [[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]]
+        )
+    if shape == "L-shape":
+        a, t = 0.85, 0.42
+        return np.array([[-a, -a], [-a + t, -a], [-a + t, a - t], [a, a - t], [a, a], [-a, a]])
+    if shape == "bar":
+        a, b = 1.0, float(rng.uniform(0.16, 0.24))
+        return np.array([[-a, -b], [a, -b], [a, b], [-a, b]])
+    raise ConfigError(f"unknown polygonal shape {shape!r}")  # pragma: no cover - guarded by SHAPES
+
+
+def _shape_mask(
+    shape: str, cx: float, cy: float, r: float, angle: float, size: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """Full (unoccluded) mask of one shape, ``(H, W)`` bool; pixel centres at ``(j + 0.5, i + 0.5)``."""
+    import cv2
+
+    h, w = size
+    if shape in ("circle", "ring", "ellipse"):
+        x0, x1 = max(0, int(cx - r - 1)), min(w, int(cx + r + 2))
+        y0, y1 = max(0, int(cy - r - 1)), min(h, int(cy + r + 2))
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        u = (xs + 0.5 - cx) / r
+        v = (ys + 0.5 - cy) / r
+        if shape == "ellipse":
+            u, v = _rot(u, v, angle)
+            inside = u * u + (v / 0.55) ** 2 <= 1.0
+        else:
+            rho2 = u * u + v * v
+            inside = rho2 <= 1.0
+            if shape == "ring":
+                inside &= rho2 >= 0.56**2
+        m = np.zeros(size, dtype=bool)
+        m[y0:y1, x0:x1] = inside
+        return m
+    poly = _unit_polygon(shape, rng)
+    c, s = math.cos(angle), math.sin(angle)
+    px = cx + r * (c * poly[:, 0] - s * poly[:, 1])
+    py = cy + r * (s * poly[:, 0] + c * poly[:, 1])
+    pts = np.rint((np.stack([px, py], axis=1) - 0.5) * 16).astype(np.int32).reshape(-1, 1, 2)
+    out = np.zeros(size, dtype=np.uint8)
+    cv2.fillPoly(out, [pts], 1, lineType=cv2.LINE_8, shift=4)
+    return out.astype(bool)
+
+
+def _background(kind: str, size: tuple[int, int], noise_std: float, rng: np.random.Generator) -> np.ndarray:
+    h, w = size
+    grey = rng.uniform(95, 175)
+    tint = rng.uniform(-6, 6, size=3)
+    img = np.empty((h, w, 3), dtype=np.float32)
+    img[:] = grey + tint
+    if kind == "texture":
+        period = rng.uniform(6, 16)
+        theta = rng.uniform(0, np.pi)
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        phase = (xs * math.cos(theta) + ys * math.sin(theta)) * (2 * np.pi / period)
+        if rng.random() < 0.5:
+            pattern = np.sign(np.sin(phase)) * rng.uniform(6, 14)  # stripes
+        else:
+            pattern = np.sin(phase) * np.sin((xs * -math.sin(theta) + ys * math.cos(theta)) * (2 * np.pi / period))
+            pattern = np.sign(pattern) * rng.uniform(6, 14)  # checker
+        img += pattern[..., None]
+    return img
+
+
+def scene_seed(seed: int, index: int) -> int:
+    """Seed of scene ``index`` of the series ``seed`` (independent streams, stable across versions)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
+
+
+# ---------------------------------------------------------------------------------------------- facts
+@dataclass
+class _Obj:
+    """What the expression grammar knows of one drawn object."""
+
+    id: int
+    shape: str
+    color: str
+    size: str
+    cx: float
+    cy: float
+    area: int
+
+
+def _facts(image: AnnotatedImage) -> list[_Obj]:
+    out = []
+    for o in image.objects:
+        a = o.attributes
+        try:
+            cx, cy = a["center"]
+            out.append(_Obj(o.id, a["shape"], a["color"], a["size"], float(cx), float(cy), int(a["area"])))
+        except KeyError as exc:
+            raise DataError(f"image {image.image_id}: object {o.id} lacks scene attribute {exc}") from exc
+    return out
+
+
+def _matches(o: _Obj, np_: tuple[str | None, str | None, str | None]) -> bool:
+    size, color, shape = np_
+    return (
+        (size is None or o.size == size) and (color is None or o.color == color) and (shape is None or o.shape == shape)
+    )
+
+
+def _np_text(np_: tuple[str | None, str | None, str | None], plural_form: bool = False) -> str:
+    size, color, shape = np_
+    noun = shape or "object"
+    words = [w for w in (_SIZE_WORD.get(size) if size else None, color, plural(noun) if plural_form else noun) if w]
+    return " ".join(words)
+
+
+def _superlative(cands: list[_Obj], word: str, size: tuple[int, int], margin: float, ratio: float) -> list[_Obj]:
+    """Candidates that are (near-)extreme for ``word``: one object iff the extreme is clear."""
+    h, w = size
+    if not cands:
+        return []
+    if word in ("largest", "smallest"):
+        areas = np.array([c.area for c in cands], dtype=np.float64)
+        if word == "largest":
+            best = areas.max()
+            return [c for c in cands if c.area * ratio > best]
+        best = areas.min()
+        return [c for c in cands if c.area < best * ratio]
+    f, side = {
+        "leftmost": (lambda c: c.cx, w),
+        "rightmost": (lambda c: -c.cx, w),
+        "topmost": (lambda c: c.cy, h),
+        "bottommost": (lambda c: -c.cy, h),
+    }[word]
+    vals = np.array([f(c) for c in cands])
+    best = vals.min()
+    return [c for c, v in zip(cands, vals) if v < best + margin * side]
+
+
+def _relation(a: _Obj, b: _Obj, rel: str, size: tuple[int, int], margin: float) -> bool:
+    """Whether ``a`` is ``rel`` ``b`` (centroids), by at least ``margin`` (fraction of the side)."""
+    h, w = size
+    if rel == "left of":
+        return a.cx < b.cx - margin * w
+    if rel == "right of":
+        return a.cx > b.cx + margin * w
+    if rel == "above":
+        return a.cy < b.cy - margin * h
+    if rel == "below":
+        return a.cy > b.cy + margin * h
+    raise DataError(f"unknown relation {rel!r}")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+#: lower-case noun (singular or plural) → shape name ("object" for any shape)
+_NOUNS = {w.lower(): s for s in (*SHAPES, "object") for w in (s, plural(s))}
+
+
+def _parse_np(words: list[str]) -> tuple[str | None, str | None, str | None] | None:
+    """``["small", "red", "circle"]`` → ``("small", "red", "circle")``; ``None`` if not a noun phrase."""
+    size = color = None
+    i = 0
+    if i < len(words) and words[i] in _WORD_SIZE:
+        size = _WORD_SIZE[words[i]]
+        i += 1
+    if i < len(words) and words[i] in PALETTE:
+        color = words[i]
+        i += 1
+    if i != len(words) - 1:
+        return None
+    noun = _NOUNS.get(words[i], "")
+    if not noun:
+        return None
+    return size, color, (None if noun == "object" else noun)
+
+
+def resolve_expression(
+    image: AnnotatedImage, text: str, *, margin: float | None = None, size_ratio: float | None = None
+) -> list[int]:
+    """Sorted ids of the objects a scene expression refers to (empty for an absent object).
+
+    Reads the grammar of this module (see the module docstring) against the objects' ``attributes``.
+    Relations are tested without a margin: every object on that side of the anchor counts, and an
+    anchor that is not unique names nothing. Superlatives return every candidate within ``margin``
+    (fraction of the image side; default the scene's ``rel_margin``) of the extreme position, or within
+    a factor ``size_ratio`` (default the scene's) of the extreme area, so a near tie resolves to several
+    objects, i.e. is ambiguous.
+
+    Raises :class:`DataError` for text outside the grammar.
+    """
+    facts = _facts(image)
+    cfg = image.meta.get("scene_config", {})
+    ratio = float(size_ratio if size_ratio is not None else cfg.get("size_ratio", 1.3))
+    sup_margin = float(margin if margin is not None else cfg.get("rel_margin", 0.08))
+    ids = _resolve(facts, text, image.size, 0.0, sup_margin, ratio)
+    return sorted(o.id for o in ids)
+
+
+def _resolve(facts, text, size, rel_margin, sup_margin, ratio) -> list[_Obj]:
+    words = text.strip().lower().split()
+    if len(words) >= 3 and words[:2] == ["all", "the"]:
+        np_ = _parse_np(words[2:])
+        if np_ is None:
+            raise DataError(f"not a scene expression: {text!r}")
+        return [o for o in facts if _matches(o, np_)]
+    if not words or words[0] != "the":
+        raise DataError(f"not a scene expression: {text!r}")
+    words = words[1:]
+    for rel in _RELATIONS:
+        rw = rel.split()
+        for i in range(1, len(words) - len(rw)):
+            if words[i : i + len(rw)] == rw and words[i + len(rw)] == "the":
+                np_ = _parse_np(words[:i])
+                if np_ is None:
+                    continue
+                anchors = _resolve(facts, " ".join(words[i + len(rw) :]), size, rel_margin, sup_margin, ratio)
+                if len(anchors) != 1:
+                    return []  # no (unique) anchor: the phrase names nothing definite
+                a = anchors[0]
+                return [
+                    o for o in facts if o.id != a.id and _matches(o, np_) and _relation(o, a, rel, size, rel_margin)
+                ]
+    if words and words[0] in _SUPERLATIVES:
+        np_ = _parse_np(words[1:])
+        if np_ is None:
+            raise DataError(f"not a scene expression: {text!r}")
+        cands = [o for o in facts if _matches(o, np_)]
+        return _superlative(cands, words[0], size, sup_margin, ratio)
+    np_ = _parse_np(words)
+    if np_ is None:
+        raise DataError(f"not a scene expression: {text!r}")
+    return [o for o in facts if _matches(o, np_)]
+
+
+# ---------------------------------------------------------------------------------------------- expressions
+_ATTR_SUBSETS = (
+    (False, False, True),  # shape
+    (False, True, True),  # colour shape
+    (True, False, True),  # size shape
+    (False, True, False),  # colour object
+    (True, True, True),  # size colour shape
+    (True, True, False),  # size colour object
+)
+
+
+def _np_of(o: _Obj, pick: tuple[bool, bool, bool]) -> tuple[str | None, str | None, str | None]:
+    return (o.size if pick[0] else None, o.color if pick[1] else None, o.shape if pick[2] else None)
+
+
+def _unique_np(o: _Obj, facts: list[_Obj]) -> list[tuple]:
+    """Attribute noun phrases that match ``o`` only, shortest first."""
+    out = []
+    for pick in _ATTR_SUBSETS:
+        np_ = _np_of(o, pick)
+        if sum(_matches(f, np_) for f in facts) == 1:
+            out.append(np_)
+    return out
+
+
+def _describe(facts: list[_Obj], cfg: SceneConfig, rng: np.random.Generator) -> tuple[dict[int, list], list, list]:
+    """Expressions per object (text, type), group expressions and absent-object expressions."""
+    size = cfg.size
+    per: dict[int, list[tuple[str, str]]] = {o.id: [] for o in facts}
+    unique = {o.id: _unique_np(o, facts) for o in facts}
+    for o in facts:
+        cands: list[tuple[str, str]] = [(f"the {_np_text(np_)}", "attribute") for np_ in unique[o.id][:2]]
+        # superlatives over a noun phrase that names >= 2 objects
+        sups = []
+        for pick in ((False, False, False), (False, False, True), (False, True, False)):
+            np_ = _np_of(o, pick)
+            group = [f for f in facts if _matches(f, np_)]
+            if len(group) < 2:
+                continue
+            for word in _SUPERLATIVES:
+                if [g.id for g in _superlative(group, word, size, cfg.rel_margin, cfg.size_ratio)] == [o.id]:
+                    sups.append((f"the {word} {_np_text(np_)}", "superlative"))
+        # relations: a noun phrase that is ambiguous alone, made unique by an anchor
+        rels = []
+        for pick in ((False, False, True), (False, True, False), (False, False, False)):
+            np_ = _np_of(o, pick)
+            group = [f for f in facts if _matches(f, np_)]
+            if len(group) < 2:
+                continue
+            for a in facts:
+                if a.id == o.id or not unique[a.id]:
+                    continue
+                others = [f for f in group if f.id not in (o.id, a.id)]
+                for rel in _RELATIONS:
+                    if not _relation(o, a, rel, size, cfg.rel_margin):
+                        continue
+                    if any(_relation(f, a, rel, size, 0.0) for f in others):
+                        continue
+                    rels.append((f"the {_np_text(np_)} {rel} the {_np_text(unique[a.id][0])}", "relation"))
+        for extra in (sups, rels):
+            if extra:
+                cands.append(extra[int(rng.integers(len(extra)))])
+        rest = [c for c in sups + rels if c not in cands]
+        rng.shuffle(rest)
+        cands.extend(rest)
+        per[o.id] = cands[: cfg.max_expressions]
+    # plurals: noun phrases that name two or more objects
+    groups, seen = [], set()
+    for o in facts:
+        for pick in ((False, False, True), (False, True, False), (False, True, True), (True, False, False)):
+            np_ = _np_of(o, pick)
+            ids = tuple(f.id for f in facts if _matches(f, np_))
+            if len(ids) >= 2 and np_ not in seen:
+                seen.add(np_)
+                groups.append({"text": f"all the {_np_text(np_, plural_form=True)}", "object_ids": list(ids)})
+    # absent objects: colour + shape combinations that do not occur
+    present = {(f.color, f.shape) for f in facts}
+    absent_pool = [(c, s) for c in cfg.colors for s in cfg.shapes if (c, s) not in present]
+    absent = []
+    if absent_pool and cfg.n_absent:
+        idx = rng.choice(len(absent_pool), size=min(cfg.n_absent, len(absent_pool)), replace=False)
+        absent = [f"the {absent_pool[i][0]} {absent_pool[i][1]}" for i in sorted(idx)]
+    return per, groups, absent
+
+
+# ---------------------------------------------------------------------------------------------- generator
+def _position_word(cx: float, cy: float, size: tuple[int, int]) -> str:
+    h, w = size
+    col = ("left", "", "right")[min(2, int(3 * cx / w))]
+    row = ("top", "", "bottom")[min(2, int(3 * cy / h))]
+    return " ".join(p for p in (row, col) if p) or "center"
+
+
+def generate_scene(seed: int, cfg: SceneConfig | None = None, *, image_id: str | None = None) -> AnnotatedImage:
+    """One procedural scene, fully determined by ``seed`` and ``cfg``.
+
+    Parameters
+    ----------
+    seed : int
+        Any non-negative integer; the same seed gives identical pixels, masks and expressions.
+    cfg : SceneConfig, optional
+    image_id : str, optional
+        Defaults to ``"scene-<seed>"``.
+
+    Returns
+    -------
+    AnnotatedImage
+        ``image`` ``(H, W, 3)`` uint8; ``objects`` in z-order (later ones occlude earlier ones), each with
+        its visible ``mask`` ``(H, W)`` bool, ``attributes`` (``shape``, ``color``, ``size``, ``position``,
+        ``center`` (x, y) pixels, ``area`` pixels, ``full_area``, ``z``, ``expression_types``) and
+        ``expressions``; ``meta``: ``label_map`` ``(H, W)`` int32, ``group_expressions``, ``seed``,
+        ``scene_config``, ``background``.
+    """
+    import cv2
+
+    cfg = cfg or SceneConfig()
+    if int(seed) < 0:
+        raise ConfigError(f"scene seed must be >= 0, got {seed}")
+    rng = np.random.default_rng(int(seed))
+    h, w = cfg.size
+    side = min(h, w)
+    bg_kind = cfg.background if cfg.background != "mixed" else BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+    canvas = _background(bg_kind, cfg.size, cfg.noise_std, rng)
+    n_target = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
+
+    label = np.zeros((h, w), dtype=np.int32)
+    full_areas: list[int] = []
+    placed: list[dict] = []
+    for _ in range(n_target):
+        shape = cfg.shapes[int(rng.integers(len(cfg.shapes)))]
+        color = cfg.colors[int(rng.integers(len(cfg.colors)))]
+        size_cls = cfg.sizes[int(rng.integers(len(cfg.sizes)))]
+        lo, hi = SIZE_CLASSES[size_cls]
+        r = float(rng.uniform(lo, hi)) * side
+        angle = 0.0 if shape in ("circle", "ring") else float(rng.uniform(0, 2 * np.pi))
+        want_overlap = bool(placed) and rng.random() < cfg.overlap_prob
+        ok = None
+        for _attempt in range(12):
+            if want_overlap:
+                other = placed[int(rng.integers(len(placed)))]
+                d = (other["r"] + r) * float(rng.uniform(0.55, 0.95))
+                t = float(rng.uniform(0, 2 * np.pi))
+                cx = float(np.clip(other["cx"] + d * math.cos(t), r, w - r))
+                cy = float(np.clip(other["cy"] + d * math.sin(t), r, h - r))
+            else:
+                cx = float(rng.uniform(r, w - r))
+                cy = float(rng.uniform(r, h - r))
+            m = _shape_mask(shape, cx, cy, r, angle, cfg.size, rng)
+            area = int(m.sum())
+            if area < cfg.min_pixels:
+                continue
+            if not want_overlap and (label[m] > 0).any() and _attempt < 8:
+                continue
+            # objects of one colour must not touch: their boundary would be invisible
+            touched = np.unique(label[cv2.dilate(m.view(np.uint8), _KERNEL3) > 0])
+            if any(placed[t - 1]["color"] == color for t in touched if t > 0):
+                continue
+            # earlier objects must stay visible enough once this one covers them
+            covered = np.bincount(label[m], minlength=len(placed) + 1)[1:]
+            if len(placed):
+                vis = np.bincount(label.ravel(), minlength=len(placed) + 1)[1:]
+                remain = vis - covered
+                if (remain < cfg.min_visible * np.asarray(full_areas)).any() or (remain < cfg.min_pixels).any():
+                    continue
+            ok = m
+            break
+        if ok is None:
+            continue
+        k = len(placed)
+        label[ok] = k + 1
+        full_areas.append(int(ok.sum()))
+        placed.append({"shape": shape, "color": color, "size": size_cls, "r": r, "cx": cx, "cy": cy, "angle": angle})
+    if not placed:  # pragma: no cover - a single object always fits an empty canvas
+        raise DataError(f"scene {seed}: could not place any object")
+
+    # paint back to front (the label map already holds the visible regions)
+    for k, p in enumerate(placed):
+        canvas[label == k + 1] = PALETTE[p["color"]]
+    if bg_kind != "plain" and cfg.noise_std > 0:
+        canvas += rng.normal(0.0, cfg.noise_std, size=canvas.shape).astype(np.float32)
+    img = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+    objects: list[AnnotatedObject] = []
+    facts: list[_Obj] = []
+    for k, p in enumerate(placed):
+        m = label == k + 1
+        ys, xs = np.nonzero(m)
+        cx, cy = float(xs.mean() + 0.5), float(ys.mean() + 0.5)
+        attrs = {
+            "shape": p["shape"],
+            "color": p["color"],
+            "size": p["size"],
+            "position": _position_word(cx, cy, cfg.size),
+            "center": [round(cx, 3), round(cy, 3)],
+            "area": int(m.sum()),
+            "full_area": full_areas[k],
+            "z": k,
+            "radius": round(p["r"], 3),
+            "angle": round(p["angle"], 4),
+        }
+        facts.append(_Obj(k, p["shape"], p["color"], p["size"], cx, cy, attrs["area"]))
+        objects.append(AnnotatedObject(id=k, category=p["shape"], size=cfg.size, mask=m, attributes=attrs))
+    per, groups, absent = _describe(facts, cfg, rng)
+    for o in objects:
+        o.expressions = [t for t, _ in per[o.id]]
+        o.attributes["expression_types"] = [k for _, k in per[o.id]]
+    return AnnotatedImage(
+        image_id=image_id or f"scene-{int(seed)}",
+        size=cfg.size,
+        objects=objects,
+        image=img,
+        no_target_expressions=absent,
+        meta={
+            "source": "scenes",
+            "seed": int(seed),
+            "background": bg_kind,
+            "label_map": label,
+            "group_expressions": groups,
+            "scene_config": cfg.to_dict(),
+        },
+    )
+
+
+def iter_scenes(n: int, seed: int = 0, cfg: SceneConfig | None = None, *, start: int = 0) -> Iterator[AnnotatedImage]:
+    """Scenes ``start .. start + n - 1`` of the series ``seed``, one at a time (ids ``scene-<seed>-<i>``)."""
+    if n < 0:
+        raise ConfigError(f"number of scenes must be >= 0, got {n}")
+    cfg = cfg or SceneConfig()
+    for i in range(start, start + n):
+        yield generate_scene(scene_seed(seed, i), cfg, image_id=f"scene-{int(seed)}-{i:06d}")
+
+
+def generate_scenes(n: int, seed: int = 0, cfg: SceneConfig | None = None) -> list[AnnotatedImage]:
+    """``n`` scenes of the series ``seed`` (see :func:`iter_scenes`); scene ``i`` does not depend on ``n``."""
+    return list(iter_scenes(n, seed, cfg))
+
+
+def scene_summary(images: Sequence[AnnotatedImage]) -> dict:
+    """Counts of objects, shapes and expression types over scenes (for manifests and reports)."""
+    shapes: dict[str, int] = {}
+    types: dict[str, int] = {}
+    n_obj = 0
+    for im in images:
+        for o in im.objects:
+            n_obj += 1
+            shapes[o.category] = shapes.get(o.category, 0) + 1
+            for t in o.attributes.get("expression_types", []):
+                types[t] = types.get(t, 0) + 1
+    return {"images": len(images), "objects": n_obj, "shapes": shapes, "expression_types": types}
+
+
+def label_map_from_objects(image: AnnotatedImage) -> np.ndarray:
+    """The ``(H, W)`` int32 label map of a scene: ``meta["label_map"]`` or rebuilt from the object masks.
+
+    ``0`` is background and ``k + 1`` the visible region of ``objects[k]`` (scene masks are disjoint).
+    A scene read back from disk (:func:`~getok.data_builders.sources.load_manifest`) has no stored
+    label map; this rebuilds it and stores it in ``meta["label_map"]``.
+    """
+    lm = image.meta.get("label_map")
+    if isinstance(lm, np.ndarray):
+        return lm
+    lm = np.zeros(image.size, dtype=np.int32)
+    for k, o in enumerate(image.objects):
+        m = o.get_mask()
+        if (lm[m] != 0).any():
+            raise DataError(f"image {image.image_id}: object masks overlap, so they form no label map")
+        lm[m] = k + 1
+    image.meta["label_map"] = lm
+    return lm
+
+
+def _scene_chunk(args) -> list[dict]:
+    from .dataset import save_png
+    from .sources.manifest import manifest_record
+    from .tasks import safe_name
+
+    seed, start, count, cfg, tmp = args
+    records = []
+    for im in iter_scenes(count, seed, cfg, start=start):
+        rel = f"images/{safe_name(im.image_id)}.png"
+        save_png(im.get_image(), Path(tmp) / rel)
+        records.append(manifest_record(im, rel))
+    return records
+
+
+def write_scenes(
+    out_dir: str | Path,
+    n: int,
+    seed: int = 0,
+    cfg: SceneConfig | None = None,
+    *,
+    workers: int = 1,
+    chunk_size: int = 256,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Generate ``n`` scenes of series ``seed`` into ``out_dir`` (PNGs + real-dev style ``manifest.json``).
+
+    :func:`~getok.data_builders.sources.load_manifest` reads the directory back (masks, attributes,
+    expressions, group and no-target expressions; :func:`label_map_from_objects` rebuilds label maps).
+    Chunks are generated in ``workers`` processes; the output does not depend on ``workers``. Atomic.
+    """
+    import json
+
+    from ..io import atomic_dir
+
+    if n < 1:
+        raise ConfigError(f"number of scenes must be >= 1, got {n}")
+    cfg = cfg or SceneConfig()
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        (tmp / "images").mkdir()
+        jobs = [(int(seed), s, min(chunk_size, n - s), cfg, str(tmp)) for s in range(0, n, chunk_size)]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc="scenes", unit="scene")
+        records: list[dict] = []
+        if workers <= 1 or len(jobs) == 1:
+            results = map(_scene_chunk, jobs)
+        else:
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(max_workers=workers)
+            results = pool.map(_scene_chunk, jobs)
+        try:
+            for job, recs in zip(jobs, results):
+                records.extend(recs)
+                if bar:
+                    bar.update(job[2])
+        finally:
+            if workers > 1 and len(jobs) > 1:
+                pool.shutdown()
+            if bar:
+                bar.close()
+        (tmp / "manifest.json").write_text(json.dumps(records, separators=(",", ":")))
+        info = {"generator": "getok.data_builders.scenes", "n": n, "seed": int(seed), "config": cfg.to_dict()}
+        (tmp / "scenes.json").write_text(json.dumps(info, indent=1))
+    return Path(out_dir)
