@@ -1,0 +1,39 @@
+"""Mask decoders: a decoded geometry → a mask (``set_image`` once, ``decode`` many times).
+
+Registered by name (:func:`get_decoder`): ``raster`` (weight-free rasterisation, the default),
+``proposals`` (union of the predicted cells' proposals, weight-free with a weight-free proposer),
+``sam`` (segment-anything), ``sam2`` (SAM 2 through transformers) and ``polygon`` (polygons rasterised,
+optionally refined by SAM). torch and segment-anything load only when a SAM decoder is built.
+"""
+
+from . import polygon, proposals, raster, sam, sam2  # noqa: F401  (register the decoders)
+from .base import MaskDecoder, get_decoder, list_decoders, register_decoder
+from .combine import decode_instances, decode_union
+from .polygon import PolygonDecoder
+from .prompts import Prompt, geometry_prompts, interior_points
+from .proposals import PointProposer, ProposalDecoder
+from .raster import RasterDecoder, raster_mask
+from .sam import SamDecoder, build_tiny_sam, load_sam
+from .sam2 import Sam2Decoder, build_tiny_sam2
+
+__all__ = [
+    "MaskDecoder",
+    "register_decoder",
+    "get_decoder",
+    "list_decoders",
+    "decode_instances",
+    "decode_union",
+    "RasterDecoder",
+    "raster_mask",
+    "ProposalDecoder",
+    "PointProposer",
+    "SamDecoder",
+    "Sam2Decoder",
+    "PolygonDecoder",
+    "Prompt",
+    "geometry_prompts",
+    "interior_points",
+    "build_tiny_sam",
+    "build_tiny_sam2",
+    "load_sam",
+]

@@ -7,7 +7,8 @@ and built from a spec string (``"raster"``, ``"sam:checkpoint=/path/sam_vit_b.pt
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

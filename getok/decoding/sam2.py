@@ -1,0 +1,179 @@
+"""``sam2``: a SAM 2 decoder through Hugging Face transformers' ``Sam2Model`` (image mode).
+
+``get_decoder("sam2:checkpoint=/models/sam2.1-hiera-tiny")`` loads a local transformers checkpoint
+directory (``Sam2Model.from_pretrained(dir, local_files_only=True)``, safetensors; nothing is
+downloaded), or ``get_decoder("sam2", model=sam2_model)`` uses a model in memory. Prompts, modes,
+multimask selection and the embedding LRU are those of the ``sam`` decoder
+(:mod:`getok.decoding._prompted`).
+
+Pre- and post-processing follow transformers' ``Sam2Processor``: the image is resized to the square
+model input (no aspect preservation), normalised with the ImageNet mean / std; point and box
+coordinates are scaled per axis to that square; low-resolution mask logits are upsampled bilinearly to
+the original size and thresholded at 0.
+
+Only transformers' implementation is wired: the ``sam2`` package of facebookresearch
+(``SAM2ImagePredictor``) is not (``backend="sam2"`` raises :class:`~getok.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, require
+from ._prompted import PromptedDecoder
+from .base import register_decoder
+
+__all__ = ["Sam2Decoder", "build_tiny_sam2", "load_sam2"]
+
+_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def _torch():
+    return require("torch", "hf", "the SAM2 decoder")
+
+
+def load_sam2(checkpoint: str | Path, device: str = "cpu"):
+    """``Sam2Model`` from a local transformers checkpoint directory (never downloads)."""
+    p = Path(checkpoint)
+    if not p.is_dir():
+        raise ConfigError(f"SAM2 checkpoint must be a local transformers model directory; not found: {p}")
+    tf = require("transformers", "hf", "the SAM2 decoder")
+    if not hasattr(tf, "Sam2Model"):
+        raise ConfigError(f"transformers {tf.__version__} has no Sam2Model; upgrade transformers")
+    model = tf.Sam2Model.from_pretrained(str(p), local_files_only=True, use_safetensors=True)
+    return model.to(device).eval()
+
+
+def build_tiny_sam2(image_size: int = 128, seed: int = 0):
+    """A tiny transformers ``Sam2Model`` with random weights (tests, benchmarks), ~0.3 M parameters.
+
+    Hiera backbone with 4 stages of 1-1-2-1 blocks (16-128 channels), FPN width 32, one two-way
+    transformer layer; ``image_size`` input (a multiple of 32).
+    """
+    torch = _torch()
+    tf = require("transformers", "hf", "the SAM2 decoder")
+    from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig
+
+    s = int(image_size)
+    if s % 32:
+        raise ConfigError(f"image_size must be a multiple of 32, got {image_size}")
+    backbone = Sam2HieraDetConfig(
+        hidden_size=16,
+        num_attention_heads=1,
+        image_size=[s, s],
+        blocks_per_stage=[1, 1, 2, 1],
+        embed_dim_per_stage=[16, 32, 64, 128],
+        num_attention_heads_per_stage=[1, 1, 2, 2],
+        window_size_per_stage=[4, 4, 4, 2],
+        global_attention_blocks=[3],  # a global block must not be a query-pooling (stage-first) block
+        window_positional_embedding_background_size=[2, 2],
+    )
+    cfg = tf.Sam2Config(
+        vision_config=dict(
+            backbone_config=backbone,
+            backbone_channel_list=[128, 64, 32, 16],
+            backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
+            fpn_hidden_size=32,
+        ),
+        prompt_encoder_config=dict(hidden_size=32, image_size=s, patch_size=16, mask_input_channels=4),
+        mask_decoder_config=dict(
+            hidden_size=32, mlp_dim=64, num_hidden_layers=1, num_attention_heads=2, iou_head_hidden_dim=32
+        ),
+    )
+    torch.manual_seed(seed)
+    return tf.Sam2Model(cfg).eval()
+
+
+@register_decoder("sam2")
+class Sam2Decoder(PromptedDecoder):
+    """SAM 2 decoder (transformers ``Sam2Model``).
+
+    Parameters
+    ----------
+    checkpoint : str, optional
+        Local transformers checkpoint directory.
+    model : transformers.Sam2Model, optional
+        A model already built (takes precedence).
+    backend : {"transformers"}
+        Only transformers is wired.
+    device, mode, multimask, cache_size, batch_size, interior_points
+        As for :class:`~getok.decoding.sam.SamDecoder`.
+    """
+
+    name = "sam2"
+
+    def __init__(
+        self,
+        checkpoint: str | None = None,
+        model=None,
+        backend: str = "transformers",
+        device: str = "cpu",
+        mode: str = "union",
+        multimask: bool = True,
+        cache_size: int = 4,
+        batch_size: int = 32,
+        interior_points: int = 1,
+    ) -> None:
+        super().__init__(mode=mode, multimask=multimask, cache_size=cache_size, batch_size=batch_size,
+                         interior_points=interior_points)
+        if backend != "transformers":
+            raise ConfigError(
+                f"sam2 backend {backend!r} is not supported; use backend=transformers with a local "
+                "transformers checkpoint directory (Sam2Model.save_pretrained)"
+            )
+        if model is None:
+            if checkpoint is None:
+                raise ConfigError(
+                    "the sam2 decoder needs weights: 'sam2:checkpoint=/path/to/transformers_dir' "
+                    "or get_decoder('sam2', model=sam2_model)"
+                )
+            model = load_sam2(checkpoint, device)
+        for part in ("get_image_embeddings", "prompt_encoder", "mask_decoder"):
+            if not hasattr(model, part):
+                raise ConfigError(f"model is not a transformers Sam2Model (no {part!r})")
+        self.model = model.eval()
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
+        self.input_size = int(model.config.prompt_encoder_config.image_size)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "checkpoint": self.checkpoint, "input_size": self.input_size}
+
+    def _embed(self, image: np.ndarray):
+        import cv2
+
+        torch = _torch()
+        s = self.input_size
+        x = cv2.resize(image, (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+        x = (x - _IMAGENET_MEAN) / _IMAGENET_STD
+        pv = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.model.device)
+        with torch.inference_mode():
+            emb = self.model.get_image_embeddings(pv)  # list of (1, C_l, h_l, w_l), finest first
+        return {"embeddings": emb, "original_size": tuple(image.shape[:2])}
+
+    def _predict(self, state, points, boxes):
+        torch = _torch()
+        import torch.nn.functional as F
+
+        h, w = state["original_size"]
+        s = self.input_size
+        scale = np.array([s / w, s / h], dtype=np.float64)
+        dev = self.model.device
+        kw = {}
+        if points is not None:
+            p = torch.as_tensor(points * scale, dtype=torch.float32, device=dev)[None]  # (1, B, P, 2)
+            kw["input_points"] = p
+            kw["input_labels"] = torch.ones(p.shape[:3], dtype=torch.int64, device=dev)
+        if boxes is not None:
+            b = boxes.reshape(-1, 2, 2) * scale
+            kw["input_boxes"] = torch.as_tensor(b.reshape(-1, 4), dtype=torch.float32, device=dev)[None]  # (1, B, 4)
+        with torch.inference_mode():
+            out = self.model(image_embeddings=state["embeddings"], multimask_output=self.multimask, **kw)
+            low, iou = out.pred_masks[0], out.iou_scores[0]  # (B, C, h', w'), (B, C)
+            best = iou.argmax(dim=1)
+            ar = torch.arange(len(best), device=low.device)
+            chosen = low[ar, best][:, None].float()  # (B, 1, h', w')
+            masks = F.interpolate(chosen, size=(h, w), mode="bilinear", align_corners=False)[:, 0] > 0
+        return masks.cpu().numpy(), iou[ar, best].float().cpu().numpy()
