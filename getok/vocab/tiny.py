@@ -42,6 +42,7 @@ __all__ = [
     "CHAT_TEMPLATE",
     "build_tiny_model",
     "make_tiny_model",
+    "build_tiny_tokenizer",
     "load_model_and_processor",
     "ensure_processor",
     "read_tiny_config",
@@ -330,6 +331,11 @@ def _model_config(cfg: TinyModelConfig, tokenizer):
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=cfg.tie_word_embeddings,
     )
+
+
+def build_tiny_tokenizer(config: TinyModelConfig | None = None):
+    """Only the tiny model's tokenizer (``PreTrainedTokenizerFast``, trained locally, deterministic)."""
+    return _train_tokenizer(config or TinyModelConfig())
 
 
 def make_tiny_model(config: TinyModelConfig | None = None):
