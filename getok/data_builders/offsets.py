@@ -1,0 +1,645 @@
+"""Offset-aware samples: refinement labels (offset token or ``<DELETE>``) for proposed grid points.
+
+DESIGN.md, "Offset-aware samples". A grid point ``p`` (pixel coordinates of its cell centre) may move by
+``(dx, dy) * step`` cells with ``|dx|, |dy| <= r``; in pixels one step is ``(sx, sy) = step * (W / n, H / n)``.
+For a target mask ``M``, with axis-aligned rectangular ("square" in grid units) structuring elements of
+half-widths ``ceil(w * r * sx), ceil(w * r * sy)`` pixels, every grid point falls in exactly one band,
+tested in this order:
+
+1. **Inside** — ``p`` in ``erode(M, inside_steps)``: every one-step move stays in ``M`` → ``<off_0_0>``.
+2. **Ring** — some move (the null move included) lands on a pixel of ``M`` (the one-step hit test) → the
+   move whose landing pixel lies deepest in ``M`` by the Euclidean distance transform (ties: the shorter
+   move, then the first in row-major move order). *Our decision where DESIGN.md is silent:* a point
+   inside ``M`` but not Inside (the inner boundary strip) belongs to Ring too — its null move already
+   lands in ``M``, and it gets the deepest landing move, which is ``<off_0_0>`` only when staying put is
+   the deepest option. Points outside ``M`` with a landing move are DESIGN's Ring proper.
+3. **Far** — ``p`` outside ``dilate(M, far_steps)``: no move can reach ``M`` → ``<DELETE>``.
+4. **Hard-Delete** — the rest: near ``M`` but no move lands in it (``M`` passes between the landing
+   points, e.g. a thin part) → ``<DELETE>``.
+
+Landing positions follow :func:`getok.geom.grid.apply_offsets` exactly (cell centre plus the move, clipped
+to the image) and a position ``(x, y)`` lies on pixel ``(min(floor(y), H-1), min(floor(x), W-1))``; the
+erosion treats the image border as part of ``M`` for the same reason (a clipped move stays on the border).
+
+A training pair (:func:`offset_sample`) shows a *noisy proposal* — cells drawn from the true (greedy)
+cells, jittered copies of them and distractor cells (other objects, background), topped up from the
+whole grid — subsampled to ``k`` cells with band weights biased to Inside and Ring, and answers one
+offset token or ``<DELETE>`` per proposed cell, in the proposal's (row-major) order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..conventions import as_size
+from ..errors import ConfigError, GeometryError
+from ..geom.grid import grid_points, index_to_cells, points_to_cells
+from ..geom.masks import as_mask, mask_to_box
+from ..geometry import Geometry
+from .samples import IMAGE_PLACEHOLDER, Sample, Turn
+
+__all__ = [
+    "INSIDE",
+    "RING",
+    "FAR",
+    "HARD_DELETE",
+    "BAND_NAMES",
+    "BandConfig",
+    "PointLabels",
+    "OffsetConfig",
+    "OffsetProposal",
+    "step_pixels",
+    "moves",
+    "landing_pixels",
+    "label_points",
+    "label_grid",
+    "noisy_proposal",
+    "offset_geometry",
+    "offset_sample",
+    "rle_encode_banded",
+    "coco_rle_banded",
+    "mask_box",
+]
+
+INSIDE, RING, FAR, HARD_DELETE = 0, 1, 2, 3
+BAND_NAMES = ("inside", "ring", "far", "hard_delete")
+
+
+@dataclass(frozen=True)
+class BandConfig:
+    """Band widths, in offset steps (``None``: ``r``, the reach of one move).
+
+    Attributes
+    ----------
+    inside_steps : float, optional
+        Half-width of the erosion that defines Inside. With the default ``r`` every move from an Inside
+        point stays in the mask; a smaller value labels more points ``<off_0_0>``.
+    far_steps : float, optional
+        Half-width of the dilation outside which points are Far. With the default ``r`` no move from a
+        Far point can reach the mask.
+    """
+
+    inside_steps: float | None = None
+    far_steps: float | None = None
+
+    def __post_init__(self):
+        for name in ("inside_steps", "far_steps"):
+            v = getattr(self, name)
+            if v is not None and not v >= 0:
+                raise ConfigError(f"bands.{name} must be >= 0, got {v}")
+
+
+@dataclass
+class PointLabels:
+    """Refinement labels of points.
+
+    Attributes
+    ----------
+    band : (P,) int8
+        ``INSIDE`` 0, ``RING`` 1, ``FAR`` 2, ``HARD_DELETE`` 3.
+    offsets : (P, 2) int64
+        Moves ``(dx, dy)`` in steps (zero where deleted).
+    deleted : (P,) bool
+        ``<DELETE>`` (Far and Hard-Delete).
+    """
+
+    band: np.ndarray
+    offsets: np.ndarray
+    deleted: np.ndarray
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray | None:
+    """Tight box XYXY of a bool mask (as :func:`getok.geom.masks.mask_to_box`, via OpenCV: ~2x faster).
+
+    >>> m = np.zeros((4, 5), bool); m[1:3, 2:4] = True
+    >>> mask_box(m).tolist()
+    [2.0, 1.0, 4.0, 3.0]
+    """
+    import cv2
+
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    if w == 0:
+        return None
+    return np.array([x, y, x + w, y + h], dtype=np.float64)
+
+
+def step_pixels(n: int, size: tuple[int, int], step: float) -> tuple[float, float]:
+    """One offset step in pixels ``(sx, sy)``: ``step`` cells of ``W / n`` by ``H / n`` pixels."""
+    h, w = as_size(size)
+    return step * w / n, step * h / n
+
+
+def moves(r: int) -> np.ndarray:
+    """All moves ``(M, 2)`` ``(dx, dy)`` with ``|dx|, |dy| <= r``, row-major (dy, then dx).
+
+    >>> moves(1)[:3].tolist()
+    [[-1, -1], [0, -1], [1, -1]]
+    """
+    d = np.arange(-r, r + 1)
+    dy, dx = np.meshgrid(d, d, indexing="ij")
+    return np.stack([dx.ravel(), dy.ravel()], axis=1).astype(np.int64)
+
+
+def _moves_by_length(r: int) -> np.ndarray:
+    mv = moves(r)
+    return mv[np.argsort(np.abs(mv).sum(axis=1), kind="stable")]
+
+
+def landing_pixels(points, mv, n: int, step: float, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel (rows, cols) ``(P, M)`` where points ``(P, 2)`` XY land after moves ``(M, 2)`` (clipped to the
+    image, like :func:`getok.geom.grid.apply_offsets`)."""
+    h, w = as_size(size)
+    sx, sy = step_pixels(n, size, step)
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    m = np.asarray(mv, dtype=np.float64).reshape(-1, 2)
+    x = np.clip(p[:, None, 0] + m[None, :, 0] * sx, 0.0, w)
+    y = np.clip(p[:, None, 1] + m[None, :, 1] * sy, 0.0, h)
+    cols = np.minimum(np.floor(x).astype(np.int64), w - 1)
+    rows = np.minimum(np.floor(y).astype(np.int64), h - 1)
+    return rows, cols
+
+
+def _half_widths(n, size, r, step, steps):
+    sx, sy = step_pixels(n, size, step)
+    w = r if steps is None else steps
+    return int(math.ceil(w * sx - 1e-9)), int(math.ceil(w * sy - 1e-9))
+
+
+def label_points(mask, points, n: int, r: int, step: float, bands: BandConfig | None = None) -> PointLabels:
+    """Band and refinement label of each point (vectorised; morphology on the mask's box only).
+
+    Parameters
+    ----------
+    mask : (H, W) bool
+        Target mask ``M`` (an empty mask makes every point Far).
+    points : (P, 2) float
+        Points XY in pixels (grid points, i.e. cell centres, in practice).
+    n, r, step : grid size, offset radius, step as a fraction of a cell (the ``grid_offset`` codec's).
+    bands : BandConfig, optional
+
+    Returns
+    -------
+    PointLabels
+
+    Examples
+    --------
+    >>> m = np.zeros((40, 40), bool); m[10:30, 10:30] = True
+    >>> lab = label_points(m, [[20, 20], [8, 20], [2, 2], [35, 5]], n=8, r=1, step=0.5)
+    >>> [BAND_NAMES[b] for b in lab.band], lab.offsets[1].tolist()
+    (['inside', 'ring', 'far', 'far'], [1, 0])
+    """
+    m = as_mask(mask, name="target mask")
+    return _label_points(m, points, n, r, step, bands or BandConfig(), mask_to_box(m))
+
+
+def _label_points(m: np.ndarray, points, n: int, r: int, step: float, bands: BandConfig, box, pix=None) -> PointLabels:
+    """:func:`label_points` for a validated mask whose tight box XYXY (or ``None`` if empty) is known;
+    ``pix`` = the points' pixel (rows, cols) when already known (grid points)."""
+    import cv2
+
+    if r < 0 or not 0 < step <= 1 or n < 1:
+        raise ConfigError(f"need n >= 1, r >= 0 and 0 < step <= 1; got n={n}, r={r}, step={step}")
+    h, w = m.shape
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    npts = len(pts)
+    band = np.full(npts, FAR, dtype=np.int8)
+    offsets = np.zeros((npts, 2), dtype=np.int64)
+    if npts == 0 or box is None:
+        return PointLabels(band, offsets, np.ones(npts, dtype=bool))
+    bx0, by0, bx1, by1 = (int(v) for v in box)
+    ix_in, iy_in = _half_widths(n, (h, w), r, step, bands.inside_steps)
+    ix_far, iy_far = _half_widths(n, (h, w), r, step, bands.far_steps)
+    ix_mv, iy_mv = _half_widths(n, (h, w), r, step, None)
+    px = max(ix_far, ix_mv) + 2
+    py = max(iy_far, iy_mv) + 2
+    y0, y1 = max(by0 - py, 0), min(by1 + py, h)
+    x0, x1 = max(bx0 - px, 0), min(bx1 + px, w)
+
+    if pix is None:
+        pr = np.minimum(np.floor(np.clip(pts[:, 1], 0, h)).astype(np.int64), h - 1)
+        pc = np.minimum(np.floor(np.clip(pts[:, 0], 0, w)).astype(np.int64), w - 1)
+    else:
+        pr, pc = pix
+    near = np.flatnonzero((pr >= y0) & (pr < y1) & (pc >= x0) & (pc < x1))  # others are Far
+    if near.size == 0:
+        return PointLabels(band, offsets, np.ones(npts, dtype=bool))
+    crop = np.ascontiguousarray(m[y0:y1, x0:x1]).view(np.uint8)
+    lr, lc = pr[near] - y0, pc[near] - x0
+
+    # 1. Inside: erosion; the replicated border makes the image edge count as mask where the edge pixel
+    #    is mask (a move clipped at the edge lands on that pixel); inner crop edges are background anyway
+    if ix_in == 0 and iy_in == 0:
+        inside = crop[lr, lc].astype(bool)
+    else:
+        er = cv2.erode(crop, np.ones((2 * iy_in + 1, 2 * ix_in + 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
+        inside = er[lr, lc].astype(bool)
+    band[near[inside]] = INSIDE
+
+    # 2. Ring: one-step hit test, deepest landing by the distance transform
+    rest = near[~inside]
+    if rest.size:
+        depth = cv2.distanceTransform(crop, cv2.DIST_L2, 3)
+        mv = _moves_by_length(r)  # argmax takes the first maximum: ties go to the shorter move
+        rr, cc = landing_pixels(pts[rest], mv, n, step, (h, w))  # (P', M) image pixels
+        okr = (rr >= y0) & (rr < y1) & (cc >= x0) & (cc < x1)
+        d = np.where(okr, depth[np.clip(rr - y0, 0, y1 - y0 - 1), np.clip(cc - x0, 0, x1 - x0 - 1)], 0.0)
+        best = np.argmax(d, axis=1)
+        hit = d[np.arange(len(rest)), best] > 0
+        band[rest[hit]] = RING
+        offsets[rest[hit]] = mv[best[hit]]
+        # 3. Far / 4. Hard-Delete
+        miss = rest[~hit]
+        if miss.size:
+            if ix_far == 0 and iy_far == 0:
+                dil = crop
+            else:
+                dil = cv2.dilate(crop, np.ones((2 * iy_far + 1, 2 * ix_far + 1), np.uint8))
+            close = dil[pr[miss] - y0, pc[miss] - x0].astype(bool)
+            band[miss[close]] = HARD_DELETE
+    deleted = (band == FAR) | (band == HARD_DELETE)
+    return PointLabels(band, offsets, deleted)
+
+
+def label_grid(mask, n: int, r: int, step: float, bands: BandConfig | None = None) -> PointLabels:
+    """:func:`label_points` for all ``n * n`` grid points (row-major cell order)."""
+    m = as_mask(mask, name="target mask")
+    pts, rows, cols = _grid(n, m.shape)
+    return _label_points(m, pts, n, r, step, bands or BandConfig(), mask_to_box(m), (rows, cols))
+
+
+@functools.lru_cache(maxsize=64)
+def _grid(n: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid points ``(n*n, 2)`` XY and their pixel rows / columns (cached, read-only)."""
+    from .proposers.base import grid_pixels
+
+    pts = grid_points(n, size)
+    rows, cols = grid_pixels(n, size)
+    for a in (pts, rows, cols):
+        a.setflags(write=False)
+    return pts, rows, cols
+
+
+# ---------------------------------------------------------------------------------------------------- samples
+@dataclass(frozen=True)
+class OffsetConfig:
+    """Settings of offset-aware samples (grid n, r and step come from the ``grid_offset`` codec).
+
+    Attributes
+    ----------
+    k : int
+        Proposed cells per target (fewer only when the grid has fewer candidates).
+    band_weights : (4,) float
+        Relative weights of Inside, Ring, Far, Hard-Delete when subsampling the proposal: the expected
+        share of each band among the ``k`` cells (a band with no candidates passes its weight on).
+    p_true : float
+        Share of the true (greedy) cells kept in the noisy proposal before subsampling.
+    n_jitter : int
+        Jittered copies of true cells (moved by up to ``jitter`` cells in x and y, not zero).
+    jitter : int
+    n_distractors : int
+        Cells drawn from ``distractor_mask`` (other objects) or, without one, from the background.
+    inside_steps, far_steps : float, optional
+        Band widths (:class:`BandConfig`).
+    """
+
+    k: int = 16
+    band_weights: tuple[float, float, float, float] = (0.35, 0.35, 0.1, 0.2)
+    p_true: float = 0.8
+    n_jitter: int = 4
+    jitter: int = 1
+    n_distractors: int = 2
+    inside_steps: float | None = None
+    far_steps: float | None = None
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ConfigError(f"offsets.k must be >= 1, got {self.k}")
+        bw = tuple(float(v) for v in self.band_weights)
+        if len(bw) != 4 or min(bw) < 0 or sum(bw) <= 0:
+            raise ConfigError(f"offsets.band_weights must be 4 non-negative numbers with a positive sum, got {self.band_weights}")
+        object.__setattr__(self, "band_weights", bw)
+        if not 0 <= self.p_true <= 1:
+            raise ConfigError(f"offsets.p_true must be in [0, 1], got {self.p_true}")
+        if self.n_jitter < 0 or self.n_distractors < 0:
+            raise ConfigError("offsets.n_jitter and offsets.n_distractors must be >= 0")
+        if self.jitter < 1:
+            raise ConfigError(f"offsets.jitter must be >= 1, got {self.jitter}")
+        BandConfig(self.inside_steps, self.far_steps)
+
+    @property
+    def bands(self) -> BandConfig:
+        return BandConfig(self.inside_steps, self.far_steps)
+
+
+@dataclass
+class OffsetProposal:
+    """A noisy proposal and its refinement labels.
+
+    Attributes
+    ----------
+    cells : (K, 2) int64
+        Proposed cells ``(cx, cy)``, row-major sorted (the order the codec writes them).
+    labels : PointLabels
+        Aligned with ``cells``.
+    source : (K,) str
+        ``"true"``, ``"jitter"``, ``"distractor"`` or ``"grid"`` (the top-up).
+    """
+
+    cells: np.ndarray
+    labels: PointLabels
+    source: np.ndarray
+
+    def band_counts(self) -> dict[str, int]:
+        return {name: int((self.labels.band == b).sum()) for b, name in enumerate(BAND_NAMES)}
+
+
+def _weighted_pick(candidates: np.ndarray, band: np.ndarray, weights, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Pick up to ``k`` of ``candidates`` (flat indices) without replacement so that the expected band
+    shares follow ``weights`` (weight of a candidate = band weight / candidates in that band)."""
+    if len(candidates) <= k:
+        return candidates
+    b = band[candidates]
+    counts = np.bincount(b, minlength=4).astype(np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    w = np.where(counts > 0, w, 0.0)
+    if w.sum() <= 0:
+        w = (counts > 0).astype(np.float64)
+    per = np.where(counts > 0, w / np.maximum(counts, 1), 0.0)[b]
+    pos = np.flatnonzero(per > 0)
+    # Efraimidis–Spirakis weighted sampling without replacement: the k largest keys u^(1/w)
+    keys = np.log(rng.random(len(pos))) / per[pos]
+    chosen = pos if len(pos) <= k else pos[np.argpartition(-keys, k - 1)[:k]]
+    if len(chosen) < k:  # only zero-weight candidates left: take them in random order
+        zero = rng.permutation(np.flatnonzero(per <= 0))
+        chosen = np.concatenate([chosen, zero[: k - len(chosen)]])
+    return candidates[chosen]
+
+
+def noisy_proposal(
+    mask,
+    n: int,
+    r: int,
+    step: float,
+    cfg: OffsetConfig | None = None,
+    *,
+    true_cells=None,
+    distractor_mask=None,
+    rng: np.random.Generator | int | None = None,
+) -> OffsetProposal:
+    """A noisy proposal of ``cfg.k`` cells for ``mask`` with its refinement labels.
+
+    Parameters
+    ----------
+    mask : (H, W) bool
+        The target (non-empty).
+    n, r, step : the ``grid_offset`` codec's grid, radius and step.
+    cfg : OffsetConfig, optional
+    true_cells : (K0, 2) int, optional
+        The stage-1 answer for the target (greedy cells); default: cells whose grid point is on the mask.
+    distractor_mask : (H, W) bool, optional
+        Other objects, where distractor cells come from (default: the background).
+    rng : numpy Generator or seed
+
+    Returns
+    -------
+    OffsetProposal
+    """
+    cfg = cfg or OffsetConfig()
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    m = as_mask(mask, name="target mask")
+    box = mask_box(m)
+    if box is None:
+        raise GeometryError("target mask is empty: no offset sample for an empty target")
+    return _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng)
+
+
+_SOURCES = np.array(["", "true", "jitter", "distractor", "grid"])
+_NONE, _TRUE, _JITTER, _DISTRACTOR, _GRID = range(5)
+
+
+def _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng) -> OffsetProposal:
+    size = m.shape
+    pts, rows, cols = _grid(n, size)
+    labels = _label_points(m, pts, n, r, step, cfg.bands, box, (rows, cols))
+    nn = n * n
+    source = np.zeros(nn, dtype=np.int8)
+
+    if true_cells is None:
+        tc = _cells_on(m, n, rows, cols, box)
+    else:
+        tc = np.asarray(true_cells, dtype=np.int64).reshape(-1, 2)
+        if len(tc) and ((tc < 0).any() or (tc >= n).any()):
+            raise GeometryError(f"true_cells must satisfy 0 <= cx, cy < n={n}")
+    true_idx = np.unique(tc[:, 1] * n + tc[:, 0])
+    if len(true_idx):
+        keep = true_idx[rng.random(len(true_idx)) < cfg.p_true]
+        if not len(keep):
+            keep = true_idx[rng.integers(len(true_idx), size=1)]
+        source[keep] = _TRUE
+
+    if cfg.n_jitter and len(tc):
+        base = tc[rng.integers(len(tc), size=cfg.n_jitter)]
+        d = rng.integers(-cfg.jitter, cfg.jitter + 1, size=(cfg.n_jitter, 2))
+        zero = ~d.any(axis=1)
+        d[zero, 0] = rng.choice([-1, 1], size=int(zero.sum()))
+        j = np.clip(base + d, 0, n - 1)
+        jit = j[:, 1] * n + j[:, 0]
+        source[jit[source[jit] == _NONE]] = _JITTER
+
+    if cfg.n_distractors:
+        if distractor_mask is not None:
+            dm = as_mask(distractor_mask, size, name="distractor mask")
+            src = np.flatnonzero(dm[rows, cols] & ~m[rows, cols] & (source == _NONE))
+        else:
+            src = np.flatnonzero((labels.band == FAR) & (source == _NONE))
+        if len(src):
+            dis = rng.choice(src, size=min(cfg.n_distractors, len(src)), replace=False)
+            source[dis] = _DISTRACTOR
+
+    pool = np.flatnonzero(source != _NONE)
+    picked = _weighted_pick(pool, labels.band, cfg.band_weights, cfg.k, rng)
+    if len(picked) < cfg.k:
+        rest = np.flatnonzero(source == _NONE)
+        extra = _weighted_pick(rest, labels.band, cfg.band_weights, cfg.k - len(picked), rng)
+        source[extra] = _GRID
+        picked = np.concatenate([picked, extra])
+    picked = np.sort(picked)
+    sub = PointLabels(labels.band[picked], labels.offsets[picked], labels.deleted[picked])
+    return OffsetProposal(cells=index_to_cells(picked, n), labels=sub, source=_SOURCES[source[picked]])
+
+
+def _cells_on(mask: np.ndarray, n: int, rows: np.ndarray, cols: np.ndarray, box) -> np.ndarray:
+    """Cells whose grid point lies on the mask; if none, the cell under the centre of the mask's box
+    (a cheap stand-in for the true answer of a target smaller than a cell)."""
+    on = np.flatnonzero(mask[rows, cols])
+    if len(on):
+        return index_to_cells(on, n)
+    centre = np.array([[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]])
+    return points_to_cells(centre, n, mask.shape)
+
+
+def offset_geometry(mask, proposal: OffsetProposal, n: int, step: float, label: str | None = None) -> Geometry:
+    """The proposal as a :class:`~getok.Geometry`: ``cells`` with their ``offsets`` / ``deleted`` answers,
+    ``offset_step``, and the target ``mask`` and box."""
+    m = as_mask(mask, name="target mask")
+    return Geometry(
+        size=m.shape,
+        cells=proposal.cells,
+        grid_n=n,
+        offsets=proposal.labels.offsets,
+        deleted=proposal.labels.deleted,
+        offset_step=step,
+        mask=m,
+        box=mask_to_box(m),
+        label=label,
+    )
+
+
+def rle_encode_banded(mask: np.ndarray, box=None) -> dict:
+    """:func:`getok.geom.masks.rle_encode` reading only the columns the mask's box spans (COCO RLE runs
+    are column-major, so the columns left and right of the box are one run each); same result, faster
+    for objects narrower than the image. ``box`` XYXY is computed when not given.
+
+    >>> m = np.zeros((6, 9), bool); m[1:4, 2:5] = True
+    >>> from getok.geom.masks import rle_encode
+    >>> rle_encode_banded(m) == rle_encode(m)
+    True
+    """
+    rle = coco_rle_banded(mask, box)
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def coco_rle_banded(mask: np.ndarray, box=None) -> dict:
+    """Like :func:`rle_encode_banded` but the pycocotools object itself (``counts`` as bytes)."""
+    from pycocotools import mask as mask_utils
+
+    h, w = mask.shape
+    if box is None:
+        box = mask_box(mask)
+    if box is None:
+        return mask_utils.frPyObjects({"size": [h, w], "counts": [h * w]}, h, w)
+    x0, x1 = int(box[0]), int(box[2])
+    band = np.ascontiguousarray(mask[:, x0:x1].T).reshape(-1)  # (bw * H,) column-major
+    change = np.flatnonzero(band[1:] != band[:-1]) + 1
+    runs = np.diff(np.concatenate([[0], change, [band.size]]))
+    if band[0]:  # COCO counts start with a run of zeros
+        runs = np.concatenate([[0], runs])
+    runs[0] += x0 * h
+    tail = (w - x1) * h
+    if tail:
+        if band[-1]:
+            runs = np.concatenate([runs, [tail]])
+        else:
+            runs[-1] += tail
+    return mask_utils.frPyObjects({"size": [h, w], "counts": runs.tolist()}, h, w)
+
+
+@functools.lru_cache(maxsize=16)
+def _config_dict(cfg: OffsetConfig) -> dict:
+    return asdict(cfg)
+
+
+DEFAULT_ASK = IMAGE_PLACEHOLDER + "Segment {query}. Answer with grid tokens."
+DEFAULT_REFINE = "Refine your answer: for each proposed cell, in order, give an offset token or <DELETE>."
+
+
+def offset_sample(
+    mask,
+    codec,
+    *,
+    sample_id: str,
+    image_id: str,
+    image: str,
+    query: str,
+    cfg: OffsetConfig | None = None,
+    true_cells=None,
+    distractor_mask=None,
+    rng: np.random.Generator | int | None = None,
+    ask: str = DEFAULT_ASK,
+    refine: str = DEFAULT_REFINE,
+    meta: dict | None = None,
+) -> Sample:
+    """A two-turn refinement :class:`~getok.data_builders.samples.Sample` for one target.
+
+    Turn 1: the user asks for ``query``; the assistant answers the noisy proposal in the ``grid_offset``
+    codec (``kind="mask"``: its cells, row-major). Turn 2: the user asks to refine; the assistant answers
+    ``codec.encode_refinement`` — one offset token or ``<DELETE>`` per proposed cell, in order.
+
+    Parameters
+    ----------
+    mask : (H, W) bool
+        Target mask.
+    codec : str or GridOffsetCodec
+        A ``grid_offset`` spec or codec; its ``n``, ``r`` and ``step`` define the grid and the moves.
+    sample_id, image_id, image : identifiers and image path (relative to the dataset root).
+    query : str
+        What turn 1 asks for (category or referring expression).
+    cfg, true_cells, distractor_mask, rng : see :func:`noisy_proposal`.
+    ask, refine : prompt templates (``{query}`` is filled in ``ask``).
+    meta : dict, optional
+        Added to the sample's meta.
+
+    Returns
+    -------
+    Sample
+        ``task="refine"``, ``kind="mask"``; ``truth`` holds ``size``, ``masks`` (one COCO RLE), ``boxes``,
+        ``proposal`` (turn 1's answer) and ``proposal_cells``.
+    """
+    from ..codecs import get_codec
+    from ..codecs.grid_offset import GridOffsetCodec
+
+    c = get_codec(codec) if isinstance(codec, str) else codec
+    if not isinstance(c, GridOffsetCodec):
+        raise ConfigError(f"offset samples need a grid_offset codec, got {getattr(c, 'spec', c)!r}")
+    cfg = cfg or OffsetConfig()
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    m = as_mask(mask, name="target mask")
+    box = mask_box(m)
+    if box is None:
+        raise GeometryError("target mask is empty: no offset sample for an empty target")
+    n, r, step = c.config.n, c.config.r, c.config.step
+    prop = _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng)
+    g = Geometry(
+        size=m.shape, cells=prop.cells, grid_n=n, offsets=prop.labels.offsets, deleted=prop.labels.deleted,
+        offset_step=step, box=box, label=query,
+    )
+    proposal_text = c.encode_cells(prop.cells)  # row-major already: what encode(kind="mask") writes
+    answer = c.encode_refinement([g])
+    truth = {
+        "size": list(m.shape),
+        "masks": [rle_encode_banded(m, box)],
+        "boxes": [[float(v) for v in box]],
+        "proposal": proposal_text,
+        "proposal_cells": prop.cells.tolist(),
+    }
+    info = {
+        "query": query,
+        "bands": [BAND_NAMES[b] for b in prop.labels.band],
+        "sources": prop.source.tolist(),
+        "offsets_config": _config_dict(cfg),
+        **(meta or {}),
+    }
+    return Sample(
+        sample_id=sample_id,
+        image_id=image_id,
+        image=image,
+        size=m.shape,
+        task="refine",
+        kind="mask",
+        codec=c.spec,
+        turns=[Turn(ask.format(query=query), proposal_text), Turn(refine, answer)],
+        truth=truth,
+        meta=info,
+    )
+
+
+def register_build(build_subparsers) -> None:
+    """Add ``getok build offsets`` (the hook :mod:`getok.data_builders.cli` calls; the command itself lives in
+    :mod:`getok.data_builders.cli_builders`)."""
+    from .cli_builders import add_offsets_command
+
+    add_offsets_command(build_subparsers)
