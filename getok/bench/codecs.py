@@ -113,7 +113,7 @@ def bench_codecs(
             if token_counter is not None:
                 toks.append(token_counter(spec, text))
         n = len(masks)
-        row = {"spec": codec.spec, "codec": codec.name, "objects": n}
+        row = {"setting": spec, "spec": codec.spec, "codec": codec.name, "objects": n}
         for k, v in ious.items():
             row[f"iou_{k}"] = float(np.mean(v)) if v else None
             row[f"objects_{k}"] = len(v)
@@ -195,7 +195,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
     for r in rows:
         tok = f"{f(r['tokens_mean'], 1)} / {f(r['tokens_median'], 0)}" if r.get("tokens_mean") is not None else "–"
         lines.append(
-            f"| `{r['spec']}` | {r['new_tokens']} | {f(r['iou_all'])} | {f(r['iou_small'])} | {f(r['iou_medium'])} | "
+            f"| `{r.get('setting', r['spec'])}` | {r['new_tokens']} | {f(r['iou_all'])} | {f(r['iou_small'])} | {f(r['iou_medium'])} | "
             f"{f(r['iou_large'])} | {tok} | {f(r['qwen_tokens_mean'], 1)} | {r['invalid_rate']:.3f} |"
         )
     return "\n".join(lines)
