@@ -18,6 +18,7 @@ from ..errors import GetokError
 COMMAND_MODULES = [
     "getok.vocab.cli",
     "getok.data_builders.cli",
+    "getok.eval.cli",
     "getok.bench.cli",
 ]
 
