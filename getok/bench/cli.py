@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 #: Modules exposing ``register_bench(subparsers)``.
-BENCH_MODULES = ["getok.bench.codecs", "getok.bench.builders", "getok.bench.decoders"]
+BENCH_MODULES = ["getok.bench.codecs", "getok.bench.builders", "getok.bench.decoders", "getok.bench.rewards"]
 
 
 def register(subparsers) -> None:

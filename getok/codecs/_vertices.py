@@ -35,6 +35,9 @@ _WS = re.compile(r"\s+")
 
 def split_tokens(line: str) -> list[str]:
     """Split a line made only of ``<...>`` tokens (whitespace allowed between them)."""
+    toks = TOKEN_RE.findall(line)
+    if "".join(toks) == line:  # the common case: nothing between the tokens
+        return toks
     compact = _WS.sub("", line)
     toks = TOKEN_RE.findall(compact)
     if "".join(toks) != compact:
@@ -205,16 +208,17 @@ class GridVertices(Vertices):
         toks = split_tokens(text)
         if not toks:
             raise DecodeError("no grid tokens", "empty")
-        memo = self.__dict__.setdefault("_cell_memo", {})  # token -> (cx, cy), valid tokens only
-        cells = [memo.get(t) for t in toks]
-        if None in cells:  # first sight of a token (or an invalid one): parse and remember
+        memo = self.__dict__.setdefault("_cell_memo", {})  # token -> row-major index cy * n + cx, valid only
+        idx = [memo.get(t) for t in toks]
+        if None in idx:  # first sight of a token (or an invalid one): parse and remember
             for k, t in enumerate(toks):
-                if cells[k] is None:
+                if idx[k] is None:
                     p = parse_grid_token(t)
                     if p is None or p[0] != self.n:
                         raise DecodeError(f"unknown token {t!r} (expected a {self.n}x{self.n} grid cell)", "unknown_token")
-                    cells[k] = memo[t] = p[1:]
-        return np.asarray(cells, dtype=np.int64)
+                    idx[k] = memo[t] = p[2] * self.n + p[1]
+        flat = np.fromiter(idx, dtype=np.int64, count=len(idx))
+        return np.stack([flat % self.n, flat // self.n], axis=1)
 
     def parse(self, text: str, single: bool = False) -> np.ndarray:
         cells = self.parse_cells(text)

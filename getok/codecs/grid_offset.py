@@ -32,6 +32,7 @@ import numpy as np
 
 from ..conventions import denormalize_points, normalize_points
 from ..errors import ConfigError, DecodeError
+from ..geom.grid import apply_offsets
 from ..geometry import Geometry
 from ._shapes import geometry_box, geometry_points
 from ._vertices import GridOffsetVertices, split_tokens
@@ -146,21 +147,37 @@ class GridOffsetCodec(GridCodec):
                     f"instance {i}: {len(toks)} refinement tokens for {len(g.cells)} proposed cells",
                     "count_mismatch",
                 )
-            offs = np.zeros((len(toks), 2), dtype=np.int64)
-            dele = np.zeros(len(toks), dtype=bool)
-            for k, t in enumerate(toks):
-                if t == DELETE:
-                    dele[k] = True
-                else:
+            codes, rows = self._refinement_table()
+            idx = [codes.get(t, -1) for t in toks]
+            if -1 in idx:  # a token outside the table: the parser decides (and names the error)
+                arr = np.empty((len(toks), 3), dtype=np.int64)
+                for k, t in enumerate(toks):
+                    if idx[k] >= 0:
+                        arr[k] = rows[idx[k]]
+                        continue
                     try:
-                        offs[k] = self.vertices.parse_offset(t)
+                        arr[k] = (*self.vertices.parse_offset(t), 0)
                     except DecodeError as exc:
                         raise DecodeError(f"instance {i}: {exc}", exc.reason) from None
-            r = g.replace(
-                grid_n=self.n, offsets=offs, deleted=dele, offset_step=self.config.step, points=None
-            )
-            out.append(r.replace(points=r.refined_points()))
+            else:
+                arr = rows[np.fromiter(idx, dtype=np.int64, count=len(idx))]
+            offs, dele = arr[:, :2], arr[:, 2].astype(bool)
+            step = self.config.step
+            refined = apply_offsets(g.cells, self.n, g.size, offs, step, dele)
+            out.append(g.replace(grid_n=self.n, offsets=offs, deleted=dele, offset_step=step, points=refined))
         return out
+
+    def _refinement_table(self) -> tuple[dict, np.ndarray]:
+        """``({token: row}, rows)`` with ``rows[row] = (dx, dy, deleted)`` for every offset token of the
+        codec and ``<DELETE>``."""
+        table = self.__dict__.get("_refine_table")
+        if table is None:
+            r = self.config.r
+            moves = [(dx, dy, 0) for dx in range(-r, r + 1) for dy in range(-r, r + 1)] + [(0, 0, 1)]
+            names = [offset_token(dx, dy) for dx, dy, _ in moves[:-1]] + [DELETE]
+            table = ({t: k for k, t in enumerate(names)}, np.array(moves, dtype=np.int64))
+            self.__dict__["_refine_table"] = table
+        return table
 
     def try_decode_refinement(self, text: str, proposal: Sequence[Geometry]):
         """Non-raising :meth:`decode_refinement`."""
