@@ -88,9 +88,15 @@ def encode_rings(outers, hole_rings, size, vertices: Vertices) -> str:
     Vertices that collapse onto their predecessor after quantisation are dropped (a ring may end up
     with fewer than 3 vertices: the decoder reads it as a degenerate ring)."""
     parts = []
-    for ring in list(outers) + list(hole_rings):
+    for ring in outers:
         s = _snap_ring(normalize_points(ring, size), vertices)
+        if signed_area(s) < 0:  # quantisation flipped a thin outer ring: keep it an outer ring
+            s = s[::-1]
         parts.append(vertices.format(s))
+    for ring in hole_rings:
+        s = _snap_ring(normalize_points(ring, size), vertices)
+        if len(s) >= 3 and signed_area(s) < 0:  # a hole that collapsed or flipped encloses nothing
+            parts.append(vertices.format(s))
     return vertices.sep.join(parts)
 
 
