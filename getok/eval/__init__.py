@@ -1,6 +1,11 @@
-"""Evaluation: metrics over per-sample records (:mod:`getok.eval.metrics`, :mod:`getok.eval.boundary`)."""
+"""Evaluation: generation (:mod:`~getok.eval.generate`), the runner (:mod:`~getok.eval.runner`), multi-turn
+self-correction (:mod:`~getok.eval.selfcorrect`), constrained decoding (:mod:`~getok.eval.constrained`),
+metrics over per-sample records (:mod:`~getok.eval.metrics`, :mod:`~getok.eval.boundary`) and reports
+(:mod:`~getok.eval.viz`, :mod:`~getok.eval.report`). torch loads only when a model is run.
+"""
 
 from .boundary import boundary_f_score, mask_boundary, vertex_chamfer
+from .generate import generate_answers
 from .metrics import (
     EMPTY_CONVENTIONS,
     batch_records,
@@ -16,8 +21,12 @@ from .metrics import (
     summarize,
     summarize_groups,
 )
+from .runner import evaluate, evaluate_path
 
 __all__ = [
+    "evaluate",
+    "evaluate_path",
+    "generate_answers",
     "EMPTY_CONVENTIONS",
     "intersection_union",
     "mask_iou",
