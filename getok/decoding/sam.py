@@ -17,110 +17,18 @@ pickles) or from ``.safetensors``.
 
 from __future__ import annotations
 
-from functools import partial
-from pathlib import Path
-
 import numpy as np
 
+from ..backends.sam import SAM_MODEL_TYPES, build_tiny_sam, load_sam, load_state_dict
 from ..errors import ConfigError, require
 from ._prompted import PromptedDecoder
 from .base import register_decoder
 
-__all__ = ["SamDecoder", "load_sam", "build_tiny_sam", "SAM_MODEL_TYPES"]
-
-SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "default")
+__all__ = ["SamDecoder", "load_sam", "build_tiny_sam", "load_state_dict", "SAM_MODEL_TYPES"]
 
 
 def _torch():
     return require("torch", "sam", "the SAM decoder")
-
-
-def load_state_dict(path: str | Path) -> dict:
-    """Tensors of a checkpoint: ``.safetensors``, or a ``torch.save``-d state dict read with ``weights_only``."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"checkpoint not found: {p}")
-    if p.suffix == ".safetensors":
-        st = require("safetensors.torch", "hf", "safetensors checkpoints")
-        return st.load_file(str(p))
-    torch = _torch()
-    try:
-        sd = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError / RuntimeError on non-tensor content
-        raise ConfigError(f"{p} is not a plain tensor state dict (refusing to unpickle objects): {exc}") from exc
-    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
-        sd = sd["model"]
-    if not isinstance(sd, dict):
-        raise ConfigError(f"{p} does not hold a state dict")
-    return sd
-
-
-def load_sam(model_type: str = "vit_b", checkpoint: str | Path | None = None, device: str = "cpu"):
-    """Build a segment-anything ``Sam`` of ``model_type`` and load ``checkpoint`` (if given) onto ``device``."""
-    if model_type not in SAM_MODEL_TYPES:
-        raise ConfigError(f"model_type must be one of {SAM_MODEL_TYPES}, got {model_type!r}")
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise ConfigError(f"SAM checkpoint not found: {checkpoint}")
-    sa = require("segment_anything", "sam", "the SAM decoder")
-    model = sa.sam_model_registry[model_type](checkpoint=None)
-    if checkpoint is not None:
-        missing, unexpected = model.load_state_dict(load_state_dict(checkpoint), strict=False)
-        if missing or unexpected:
-            raise ConfigError(
-                f"checkpoint {checkpoint} does not fit SAM {model_type}: "
-                f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
-            )
-    return model.to(device).eval()
-
-
-def build_tiny_sam(img_size: int = 128, embed_dim: int = 32, prompt_dim: int = 32, seed: int = 0):
-    """A tiny ``Sam`` from ``segment_anything.modeling`` classes with random weights (tests, benchmarks).
-
-    The real code path (ViT image encoder, prompt encoder, two-way transformer mask decoder, SAM's
-    pre- and post-processing) at toy sizes: ``img_size`` input (patch 16), one encoder block, one
-    decoder block; embedding ``(prompt_dim, img_size / 16, img_size / 16)``; ~0.1 M parameters.
-    """
-    torch = _torch()
-    require("segment_anything", "sam", "the SAM decoder")
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
-    if img_size % 16:
-        raise ConfigError(f"img_size must be a multiple of the patch size 16, got {img_size}")
-    torch.manual_seed(seed)
-    grid = img_size // 16
-    model = Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=img_size,
-            patch_size=16,
-            embed_dim=embed_dim,
-            depth=1,
-            num_heads=2,
-            mlp_ratio=2.0,
-            out_chans=prompt_dim,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_abs_pos=True,
-            use_rel_pos=False,
-            window_size=0,
-            global_attn_indexes=(),
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=prompt_dim,
-            image_embedding_size=(grid, grid),
-            input_image_size=(img_size, img_size),
-            mask_in_chans=4,
-        ),
-        mask_decoder=MaskDecoder(
-            transformer_dim=prompt_dim,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=prompt_dim, mlp_dim=2 * prompt_dim, num_heads=2),
-            num_multimask_outputs=3,
-            iou_head_depth=2,
-            iou_head_hidden_dim=prompt_dim,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
-    )
-    return model.eval()
 
 
 @register_decoder("sam")
@@ -170,7 +78,7 @@ class SamDecoder(PromptedDecoder):
                     "the sam decoder needs weights: 'sam:checkpoint=/path/sam_vit_b.pth,model_type=vit_b' "
                     "or get_decoder('sam', model=sam_model)"
                 )
-            model = load_sam(model_type, checkpoint, device)
+            model = load_sam(checkpoint, model_type, device)
         for part in ("image_encoder", "prompt_encoder", "mask_decoder", "postprocess_masks"):
             if not hasattr(model, part):
                 raise ConfigError(f"model is not a segment-anything Sam (no {part!r})")

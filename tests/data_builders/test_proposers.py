@@ -248,7 +248,7 @@ def test_sam_settings_and_errors(tiny_sam, tmp_path):
     assert s["model_type"] == "prebuilt" and len(s["weights_sha256"]) == 64
     with pytest.raises(ConfigError, match="checkpoint"):
         SamProposer()
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(ConfigError, match="not found"):
         SamProposer(checkpoint=tmp_path / "missing.pth")
     with pytest.raises(GeometryError, match="uint8"):
         SamProposer(model=tiny_sam).propose(np.zeros((8, 8, 3), np.float32), 2)

@@ -170,5 +170,5 @@ def test_checkpoints_load_tensors_only(tiny_sam, tmp_path):
     assert set(load_state_dict(tmp_path / "tiny.safetensors")) == set(sd)
     evil = tmp_path / "evil.pth"
     torch.save({"cfg": EncoderCalls.__new__(EncoderCalls)}, evil)  # an arbitrary object: must not be unpickled
-    with pytest.raises(ConfigError, match="refusing to unpickle"):
+    with pytest.raises(DataError, match="refusing to unpickle"):
         load_state_dict(evil)

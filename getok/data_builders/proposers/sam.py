@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ConfigError, DataError, GeometryError, require
+from ...backends.sam import build_tiny_sam, load_sam, model_fingerprint
+from ...errors import ConfigError, GeometryError, require
 from ...geom.grid import grid_points
 from .base import ProposalStack, StackBuilder
 from .registry import register_proposer
 
 __all__ = ["SamProposer", "load_sam", "build_tiny_sam"]
 
-MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "default")
 
 
 def _file_sha256(path: Path) -> str:
@@ -34,97 +34,6 @@ def _file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _model_fingerprint(model) -> str:
-    """sha256 of a torch module's parameters and buffers (names, shapes, values)."""
-    import torch
-
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        a = t.detach().cpu().contiguous()
-        h.update(f"{name}|{tuple(a.shape)}|{a.dtype}|".encode())
-        h.update(a.view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def load_sam(checkpoint: str | Path, model_type: str = "vit_b"):
-    """Build a segment-anything ``Sam`` of ``model_type`` and load ``checkpoint`` safely.
-
-    ``.safetensors`` files are read with safetensors; anything else with ``torch.load(weights_only=True)``
-    (tensors only: a checkpoint that needs unpickling of objects is refused).
-    """
-    torch = require("torch", "sam", "the SAM proposer")
-    sa = require("segment_anything", "sam", "the SAM proposer")
-    if model_type not in MODEL_TYPES:
-        raise ConfigError(f"sam.model_type must be one of {MODEL_TYPES}, got {model_type!r}")
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise DataError(f"SAM checkpoint not found: {path}")
-    import pickle
-
-    try:  # read the tensors first (fails fast, before building a large model)
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read SAM weights from {path} (tensors only, nothing is unpickled): {exc}") from exc
-    if not isinstance(state, dict):
-        raise DataError(f"{path} holds a {type(state).__name__}, not a state dict")
-    model = sa.sam_model_registry[model_type](checkpoint=None)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise DataError(f"{path} does not match SAM {model_type}: {exc}") from exc
-    return model.eval()
-
-
-def build_tiny_sam(img_size: int = 64, embed_dim: int = 32, prompt_dim: int = 32, depth: int = 1, seed: int = 0):
-    """A tiny segment-anything ``Sam`` with random weights (for tests and demos; runs in milliseconds).
-
-    Same classes and code path as the real model: ``ImageEncoderViT`` (patch 16, global attention),
-    ``PromptEncoder``, ``MaskDecoder`` with a ``TwoWayTransformer``.
-    """
-    torch = require("torch", "sam", "the tiny SAM")
-    require("segment_anything", "sam", "the tiny SAM")
-    from functools import partial
-
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
-    if img_size % 16:
-        raise ConfigError(f"img_size must be a multiple of the patch size 16, got {img_size}")
-    torch.manual_seed(seed)
-    emb = img_size // 16
-    sam = Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=img_size,
-            patch_size=16,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=2,
-            mlp_ratio=2.0,
-            out_chans=prompt_dim,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            qkv_bias=True,
-            use_rel_pos=False,
-            window_size=0,
-            global_attn_indexes=(),
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=prompt_dim, image_embedding_size=(emb, emb), input_image_size=(img_size, img_size), mask_in_chans=4
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=prompt_dim, mlp_dim=2 * prompt_dim, num_heads=2),
-            transformer_dim=prompt_dim,
-            iou_head_depth=2,
-            iou_head_hidden_dim=prompt_dim,
-        ),
-    )
-    return sam.eval()
 
 
 @register_proposer("sam")
@@ -194,7 +103,7 @@ class SamProposer:
             if self.checkpoint is not None:
                 self._fingerprint = _file_sha256(self.checkpoint)
             else:
-                self._fingerprint = _model_fingerprint(self.model)
+                self._fingerprint = model_fingerprint(self.model)
         return self._fingerprint
 
     def settings(self) -> dict:

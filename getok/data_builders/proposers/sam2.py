@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...backends.sam2 import build_tiny_sam2
 from ...errors import ConfigError, DataError, GeometryError, require
 from ...geom.grid import grid_points
 from .base import ProposalStack, StackBuilder
@@ -28,39 +29,6 @@ __all__ = ["Sam2Proposer", "build_tiny_sam2"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def build_tiny_sam2(img_size: int = 128, seed: int = 0):
-    """A tiny transformers ``Sam2Model`` with random weights (tests and demos; ~0.35M parameters)."""
-    torch = require("torch", "hf", "the tiny SAM 2")
-    tr = require("transformers", "hf", "the tiny SAM 2")
-    if img_size % 16:
-        raise ConfigError(f"img_size must be a multiple of 16, got {img_size}")
-    s = img_size
-    backbone = tr.Sam2HieraDetConfig(
-        hidden_size=16,
-        num_attention_heads=1,
-        image_size=[s, s],
-        blocks_per_stage=[1, 1, 2, 1],
-        embed_dim_per_stage=[16, 32, 64, 128],
-        num_attention_heads_per_stage=[1, 1, 1, 1],
-        window_size_per_stage=[4, 4, 4, 4],
-        global_attention_blocks=[3],
-        window_positional_embedding_background_size=[4, 4],
-    )
-    vision = tr.Sam2VisionConfig(
-        backbone_config=backbone,
-        backbone_channel_list=[128, 64, 32, 16],
-        backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
-        fpn_hidden_size=32,
-    )
-    cfg = tr.Sam2Config(
-        vision_config=vision,
-        prompt_encoder_config=tr.Sam2PromptEncoderConfig(hidden_size=32, image_size=s, patch_size=16),
-        mask_decoder_config=tr.Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
-    )
-    torch.manual_seed(seed)
-    return tr.Sam2Model(cfg).eval()
 
 
 @register_proposer("sam2")
@@ -126,9 +94,9 @@ class Sam2Proposer:
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            from .sam import _model_fingerprint
+            from ...backends.sam import model_fingerprint
 
-            self._fingerprint = _model_fingerprint(self.model)
+            self._fingerprint = model_fingerprint(self.model)
         return self._fingerprint
 
     def settings(self) -> dict:
