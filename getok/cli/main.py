@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "getok.vocab.cli",
     "getok.data_builders.cli",
     "getok.eval.cli",
+    "getok.train.cli",
     "getok.bench.cli",
 ]
 

@@ -1,0 +1,532 @@
+"""The SFT configuration schema: nested dataclasses filled from YAML and ``a.b=c`` overrides.
+
+``load_sft_config("configs/sft/tiny-cpu.yaml", ["train.max_steps=50"])`` reads, merges and validates a
+configuration with :func:`getok.config.load_config`: an unknown key, a wrong type or a value out of range
+raises :class:`~getok.errors.ConfigError` naming the field, before any model is loaded or any sample built.
+
+The defaults *are* the embedded CPU recipe (``configs/sft/tiny-cpu.yaml`` repeats them): the tiny offline
+Qwen2.5-VL, the ``grid_offset:n=8`` vocabulary, procedural scenes, full fine-tuning of the language model.
+
+Sections (YAML keys):
+
+* ``model`` — :class:`ModelConfig`: ``path`` (a local model directory, or ``tiny`` for the embedded tiny
+  model), dtype, image size bounds (``min_pixels`` / ``max_pixels``).
+* ``vocab`` — :class:`VocabConfig`: codec specs whose tokens are added, row init and its seed.
+* ``tuning`` — :class:`TuningConfig`: ``mode: lora | full``; LoRA rank / alpha / dropout / target regex;
+  whether the new token rows train; what full fine-tuning trains.
+* ``data`` — :class:`DataConfig`: the training mixture (:class:`MixtureEntry` list with weights) over
+  procedural scenes (:class:`ScenesConfig`) or dataset directories, total sample count, max length.
+* ``train`` — :class:`TrainConfig`: optimiser, schedule, batch / accumulation, epochs / steps, logging,
+  checkpoints, resume, DeepSpeed config.
+* ``eval`` — :class:`EvalConfig`: held-out scenes evaluated before and after training.
+* ``seed``, ``output_dir``.
+
+>>> cfg = load_sft_config(None, ["train.max_steps=5", "tuning.mode=lora"])
+>>> cfg.train.max_steps, cfg.tuning.mode, cfg.vocab.codecs
+(5, 'lora', ['grid_offset:n=8,r=1,step=0.5'])
+>>> load_sft_config(None, ["train.lr=fast"])
+Traceback (most recent call last):
+...
+getok.errors.ConfigError: config key 'train.lr' must be a number, got 'fast'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import config_to_dict, load_config
+from ..errors import ConfigError
+
+__all__ = [
+    "ModelConfig",
+    "VocabConfig",
+    "TuningConfig",
+    "ScenesConfig",
+    "MixtureEntry",
+    "DataConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "SFTRunConfig",
+    "MIXTURE_TYPES",
+    "load_sft_config",
+    "sft_config_to_dict",
+    "config_yaml",
+]
+
+#: Kinds of mixture entries: query tasks, two-turn offset refinement, polygon outlines, a dataset directory.
+MIXTURE_TYPES = ("tasks", "offsets", "polygons", "dataset")
+
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _positive(obj, *names: str) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if v is not None and v <= 0:
+            raise ConfigError(f"{type(obj).__name__}.{n} must be > 0, got {v!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Which VLM to fine-tune.
+
+    Attributes
+    ----------
+    path : str
+        A local model directory (``Qwen2.5-VL-7B-Instruct``, a merged getok checkpoint) or ``tiny``: build
+        the embedded tiny Qwen2.5-VL (random weights, :mod:`getok.vocab.tiny`) into ``OUTPUT/base``.
+    tiny_seed : int
+        Weight seed of the tiny model.
+    dtype : str
+        ``auto`` (the checkpoint's), ``float32``, ``bfloat16``, ``float16``.
+    min_pixels, max_pixels : int, optional
+        Bounds on ``H * W`` after the processor's resize (Qwen's ``min_pixels`` / ``max_pixels``); ``None``
+        keeps the processor's own.
+    attn_implementation : str, optional
+        ``sdpa``, ``eager``, ``flash_attention_2`` (GPU); ``None`` lets transformers choose.
+    trust_remote_code : bool
+        Off unless asked.
+    """
+
+    path: str = "tiny"
+    tiny_seed: int = 0
+    dtype: str = "auto"
+    min_pixels: int | None = 56 * 56
+    max_pixels: int | None = 112 * 112
+    attn_implementation: str | None = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self):
+        if not self.path:
+            raise ConfigError("model.path must be a model directory or 'tiny'")
+        if self.dtype not in _DTYPES:
+            raise ConfigError(f"model.dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        _positive(self, "min_pixels", "max_pixels")
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise ConfigError(f"model.min_pixels ({self.min_pixels}) must be <= model.max_pixels ({self.max_pixels})")
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.path == "tiny"
+
+
+@dataclass
+class VocabConfig:
+    """The spatial vocabulary added to the model before training.
+
+    Attributes
+    ----------
+    codecs : list of str
+        Codec specs; their new tokens are added (once each, in order). Every mixture entry's codec must be
+        one of them (checked). A model that already has the tokens (a merged getok checkpoint) is validated
+        against them instead.
+    init : str
+        Row init strategy (``mean``, ``text``, ``2d``, ``random``; :mod:`getok.vocab.init`).
+    init_seed : int
+    pad_to_multiple_of : int, optional
+        Round the embedding rows up (GPU-friendly shapes).
+    """
+
+    codecs: list[str] = field(default_factory=lambda: ["grid_offset:n=8,r=1,step=0.5"])
+    init: str = "2d"
+    init_seed: int = 0
+    pad_to_multiple_of: int | None = None
+
+    def __post_init__(self):
+        from ..codecs.base import get_codec
+
+        if not self.codecs:
+            raise ConfigError("vocab.codecs must name at least one codec")
+        specs = []
+        for c in self.codecs:
+            try:
+                specs.append(get_codec(c).spec)
+            except ConfigError as exc:
+                raise ConfigError(f"vocab.codecs: {exc}") from exc
+        self.codecs = specs
+        _positive(self, "pad_to_multiple_of")
+
+
+@dataclass
+class TuningConfig:
+    """What trains: LoRA on the language model (+ the new rows), or full fine-tuning.
+
+    Attributes
+    ----------
+    mode : str
+        ``lora`` (GETok: rank 64 + trainable new rows) or ``full``.
+    rank, alpha, dropout : LoRA rank, scaling numerator (``None`` = ``2 * rank``), dropout.
+    target_modules : str, optional
+        Regex of the LoRA targets (default: the language model's attention and MLP projections,
+        :data:`getok.vocab.peft_utils.LANGUAGE_MODEL_LORA_REGEX`).
+    train_new_rows : bool
+        LoRA: train the spatial tokens' embedding and head rows (``trainable_token_indices`` in dict form).
+        Full: with ``new_rows_only`` the old rows stay frozen.
+    train_vision, train_merger, train_embeddings, new_rows_only : bool
+        Full fine-tuning: train the vision blocks, the vision → language merger, the embedding / head
+        (all rows, or only the new ones with ``new_rows_only``).
+    """
+
+    mode: str = "full"
+    rank: int = 64
+    alpha: float | None = None
+    dropout: float = 0.05
+    target_modules: str | None = None
+    train_new_rows: bool = True
+    train_vision: bool = True
+    train_merger: bool = True
+    train_embeddings: bool = True
+    new_rows_only: bool = False
+
+    def __post_init__(self):
+        if self.mode not in ("lora", "full"):
+            raise ConfigError(f"tuning.mode must be 'lora' or 'full', got {self.mode!r}")
+        _positive(self, "rank", "alpha")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"tuning.dropout must be in [0, 1), got {self.dropout}")
+        if self.target_modules is not None:
+            import re
+
+            try:
+                re.compile(self.target_modules)
+            except re.error as exc:
+                raise ConfigError(f"tuning.target_modules is not a valid regex: {exc}") from exc
+
+
+@dataclass
+class ScenesConfig:
+    """Procedural scenes (:mod:`getok.data_builders.scenes`) for the ``tasks`` / ``offsets`` / ``polygons`` entries.
+
+    Attributes
+    ----------
+    n : int
+        Training scenes (series ``seed``; evaluation uses another series, :class:`EvalConfig`).
+    seed : int
+    size : (H, W)
+    min_objects, max_objects : int
+    shapes, colors : list of str, optional
+        Subsets of the scene generator's shapes / colours (``None``: all).
+    background : str
+        ``plain``, ``noise``, ``texture`` or ``mixed``.
+    """
+
+    n: int = 1500
+    seed: int = 0
+    size: list[int] = field(default_factory=lambda: [112, 112])
+    min_objects: int = 1
+    max_objects: int = 3
+    shapes: list[str] | None = None
+    colors: list[str] | None = None
+    background: str = "mixed"
+
+    def __post_init__(self):
+        _positive(self, "n")
+        self.scene_config()  # validates
+
+    def scene_config(self):
+        """The :class:`~getok.data_builders.scenes.SceneConfig` (raises ConfigError on bad values)."""
+        from ..data_builders.scenes import PALETTE, SHAPES, SceneConfig
+
+        try:
+            return SceneConfig(
+                size=tuple(self.size),
+                min_objects=self.min_objects,
+                max_objects=self.max_objects,
+                shapes=tuple(self.shapes) if self.shapes else SHAPES,
+                colors=tuple(self.colors) if self.colors else tuple(PALETTE),
+                background=self.background,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"data.scenes: {exc}") from exc
+
+
+@dataclass
+class MixtureEntry:
+    """One part of the training mixture.
+
+    Attributes
+    ----------
+    type : str
+        ``tasks`` — query tasks (:func:`~getok.data_builders.tasks.build_tasks`) on the scenes;
+        ``offsets`` — two-turn offset refinement samples (:func:`~getok.data_builders.offsets.offset_sample`),
+        one per object; ``polygons`` — polygon outlines (:func:`~getok.data_builders.polygons.polygon_sample`);
+        ``dataset`` — a getok dataset directory (``path``), layout checked against the model's.
+    weight : float
+        Share of the mixture (weights are normalised); an entry whose pool is smaller than its share is
+        repeated (reshuffled each pass), a larger one subsampled.
+    codec : str, optional
+        Answer codec (default: the first of ``vocab.codecs``; ``offsets`` needs a ``grid_offset`` codec,
+        ``polygons`` a ``polygon`` codec).
+    tasks : list of str, optional
+        ``tasks`` entries: the query tasks (default :class:`~getok.data_builders.tasks.TaskConfig`'s).
+    greedy : str, optional
+        Mask answers of grid codecs as greedy cells over this proposer (``exact`` for scenes, the default
+        for grid codecs); ``none`` = the cells whose centres lie on the mask.
+    k : int
+        ``offsets``: proposed cells per sample.
+    path : str, optional
+        ``dataset`` entries: the directory.
+    name : str, optional
+        Label in the logs (default: the type).
+    """
+
+    type: str = "tasks"
+    weight: float = 1.0
+    codec: str | None = None
+    tasks: list[str] | None = None
+    greedy: str | None = "exact"
+    k: int = 8
+    path: str | None = None
+    name: str | None = None
+
+    def __post_init__(self):
+        if self.type not in MIXTURE_TYPES:
+            raise ConfigError(f"data.mixture[].type must be one of {MIXTURE_TYPES}, got {self.type!r}")
+        if self.weight <= 0:
+            raise ConfigError(f"data.mixture[{self.label}].weight must be > 0, got {self.weight}")
+        _positive(self, "k")
+        if self.type == "dataset" and not self.path:
+            raise ConfigError(f"data.mixture[{self.label}] of type 'dataset' needs a path")
+        if self.tasks is not None:
+            from ..data_builders.tasks import TASKS
+
+            bad = [t for t in self.tasks if t not in TASKS]
+            if bad or not self.tasks:
+                raise ConfigError(f"data.mixture[{self.label}].tasks must be a non-empty subset of {TASKS}, got {bad}")
+        if self.codec is not None:
+            from ..codecs.base import get_codec
+
+            self.codec = get_codec(self.codec).spec
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
+
+
+def _default_mixture() -> list[MixtureEntry]:
+    return [
+        MixtureEntry(type="tasks", weight=0.6, tasks=["text>mask", "text>box"]),
+        MixtureEntry(type="tasks", weight=0.25, tasks=["point>mask", "box>mask"]),
+        MixtureEntry(type="offsets", weight=0.15, k=6),
+    ]
+
+
+@dataclass
+class DataConfig:
+    """The training data.
+
+    Attributes
+    ----------
+    mixture : list of MixtureEntry
+    scenes : ScenesConfig
+        Source of the ``tasks`` / ``offsets`` / ``polygons`` entries.
+    num_samples : int
+        Size of the mixed training set (spread over the entries by weight).
+    max_length : int
+        Longest sample in tokens (image tokens included). Longer samples are dropped and counted, never
+        truncated (a cut answer would teach broken grammar).
+    task_seed : int
+        Seed of prompt templates and expression choices.
+    workers : int
+        Processes building samples.
+    """
+
+    mixture: list[MixtureEntry] = field(default_factory=_default_mixture)
+    scenes: ScenesConfig = field(default_factory=ScenesConfig)
+    num_samples: int = 9000
+    max_length: int = 256
+    task_seed: int = 0
+    workers: int = 1
+
+    def __post_init__(self):
+        if not self.mixture:
+            raise ConfigError("data.mixture must have at least one entry")
+        _positive(self, "num_samples", "max_length", "workers")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping (passed to TRL's ``SFTConfig`` / transformers' ``TrainingArguments``).
+
+    Attributes
+    ----------
+    lr : float
+    scheduler : str
+        transformers ``lr_scheduler_type`` (``cosine``, ``linear``, ``constant_with_warmup``, ...).
+    warmup_ratio : float
+    weight_decay : float
+    batch_size : int
+        Per device.
+    grad_accum : int
+    epochs : float
+    max_steps : int
+        Optimiser steps; ``-1`` = run ``epochs``.
+    max_grad_norm : float
+    bf16, fp16 : bool
+        Mixed precision (GPU). TRL 1.x turns bf16 on by default; getok passes these explicitly.
+    gradient_checkpointing : bool
+    logging_steps, save_steps : int
+    save_total_limit : int, optional
+    resume : str
+        ``auto`` (the last checkpoint under the output dir, if any), ``never``, or a checkpoint path.
+    deepspeed : str, optional
+        DeepSpeed JSON (``configs/deepspeed/zero2.json``); launch with ``accelerate launch``.
+    dataloader_workers : int
+        Processes preparing batches (chat template, image preprocessing: ~15 ms a sample on a CPU); on a
+        2-core machine one worker overlaps them with the model's step on the other core.
+    torch_threads : int, optional
+        ``torch.set_num_threads`` for the run (``None``: torch's default). The tiny model's steps are too
+        small to gain from intra-op threads, and on a shared CPU two spinning threads ran 4x slower than one
+        (measured); 1 is the CPU default.
+    report_to : list of str
+        Extra transformers integrations (``tensorboard`` is added automatically when installed).
+    """
+
+    lr: float = 2e-3
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    grad_accum: int = 1
+    epochs: float = 1.0
+    max_steps: int = -1
+    max_grad_norm: float = 1.0
+    bf16: bool = False
+    fp16: bool = False
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int | None = 2
+    resume: str = "auto"
+    deepspeed: str | None = None
+    dataloader_workers: int = 1
+    torch_threads: int | None = 1
+    report_to: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        _positive(self, "lr", "batch_size", "grad_accum", "epochs", "logging_steps", "save_steps")
+        _positive(self, "save_total_limit", "max_grad_norm")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ConfigError(f"train.max_steps must be -1 (use epochs) or > 0, got {self.max_steps}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.bf16 and self.fp16:
+            raise ConfigError("train.bf16 and train.fp16 cannot both be true")
+        _positive(self, "torch_threads")
+        if self.dataloader_workers < 0:
+            raise ConfigError("train.dataloader_workers must be >= 0")
+        if self.deepspeed is not None and not Path(self.deepspeed).is_file():
+            raise ConfigError(f"train.deepspeed: no such file {self.deepspeed}")
+        if not self.resume:
+            raise ConfigError("train.resume must be 'auto', 'never' or a checkpoint directory")
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation before and after training (:func:`getok.eval.runner.evaluate`).
+
+    Attributes
+    ----------
+    enabled : bool
+    before : bool
+        Also evaluate the untrained model (vocabulary added, nothing trained) for the comparison.
+    n_scenes, seed : held-out scene series (``seed`` must differ from ``data.scenes.seed``).
+    tasks : list of str
+        Query tasks of the held-out set.
+    codec : str, optional
+        Default: the first ``vocab`` codec.
+    decoder : str
+        Mask decoder spec (``raster``; ``proposals:proposer=exact`` for greedy grid answers on scenes).
+    limit : int, optional
+        At most this many samples.
+    batch_size, max_new_tokens : generation settings.
+    """
+
+    enabled: bool = True
+    before: bool = True
+    n_scenes: int = 60
+    seed: int = 10_000
+    tasks: list[str] = field(default_factory=lambda: ["text>mask", "text>box", "point>mask", "box>mask"])
+    codec: str | None = None
+    decoder: str = "proposals:proposer=exact,n=8"
+    limit: int | None = None
+    batch_size: int = 16
+    max_new_tokens: int = 24
+
+    def __post_init__(self):
+        _positive(self, "n_scenes", "limit", "batch_size", "max_new_tokens")
+        from ..data_builders.tasks import TASKS
+
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad or not self.tasks:
+            raise ConfigError(f"eval.tasks must be a non-empty subset of {TASKS}, got {bad}")
+
+
+@dataclass
+class SFTRunConfig:
+    """One SFT run (see the module docstring for the sections)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    output_dir: str = "runs/sft-tiny"
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Cross-section checks: mixture codecs in the vocabulary, codec kinds per entry, disjoint scene series."""
+        from ..codecs.base import get_codec
+
+        vocab = set(self.vocab.codecs)
+        for e in self.data.mixture:
+            if e.type == "dataset":
+                continue
+            spec = e.codec or self.vocab.codecs[0]
+            if spec not in vocab:
+                raise ConfigError(
+                    f"data.mixture[{e.label}].codec {spec!r} is not in vocab.codecs {sorted(vocab)}: add it there"
+                )
+            name = get_codec(spec).name
+            if e.type == "offsets" and name != "grid_offset":
+                raise ConfigError(f"data.mixture[{e.label}]: offset samples need a grid_offset codec, got {spec!r}")
+            if e.type == "polygons" and name != "polygon":
+                raise ConfigError(f"data.mixture[{e.label}]: polygon samples need a polygon codec, got {spec!r}")
+        if self.eval.codec is not None:
+            self.eval.codec = get_codec(self.eval.codec).spec
+            if self.eval.codec not in vocab:
+                raise ConfigError(f"eval.codec {self.eval.codec!r} is not in vocab.codecs")
+        if self.eval.enabled and self.eval.seed == self.data.scenes.seed:
+            raise ConfigError(
+                f"eval.seed ({self.eval.seed}) equals data.scenes.seed: held-out scenes must come from another series"
+            )
+        if not self.output_dir:
+            raise ConfigError("output_dir must be set")
+
+    @property
+    def mixture_codecs(self) -> list[str]:
+        return [e.codec or self.vocab.codecs[0] for e in self.data.mixture if e.type != "dataset"]
+
+
+def load_sft_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SFTRunConfig:
+    """Defaults ← YAML file ← ``a.b=c`` overrides, validated (raises :class:`ConfigError`)."""
+    return load_config(SFTRunConfig, path, overrides)
+
+
+def sft_config_to_dict(cfg: SFTRunConfig) -> dict:
+    """Plain, YAML-safe data (what is saved beside checkpoints)."""
+    return config_to_dict(cfg)
+
+
+def config_yaml(cfg: SFTRunConfig) -> str:
+    """The config as YAML text (what ``getok_train.yaml`` beside every checkpoint holds)."""
+    import yaml
+
+    return yaml.safe_dump(sft_config_to_dict(cfg), sort_keys=False)

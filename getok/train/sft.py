@@ -1,0 +1,418 @@
+"""Supervised fine-tuning on the spatial vocabulary with TRL's ``SFTTrainer``.
+
+:func:`run_sft` is the whole run, in this order (everything that can fail on bad input fails before the
+first optimiser step):
+
+1. the base model: ``model.path`` or, for ``tiny``, the embedded tiny Qwen2.5-VL written to ``OUTPUT/base``
+   (so adapters and merges refer to a real directory);
+2. the vocabulary: :func:`~getok.vocab.add_spatial_tokens` with ``vocab.codecs`` (a model that already has
+   them, e.g. a merged getok checkpoint, is validated instead); image size bounds on the processor;
+3. the data: the mixture as a dataset directory (``OUTPUT/data/train``), every mixture codec / dataset
+   layout checked against the model's, images loaded (unreadable ones skipped and counted), samples
+   longer than ``data.max_length`` dropped and counted;
+4. tuning: LoRA on the language model with the new rows trainable through the dict form of
+   ``trainable_token_indices`` (and TRL's fused-head fix, :func:`~getok.vocab.apply_trl_fused_head_fix`),
+   or full fine-tuning (:func:`~getok.vocab.full_finetune_setup`);
+5. optional held-out evaluation of the untrained model (``OUTPUT/eval/before``);
+6. ``SFTTrainer`` with the conversational ``messages`` + ``images`` columns, the processor's chat
+   template and ``assistant_only_loss=True`` (loss on assistant tokens only); progress bar; metrics to
+   ``OUTPUT/metrics.jsonl`` (+ TensorBoard when installed); self-describing checkpoints
+   (:mod:`getok.train.callbacks`); resume from the last complete checkpoint;
+7. the final adapter / model in ``OUTPUT/final`` (atomic) and the held-out evaluation ``OUTPUT/eval/after``;
+   ``OUTPUT/summary.json`` records data counts, timings (wall and CPU) and the metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from ..io import atomic_write_json, atomic_write_text
+from .callbacks import (
+    CONFIG_FILE,
+    CheckpointInfoCallback,
+    JsonlMetricsCallback,
+    last_complete_checkpoint,
+    read_checkpoint_info,
+    read_metrics,
+    write_checkpoint_info,
+)
+from .config import SFTRunConfig, config_yaml
+
+__all__ = [
+    "run_sft",
+    "prepare_base",
+    "setup_model",
+    "set_pixel_bounds",
+    "training_arguments",
+    "make_trainer",
+    "evaluate_heldout",
+    "headline",
+    "resolve_resume",
+    "checkpoint_info",
+    "config_yaml",
+]
+
+log = logging.getLogger("getok.train.sft")
+
+
+# ---------------------------------------------------------------------------------------------- model
+def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Bound ``H * W`` after the image processor's resize (Qwen's ``min_pixels`` / ``max_pixels``)."""
+    if min_pixels is None and max_pixels is None:
+        return
+    ip = processor.image_processor
+    size = dict(ip.size) if ip.size is not None else {}
+    size = {k: v for k, v in size.items() if v is not None}
+    if min_pixels is not None:
+        size["shortest_edge"] = int(min_pixels)
+    if max_pixels is not None:
+        size["longest_edge"] = int(max_pixels)
+    ip.size = {"shortest_edge": size.get("shortest_edge"), "longest_edge": size.get("longest_edge")}
+
+
+def prepare_base(cfg: SFTRunConfig, output_dir: str | Path) -> Path:
+    """The base model directory: ``model.path``, or the tiny model built into ``OUTPUT/base`` (once)."""
+    if not cfg.model.is_tiny:
+        p = Path(cfg.model.path)
+        if not (p / "config.json").is_file():
+            raise ConfigError(f"model.path {p} is not a model directory (no config.json); use 'tiny' or a local dir")
+        return p
+    from ..vocab.tiny import TinyModelConfig, build_tiny_model, read_tiny_config
+
+    base = Path(output_dir) / "base"
+    kw = {"seed": cfg.model.tiny_seed}
+    if cfg.model.min_pixels is not None:
+        kw["min_pixels"] = cfg.model.min_pixels
+    if cfg.model.max_pixels is not None:
+        kw["max_pixels"] = cfg.model.max_pixels
+    want = TinyModelConfig(**kw)
+    if base.exists():
+        have = read_tiny_config(base)
+        if have != want:
+            raise DataError(f"{base} holds a tiny model built with other settings; remove it or change output_dir")
+        return base
+    build_tiny_model(base, want)
+    return base
+
+
+def setup_model(cfg: SFTRunConfig, base: str | Path):
+    """Load the base, add (or validate) the vocabulary, set up LoRA or full fine-tuning.
+
+    Returns
+    -------
+    (model, processor, layout, counts)
+        ``model`` is a ``PeftModel`` (LoRA) or the base model (full); ``layout`` has ids; ``counts`` are
+        ``{"trainable": ..., "frozen": ...}`` parameter counts.
+    """
+    from ..vocab import (
+        add_spatial_tokens,
+        apply_trl_fused_head_fix,
+        full_finetune_setup,
+        get_peft_model_for,
+        load_model_and_processor,
+        validate_layout,
+    )
+
+    m = cfg.model
+    model, processor = load_model_and_processor(
+        base, dtype=None if m.dtype == "auto" else m.dtype, trust_remote_code=m.trust_remote_code,
+        attn_implementation=m.attn_implementation,
+    )  # fmt: skip
+    set_pixel_bounds(processor, m.min_pixels, m.max_pixels)
+    layout = add_spatial_tokens(
+        processor, model, cfg.vocab.codecs, init=cfg.vocab.init, seed=cfg.vocab.init_seed,
+        pad_to_multiple_of=cfg.vocab.pad_to_multiple_of,
+    )  # fmt: skip
+    validate_layout(layout, processor, model)
+    t = cfg.tuning
+    if t.mode == "lora":
+        apply_trl_fused_head_fix()
+        model = get_peft_model_for(
+            model, layout, rank=t.rank, alpha=t.alpha, dropout=t.dropout, train_new_rows=t.train_new_rows,
+            target_modules=t.target_modules,
+        )  # fmt: skip
+        counts = {"trainable": 0, "frozen": 0}
+        for p in model.parameters():
+            counts["trainable" if p.requires_grad else "frozen"] += p.numel()
+    else:
+        counts = full_finetune_setup(
+            model, train_vision=t.train_vision, train_merger=t.train_merger, train_embeddings=t.train_embeddings,
+            layout=layout, new_rows_only=t.new_rows_only,
+        )  # fmt: skip
+    model.train()
+    return model, processor, layout, counts
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+def _report_to(cfg: SFTRunConfig) -> list[str]:
+    out = list(cfg.train.report_to)
+    if "tensorboard" not in out:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+            out.append("tensorboard")
+    return out or ["none"]
+
+
+def training_arguments(cfg: SFTRunConfig, output_dir: str | Path, *, progress: bool = True):
+    """TRL ``SFTConfig`` for a run (conversational VLM data, assistant-only loss, no truncation)."""
+    from trl import SFTConfig
+
+    tr = cfg.train
+    return SFTConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=tr.batch_size,
+        gradient_accumulation_steps=tr.grad_accum,
+        learning_rate=tr.lr,
+        lr_scheduler_type=tr.scheduler,
+        warmup_steps=tr.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=tr.weight_decay,
+        num_train_epochs=tr.epochs,
+        max_steps=tr.max_steps,
+        max_grad_norm=tr.max_grad_norm,
+        bf16=tr.bf16,
+        fp16=tr.fp16,
+        gradient_checkpointing=tr.gradient_checkpointing,
+        logging_steps=tr.logging_steps,
+        save_strategy="steps",
+        save_steps=tr.save_steps,
+        save_total_limit=tr.save_total_limit,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=_report_to(cfg),
+        deepspeed=tr.deepspeed,
+        dataloader_num_workers=tr.dataloader_workers,
+        disable_tqdm=not progress,
+        # data: conversational messages + images, rendered by the processor's chat template in the collator
+        assistant_only_loss=True,
+        max_length=None,  # never truncate: prepare_examples already dropped (and counted) long samples
+        packing=False,
+        padding_free=False,
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+    )
+
+
+def _trainer_class():
+    from trl import SFTTrainer
+
+    class GetokSFTTrainer(SFTTrainer):
+        """``SFTTrainer`` that saves adapters without full embedding matrices.
+
+        peft's ``save_embedding_layers="auto"`` writes the whole embedding and head whenever the vocabulary
+        grew (1+ GB at 7B); the new rows already live in the adapter (``trainable_token_indices``) and the
+        base rows are reproduced by :func:`~getok.vocab.add_spatial_tokens` on load, so they are not saved.
+        """
+
+        def _save(self, output_dir=None, state_dict=None):
+            from peft import PeftModel
+
+            model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+            if not isinstance(model, PeftModel):
+                return super()._save(output_dir, state_dict)
+            model.save_pretrained = functools.partial(type(model).save_pretrained, model, save_embedding_layers=False)
+            try:
+                return super()._save(output_dir, state_dict)
+            finally:
+                del model.save_pretrained
+
+    return GetokSFTTrainer
+
+
+def make_trainer(model, processor, examples, args, callbacks=()):
+    """The ``SFTTrainer`` (subclass) over :func:`~getok.train.data.prepare_examples`'s dataset."""
+    cls = _trainer_class()
+    return cls(model=model, args=args, train_dataset=examples, processing_class=processor, callbacks=list(callbacks))
+
+
+# ---------------------------------------------------------------------------------------------- eval
+def evaluate_heldout(
+    model, processor, eval_dir: str | Path, cfg: SFTRunConfig, out_dir: str | Path, *, progress: bool = False
+) -> dict:
+    """Held-out evaluation with :func:`getok.eval.runner.evaluate` (``{"skipped": reason}`` if unavailable).
+
+    Returns the runner's summary (``overall`` and ``per_task`` tables: ``gIoU``, ``cIoU``, ``Acc@0.5``,
+    ``invalid_rate``, ...); records and tables are written under ``out_dir`` (always recomputed: a
+    resumed training run must not reuse the records of an earlier model state).
+    """
+    try:
+        from ..eval.runner import evaluate
+    except ImportError as exc:
+        log.warning("held-out evaluation skipped: %s", exc)
+        return {"skipped": f"getok.eval.runner not available: {exc}"}
+    ev = cfg.eval
+    was_training = model.training
+    model.eval()
+    try:
+        summary = evaluate(
+            model, processor, str(eval_dir), decoder=ev.decoder, out_dir=str(out_dir), limit=ev.limit,
+            batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens, resume=False, progress=progress,
+            seed=cfg.seed, model_name=f"{cfg.output_dir} ({Path(out_dir).name})",
+        )  # fmt: skip
+    finally:
+        model.train(was_training)
+    return summary
+
+
+def headline(summary: dict) -> dict:
+    """The numbers worth a line: overall and per-task gIoU, cIoU, Acc@0.5 and invalid rate."""
+    if "skipped" in summary:
+        return dict(summary)
+    keys = ("n", "gIoU", "cIoU", "Acc@0.5", "invalid_rate")
+    out = {k: summary.get("overall", {}).get(k) for k in keys}
+    for task, s in (summary.get("per_task") or {}).items():
+        out[task] = {k: s.get(k) for k in keys}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- run
+def checkpoint_info(cfg: SFTRunConfig, base: Path) -> dict:
+    """What a checkpoint records besides layout and config."""
+    from .._version import __version__
+
+    return {
+        "base_model": str(Path(base).resolve()),
+        "tuning": cfg.tuning.mode,
+        "getok_version": __version__,
+    }
+
+
+def resolve_resume(cfg: SFTRunConfig, output_dir: Path) -> Path | None:
+    """The checkpoint to resume from (``train.resume``: ``auto`` / ``never`` / a path)."""
+    r = cfg.train.resume
+    if r == "never":
+        return None
+    if r == "auto":
+        return last_complete_checkpoint(output_dir)
+    p = Path(r)
+    read_checkpoint_info(p)  # raises when it is not a complete getok checkpoint
+    return p
+
+
+def _save_final(model, processor, layout, cfg: SFTRunConfig, base: Path, out: Path, step: int) -> Path:
+    from ..vocab import save_adapter, save_with_layout
+
+    if cfg.tuning.mode == "lora":
+        save_adapter(model, processor, layout, out, overwrite=True)
+    else:
+        save_with_layout(model, processor, layout, out, overwrite=True)
+    write_checkpoint_info(out, layout, config_yaml(cfg), {**checkpoint_info(cfg, base), "step": step, "final": True})
+    return out
+
+
+def torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the dataloader workers), user + system."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _can_generate(args) -> bool:
+    """Held-out generation runs on the main process only: fine unless ZeRO-3 shards the parameters."""
+    if args.world_size <= 1:
+        return True
+    ds = getattr(args, "hf_deepspeed_config", None)
+    return not (ds is not None and ds.is_zero3())
+
+
+def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
+    """Run SFT as configured; returns (and writes to ``OUTPUT/summary.json``) the run summary.
+
+    Returns
+    -------
+    dict
+        ``output_dir``, ``final`` (the final adapter / model directory), ``data`` (kept / dropped counts),
+        ``params``, ``train`` (steps, first / last logged loss, wall and CPU seconds), ``eval_before`` /
+        ``eval_after`` (the evaluation summaries; absent when ``eval.enabled`` is false).
+    """
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    from .data import build_eval_set, build_mixture, prepare_examples
+
+    t_wall, t_cpu = time.perf_counter(), cpu_seconds()
+    state = PartialState()
+    out = Path(cfg.output_dir)
+    set_seed(cfg.seed)
+    if cfg.train.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.train.torch_threads)
+
+    eval_dir = out / "data" / "eval" if cfg.eval.enabled else None
+    with state.main_process_first():  # rank 0 builds base and data; the other ranks then reuse them
+        if state.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / CONFIG_FILE, config_yaml(cfg))
+        base = prepare_base(cfg, out)
+        train_dir = build_mixture(cfg.data, cfg.vocab.codecs, out / "data" / "train", seed=cfg.seed, progress=progress)
+        if eval_dir is not None:
+            build_eval_set(cfg.eval, cfg.data, cfg.eval.codec or cfg.vocab.codecs[0], eval_dir)
+
+    model, processor, layout, counts = setup_model(cfg, base)
+    log.info("parameters: %d trainable, %d frozen (%s)", counts["trainable"], counts["frozen"], cfg.tuning.mode)
+    examples, stats = prepare_examples(train_dir, processor, cfg.data.max_length, progress=progress)
+    log.info("training examples: %d kept of %d (%d too long, %d unreadable images)",
+             stats.kept, stats.total, stats.too_long, stats.image_errors)  # fmt: skip
+    summary: dict = {"output_dir": str(out), "data": stats.to_dict(), "params": counts, "layout_hash": layout.hash}
+    t_setup = time.perf_counter() - t_wall
+
+    resume = resolve_resume(cfg, out)
+    args = training_arguments(cfg, out, progress=progress)
+    evaluate_here = cfg.eval.enabled and state.is_main_process and _can_generate(args)
+    if cfg.eval.enabled and not _can_generate(args):
+        log.warning("held-out evaluation skipped under ZeRO-3 (sharded parameters); evaluate the merged model")
+    if evaluate_here and cfg.eval.before and resume is None:
+        summary["eval_before"] = headline(
+            evaluate_heldout(model, processor, eval_dir, cfg, out / "eval" / "before", progress=progress)
+        )
+    elif (out / "summary.json").is_file():  # resumed: keep the untrained model's numbers of the first attempt
+        prev = json.loads((out / "summary.json").read_text())
+        if "eval_before" in prev:
+            summary["eval_before"] = prev["eval_before"]
+
+    info = checkpoint_info(cfg, base)
+    callbacks = [JsonlMetricsCallback(out / "metrics.jsonl"), CheckpointInfoCallback(layout, config_yaml(cfg), info)]
+    trainer = make_trainer(model, processor, examples, args, callbacks)
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    t0w, t0c = time.perf_counter(), cpu_seconds()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    train_wall, train_cpu = time.perf_counter() - t0w, cpu_seconds() - t0c
+    step = int(trainer.state.global_step)
+    if trainer.is_world_process_zero():
+        final = _save_final(trainer.model, processor, layout, cfg, base, out / "final", step)
+        summary["final"] = str(final)
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+    summary["train"] = {
+        "steps": step,
+        "resumed_from": str(resume) if resume else None,
+        "train_loss": float(result.training_loss),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "train_wall_s": round(train_wall, 1),
+        "train_cpu_s": round(train_cpu, 1),
+        "setup_wall_s": round(t_setup, 1),
+        "torch_threads": torch_threads(),
+        "dataloader_workers": cfg.train.dataloader_workers,
+    }
+    if evaluate_here:
+        summary["eval_after"] = headline(
+            evaluate_heldout(trainer.model, processor, eval_dir, cfg, out / "eval" / "after", progress=progress)
+        )
+    summary["total_wall_s"] = round(time.perf_counter() - t_wall, 1)
+    summary["total_cpu_s"] = round(cpu_seconds() - t_cpu, 1)
+    if trainer.is_world_process_zero():
+        atomic_write_json(out / "summary.json", summary)
+    return summary
