@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "getok.data_builders.cli",
     "getok.eval.cli",
     "getok.train.cli",
+    "getok.rl.cli",
     "getok.bench.cli",
 ]
 

@@ -1,0 +1,184 @@
+"""``getok train grpo`` and ``getok rl …``: GRPO on one machine, and the EasyR1 data path for clusters.
+
+::
+
+    getok train grpo --stage 1 configs/grpo/tiny-cpu-stage1.yaml            # TRL GRPOTrainer, stage 1
+    getok train grpo --stage 2 configs/grpo/tiny-cpu-stage2.yaml model.path=runs/grpo-s1/final
+    getok train grpo configs/grpo/qwen2_5_vl_7b-stage1.yaml --dry-run        # validate + print, no compute
+
+    getok rl make-stage2-data --model runs/grpo-s1/final --data runs/tasks --out runs/stage2-data
+    getok rl export-easyr1 --stage 1 --data runs/tasks --out runs/easyr1-s1 --model MODEL_DIR
+    getok rl export-easyr1 --stage 2 --data runs/stage2-data --out runs/easyr1-s2 --model MODEL_DIR
+    getok rl check-easyr1 --model MODEL_DIR --config configs/easyr1/qwen2_5_vl_7b-stage1.yaml
+
+``train grpo`` joins SFT's ``getok train`` group through its extension hook
+(:data:`getok.train.cli.TRAIN_EXTENSIONS` lists ``getok.rl.cli_train``, which calls
+:func:`register_train`); ``rl`` is a top-level group (:func:`register`, for ``COMMAND_MODULES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+__all__ = [
+    "register",
+    "register_train",
+    "cmd_grpo",
+    "cmd_make_stage2_data",
+    "cmd_export_easyr1",
+    "cmd_check_easyr1",
+    "main",
+]
+
+log = logging.getLogger("getok.rl.cli")
+
+
+# ---------------------------------------------------------------------------------------------- train grpo
+def _stage_override(args, overrides: list[str]) -> list[str]:
+    if getattr(args, "stage", None) is None:
+        return overrides
+    return [*overrides, f"rl.stage={args.stage}"]  # --stage wins over the YAML's rl.stage
+
+
+def cmd_grpo(config: str | None, overrides: list[str], args) -> int:
+    from .grpo_config import grpo_config_yaml, load_grpo_config
+
+    cfg = load_grpo_config(config, _stage_override(args, overrides))  # ConfigError before anything heavy
+    if args.dry_run:
+        print(grpo_config_yaml(cfg), end="")
+        return 0
+    from .grpo import run_grpo
+
+    s = run_grpo(cfg, progress=not args.quiet)
+    tr = s.get("train", {})
+    rw = tr.get("reward", {})
+    print(f"stage {cfg.rl.stage}: {tr.get('steps')} steps in {tr.get('train_wall_s')} s (CPU {tr.get('train_cpu_s')} s, "
+          f"{tr.get('s_per_step')} s/step); mean reward {rw.get('first_mean')} -> {rw.get('last_mean')}")  # fmt: skip
+    print(f"final: {s.get('final')}")
+    for key in ("eval_before", "eval_after", "proposals"):
+        if key in s:
+            print(f"{key}: {json.dumps(s[key])}")
+    print(f"summary: {cfg.output_dir}/summary.json  curve: {s.get('curve')}")
+    return 0
+
+
+def register_train(train_subparsers) -> None:
+    """Add ``getok train grpo`` (called by SFT's ``train`` group through its extension hook)."""
+    from ..train.cli import add_train_command
+
+    p = add_train_command(
+        train_subparsers, "grpo", cmd_grpo,
+        help="GRPO with TRL (stage 1: propose grid cells; stage 2: refine them): getok train grpo --stage 1|2 CONFIG.yaml [k=v ...]",
+    )  # fmt: skip
+    p.add_argument("--stage", type=int, choices=(1, 2), help="GRPO stage (overrides rl.stage; put it before CONFIG)")
+
+
+# ---------------------------------------------------------------------------------------------- rl group
+def cmd_make_stage2_data(args) -> int:
+    from .easyr1 import make_stage2_data
+
+    out, counts = make_stage2_data(
+        args.model, args.data, args.out, tasks=tuple(args.tasks.split(",")) if args.tasks else None,
+        on_invalid=args.on_invalid, max_cells=args.max_cells, fallback_k=args.fallback_k, limit=args.limit,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, seed=args.seed, base=args.base,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )  # fmt: skip
+    print(f"wrote stage-2 samples to {out}: {json.dumps(dict(counts), sort_keys=True)}")
+    return 0
+
+
+def cmd_export_easyr1(args) -> int:
+    from .easyr1 import export_easyr1_stage
+
+    out = export_easyr1_stage(
+        args.data, args.out, stage=args.stage, model=args.model, embed_images=not args.image_paths,
+        skip_special_tokens=not args.keep_special_tokens, overwrite=args.overwrite, progress=not args.quiet,
+    )  # fmt: skip
+    man = json.loads((Path(out) / "manifest.json").read_text())
+    print(f"wrote {man.get('export', {}).get('rows')} EasyR1 rows (stage {args.stage}) to {out}/train.parquet")
+    return 0
+
+
+def cmd_check_easyr1(args) -> int:
+    from .easyr1 import check_easyr1
+
+    report = check_easyr1(model=args.model, data=args.data, config=args.config)
+    for line in report:
+        print(line)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``rl`` group (``make-stage2-data``, ``export-easyr1``, ``check-easyr1``) to the CLI."""
+    rl = subparsers.add_parser("rl", help="GRPO data for clusters (EasyR1): stage-2 proposals, exports, guards")
+    sub = rl.add_subparsers(dest="rl_command", metavar="WHAT")
+    rl.set_defaults(func=lambda args: (rl.print_help(), 1)[1])
+
+    p = sub.add_parser("make-stage2-data", help="stage-2 samples whose prompts embed a stage-1 model's proposals")
+    p.add_argument(
+        "--model", required=True, help="stage-1 policy: a getok checkpoint (SFT / GRPO stage 1) or model dir"
+    )
+    p.add_argument("--base", help="base model of a LoRA checkpoint (default: the recorded one)")
+    p.add_argument("--data", required=True, type=Path, help="getok dataset dir with single-target mask samples")
+    p.add_argument("--out", required=True, type=Path, help="dataset dir to write (two-turn refine samples)")
+    p.add_argument("--tasks", help="comma-separated tasks to use (default: text>mask,point>mask,box>mask)")
+    p.add_argument("--on-invalid", choices=("fallback", "skip"), default="fallback",
+                   help="invalid / none proposals: a builder-made noisy proposal (default) or drop the sample")  # fmt: skip
+    p.add_argument("--max-cells", type=int, default=64, help="longest refinable proposal (cells; default 64)")
+    p.add_argument("--fallback-k", type=int, default=6, help="cells of a fallback proposal (default 6)")
+    p.add_argument("--limit", type=int, help="at most this many samples")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_make_stage2_data)
+
+    p = sub.add_parser("export-easyr1", help="EasyR1 rows (problem / answer / images) for stage 1 or 2")
+    p.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    p.add_argument("--data", required=True, type=Path,
+                   help="stage 1: a dataset of grid mask tasks; stage 2: the output of make-stage2-data")  # fmt: skip
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--model", help="the model EasyR1 will train: its tokenizer is checked (spatial tokens non-special)")
+    p.add_argument("--keep-special-tokens", action="store_true",
+                   help="the EasyR1 run sets worker.reward.skip_special_tokens=false (relaxes the token guard)")  # fmt: skip
+    p.add_argument("--image-paths", action="store_true", help="store image paths (set data.image_dir=OUT), not bytes")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_export_easyr1)
+
+    p = sub.add_parser("check-easyr1", help="guards before an EasyR1 launch: tokens, data layout, YAML settings")
+    p.add_argument("--model", help="model directory EasyR1 will load (worker.actor.model.model_path)")
+    p.add_argument("--data", type=Path, help="an export-easyr1 directory")
+    p.add_argument("--config", type=Path, help="the EasyR1 YAML")
+    p.set_defaults(func=cmd_check_easyr1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m getok.rl.cli``): ``rl`` and ``train`` (with ``grpo``)."""
+    import sys
+
+    from ..errors import GetokError
+    from ..train.cli import register as register_train_group
+
+    parser = argparse.ArgumentParser(prog="getok")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    register(sub)
+    register_train_group(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except GetokError as exc:
+        print(f"getok: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
