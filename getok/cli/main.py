@@ -25,7 +25,8 @@ COMMAND_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``getok`` parser with the sub-commands of ``modules`` (default: all of :data:`COMMAND_MODULES`)."""
     parser = argparse.ArgumentParser(
         prog="getok",
         description="Spatial tokens for vision-language models: build data, train, decode, evaluate.",
@@ -33,14 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"getok {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in COMMAND_MODULES:
+    for mod in COMMAND_MODULES if modules is None else modules:
         importlib.import_module(mod).register(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 a getok error with its message on stderr)."""
-    parser = build_parser()
+def main(argv: list[str] | None = None, modules: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 no command, 2 a getok error with its message on stderr).
+
+    ``modules`` restricts the sub-commands (each sub-command module's own ``main`` runs just its commands).
+    """
+    parser = build_parser(modules)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):

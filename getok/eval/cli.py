@@ -12,7 +12,6 @@ torch / transformers are imported inside the command functions.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -80,12 +79,10 @@ def cmd_viz(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``eval`` / ``viz`` on their own (the lead wires :func:`register` into ``getok``)."""
-    parser = argparse.ArgumentParser(prog="getok-eval")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    """Stand-alone entry (``python -m getok.eval.cli``): ``eval`` and ``viz``."""
+    from ..cli.main import main as cli_main
+
+    return cli_main(argv, modules=['getok.eval.cli'])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -159,25 +158,9 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m getok.rl.cli``): ``rl`` and ``train`` (with ``grpo``)."""
-    import sys
+    from ..cli.main import main as cli_main
 
-    from ..errors import GetokError
-    from ..train.cli import register as register_train_group
-
-    parser = argparse.ArgumentParser(prog="getok")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(sub)
-    register_train_group(sub)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
-    try:
-        return int(args.func(args) or 0)
-    except GetokError as exc:
-        print(f"getok: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(argv, modules=['getok.rl.cli', 'getok.train.cli'])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -128,23 +128,9 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m getok.train.cli``) with just these commands."""
-    import sys
+    from ..cli.main import main as cli_main
 
-    from ..errors import GetokError
-
-    parser = argparse.ArgumentParser(prog="getok")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(sub)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
-    try:
-        return int(args.func(args) or 0)
-    except GetokError as exc:
-        print(f"getok: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(argv, modules=['getok.train.cli'])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,6 @@ atomically. torch / transformers are imported inside the command functions.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -242,21 +241,10 @@ def cmd_vocab_show(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m getok.vocab.cli ...``) with the same sub-commands."""
-    import logging
-    import sys
+    """Stand-alone entry (``python -m getok.vocab.cli``): ``tiny-model`` and ``vocab``."""
+    from ..cli.main import main as cli_main
 
-    from ..errors import GetokError
-
-    parser = argparse.ArgumentParser(prog="getok")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except GetokError as exc:
-        print(f"getok: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(argv, modules=['getok.vocab.cli'])
 
 
 if __name__ == "__main__":  # pragma: no cover
