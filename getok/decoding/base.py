@@ -7,13 +7,12 @@ and built from a spec string (``"raster"``, ``"sam:checkpoint=/path/sam_vit_b.pt
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..geometry import Geometry
+from ..registry import Registry
 
 __all__ = ["MaskDecoder", "register_decoder", "get_decoder", "list_decoders"]
 
@@ -34,48 +33,21 @@ class MaskDecoder(Protocol):
         ...
 
 
-_DECODERS: dict[str, Callable[..., MaskDecoder]] = {}
+_DECODERS = Registry("decoder")
 
 
 def register_decoder(name: str):
     """Decorator: register a decoder factory (a class or function taking keyword settings) by name."""
-
-    def wrap(factory):
-        if name in _DECODERS and _DECODERS[name] is not factory:
-            raise ConfigError(f"a decoder named {name!r} is already registered")
-        _DECODERS[name] = factory
-        return factory
-
-    return wrap
+    return _DECODERS.register(name)
 
 
 def list_decoders() -> list[str]:
-    return sorted(_DECODERS)
+    return _DECODERS.names()
 
 
 def get_decoder(spec: str | MaskDecoder, **overrides) -> MaskDecoder:
-    """Build a decoder from ``"name:key=value,..."`` (values parsed as int / float / bool when they look so)."""
+    """Build a decoder from ``"name:key=value,..."`` (values parsed as int / float / bool when they look so);
+    a decoder instance is returned as is."""
     if not isinstance(spec, str):
         return spec
-    from ..codecs.base import parse_spec
-
-    name, params = parse_spec(spec)
-    if name not in _DECODERS:
-        raise ConfigError(f"unknown decoder {name!r}; registered: {list_decoders()}")
-    kwargs: dict = {k: _auto(v) for k, v in params.items()}
-    kwargs.update(overrides)
-    return _DECODERS[name](**kwargs)
-
-
-def _auto(v: str):
-    low = v.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for t in (int, float):
-        try:
-            return t(v)
-        except ValueError:
-            pass
-    return v
+    return _DECODERS.build(spec, **overrides)

@@ -8,26 +8,18 @@ Values that look like ints, floats, booleans or ``none`` are converted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ...errors import ConfigError
+from ...registry import Registry
 from .base import MaskProposer
 
 __all__ = ["register_proposer", "get_proposer", "list_proposers"]
 
-_PROPOSERS: dict[str, Callable[..., MaskProposer]] = {}
+_PROPOSERS = Registry("proposer")
 
 
 def register_proposer(name: str):
     """Decorator: register a proposer factory (a class or a function taking keyword settings)."""
-
-    def wrap(factory):
-        if name in _PROPOSERS and _PROPOSERS[name] is not factory:
-            raise ConfigError(f"a proposer named {name!r} is already registered")
-        _PROPOSERS[name] = factory
-        return factory
-
-    return wrap
+    return _PROPOSERS.register(name)
 
 
 def list_proposers() -> list[str]:
@@ -37,21 +29,7 @@ def list_proposers() -> list[str]:
     >>> list_proposers()
     ['exact', 'sam', 'sam2', 'superpixel']
     """
-    return sorted(_PROPOSERS)
-
-
-def _auto(v: str):
-    low = v.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for t in (int, float):
-        try:
-            return t(v)
-        except ValueError:
-            continue
-    return v
+    return _PROPOSERS.names()
 
 
 def get_proposer(spec: str | MaskProposer, **overrides) -> MaskProposer:
@@ -68,14 +46,4 @@ def get_proposer(spec: str | MaskProposer, **overrides) -> MaskProposer:
         if isinstance(spec, MaskProposer):
             return spec
         raise ConfigError(f"a proposer spec must be a string or a MaskProposer, got {type(spec).__name__}")
-    from ...codecs.base import parse_spec
-
-    name, params = parse_spec(spec)
-    if name not in _PROPOSERS:
-        raise ConfigError(f"unknown proposer {name!r}; registered: {list_proposers()}")
-    kwargs: dict = {k: _auto(v) for k, v in params.items()}
-    kwargs.update(overrides)
-    try:
-        return _PROPOSERS[name](**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"proposer {name!r}: bad settings {sorted(kwargs)}: {exc}") from exc
+    return _PROPOSERS.build(spec, **overrides)

@@ -1,0 +1,77 @@
+"""A named registry of factories built from spec strings (``"name:key=value,..."``).
+
+Decoders and proposers are extension points of this kind: a factory (a class or a function taking
+keyword settings) registered under a name, built from a spec whose values are parsed as int, float,
+bool or ``none`` when they look so; objects (a model, a label map) come as keyword overrides.
+
+>>> reg = Registry("widget")
+>>> @reg.register("box")
+... def make_box(size=1, solid=False):
+...     return ("box", size, solid)
+>>> reg.build("box:size=3,solid=true")
+('box', 3, True)
+>>> reg.build("ball")
+Traceback (most recent call last):
+...
+getok.errors.ConfigError: unknown widget 'ball'; registered: ['box']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["Registry", "parse_value"]
+
+
+def parse_value(v: str) -> Any:
+    """A spec value as bool / None / int / float when it looks so, else the string."""
+    low = v.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for t in (int, float):
+        try:
+            return t(v)
+        except ValueError:
+            continue
+    return v
+
+
+class Registry:
+    """Factories by name; ``kind`` names what they build in error messages."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._factories: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str):
+        """Decorator: register a factory under ``name`` (registering the same one twice is harmless)."""
+
+        def wrap(factory):
+            if name in self._factories and self._factories[name] is not factory:
+                raise ConfigError(f"a {self.kind} named {name!r} is already registered")
+            self._factories[name] = factory
+            return factory
+
+        return wrap
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def build(self, spec: str, **overrides) -> Any:
+        """Build from ``"name:key=value,..."``; keyword ``overrides`` go after the spec's values."""
+        from .codecs.base import parse_spec
+
+        name, params = parse_spec(spec)
+        if name not in self._factories:
+            raise ConfigError(f"unknown {self.kind} {name!r}; registered: {self.names()}")
+        kwargs: dict = {k: parse_value(v) for k, v in params.items()}
+        kwargs.update(overrides)
+        try:
+            return self._factories[name](**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{self.kind} {name!r}: bad settings {sorted(kwargs)}: {exc}") from exc
