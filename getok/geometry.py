@@ -195,6 +195,14 @@ class Geometry:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def _derive(self, **changes) -> Geometry:
+        """A copy with ``changes`` applied *without* validation, for library code whose new fields are
+        computed from already validated ones (hot paths such as reward scoring). Not for user input."""
+        g = object.__new__(Geometry)
+        g.__dict__.update(self.__dict__)
+        g.__dict__.update(changes)
+        return g
+
     def __repr__(self) -> str:
         parts = [f"size={self.size}"]
         if self.box is not None:

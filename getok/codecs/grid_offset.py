@@ -164,7 +164,8 @@ class GridOffsetCodec(GridCodec):
             offs, dele = arr[:, :2], arr[:, 2].astype(bool)
             step = self.config.step
             refined = apply_offsets(g.cells, self.n, g.size, offs, step, dele)
-            out.append(g.replace(grid_n=self.n, offsets=offs, deleted=dele, offset_step=step, points=refined))
+            # the fields are built here from a validated proposal: skip re-validation (reward hot path)
+            out.append(g._derive(grid_n=self.n, offsets=offs, deleted=dele, offset_step=float(step), points=refined))
         return out
 
     def _refinement_table(self) -> tuple[dict, np.ndarray]:

@@ -110,6 +110,7 @@ def test_refinement_golden_and_application():
     ref = c.decode_refinement(text, prop)[0]
     assert ref.points.tolist() == [[20.0, 5.0]]
     assert ref.deleted.tolist() == [False, True]
+    ref.replace()  # built without re-validation on the hot path: it must pass validation all the same
     with pytest.raises(DecodeError, match="1 refinement tokens for 2"):
         c.decode_refinement("<off_1_0>", prop)
     with pytest.raises(DecodeError, match="lines"):
