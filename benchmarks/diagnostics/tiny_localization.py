@@ -33,7 +33,7 @@ VARIANTS = {
 }
 
 
-def run(name: str, steps: int = 400, seed: int = 0) -> dict:
+def run(name: str, steps: int = 400, seed: int = 0, rope_theta: float | None = None) -> dict:
     import torch
 
     from getok.data_builders.scenes import SceneConfig, generate_scenes
@@ -42,7 +42,10 @@ def run(name: str, steps: int = 400, seed: int = 0) -> dict:
     scene_kw, (lo, hi), named, mrope, train_vision = VARIANTS[name]
     torch.manual_seed(seed)
     torch.set_num_threads(1)
-    model, proc = make_tiny_model()
+    from getok.vocab.tiny import TinyModelConfig
+
+    cfg = TinyModelConfig() if rope_theta is None else TinyModelConfig(rope_theta=rope_theta)
+    model, proc = make_tiny_model(cfg)
     add_spatial_tokens(proc, model, ["grid:n=2"], init="2d")
     tok = proc.tokenizer
     tok.padding_side = "right"
@@ -101,6 +104,7 @@ def run(name: str, steps: int = 400, seed: int = 0) -> dict:
             correct += int((pred == enc["input_ids"][torch.arange(len(ends)), ends]).sum())
     return {
         "variant": name,
+        "rope_theta": cfg.rope_theta,
         "accuracy": correct / len(test),
         "chance_approx": 0.25,
         "final_loss_mean_last50": float(np.mean(losses[-50:])),
@@ -115,11 +119,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", action="append", choices=sorted(VARIANTS))
     ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--rope-theta", type=float, default=None, help="the tiny model's RoPE base (default: its config's)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "tiny_localization.json"))
     args = ap.parse_args(argv)
     rows = []
     for name in args.only or list(VARIANTS):
-        r = run(name, args.steps)
+        r = run(name, args.steps, rope_theta=args.rope_theta)
         print(json.dumps(r), flush=True)
         rows.append(r)
     from getok.io import atomic_write_json
