@@ -22,6 +22,8 @@ COMMAND_MODULES = [
     "getok.train.cli",
     "getok.rl.cli",
     "getok.bench.cli",
+    "getok.demo",
+    "getok.studies.cli",
 ]
 
 

@@ -1,0 +1,116 @@
+"""Every study's ``--fast`` path end to end: real training steps, evaluation, JSON + table + plot written.
+
+The numbers of a 3-step run mean nothing; what is checked is that each study runs through all its arms,
+records its provenance, and writes well-formed outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from getok.studies.cli import main
+
+
+def _run(tmp_path: Path, name: str, *extra: str) -> dict:
+    out = tmp_path / "out"
+    rc = main([name, "--fast", "--no-progress", "--out", str(out), "--work-dir", str(tmp_path / "work"), *extra])
+    assert rc == 0
+    stem = out / name
+    res = json.loads(stem.with_suffix(".json").read_text())
+    assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    md = stem.with_suffix(".md").read_text()
+    assert md.startswith("# ") and "|---|" in md
+    prov = res["provenance"]
+    assert prov["command"].startswith(f"getok study {name} --fast")
+    assert prov["seeds"] == [0]
+    assert prov["environment"]["torch"] and prov["environment"]["getok"]
+    assert prov["clock"]["wall_s"] > 0 and prov["clock"]["cpu_s"] > 0
+    res["_md"] = md
+    return res
+
+
+def _in_unit(v):
+    return v is None or 0.0 <= v <= 1.0
+
+
+def test_representations_fast(tmp_path):
+    res = _run(tmp_path, "representations")
+    names = [r["name"] for r in res["representations"]]
+    assert names == ["text coordinates", "bins", "grid", "grid + offset", "text polygons", "token polygons"]
+    for r in res["representations"]:
+        run = r["runs"][0]
+        assert run["train"]["steps"] == 3 and run["train"]["train_wall_s"] > 0
+        assert run["eval_ms_per_sample"] > 0 and run["target_tokens_per_object"] > 0
+        for m in ("Acc@0.5", "Acc@0.8", "gIoU", "invalid_rate"):
+            assert _in_unit(run["final_turn"]["core"][m])
+        assert r["oracle"]["core"]["gIoU"] > 0.5  # the reference answers decode to the objects
+        assert r["mean"]["core/gIoU"]["n"] == 1
+        assert r["name"] in res["_md"]
+    rows = {r["name"]: r for r in res["representations"]}
+    # cost per object: one cell < two bin tokens < a text point < an outline in text
+    tok = {k: v["mean"]["target_tokens_per_object"]["mean"] for k, v in rows.items()}
+    assert tok["grid"] == 1 and tok["bins"] == 2 and tok["grid"] < tok["text coordinates"] < tok["text polygons"]
+    assert "turn1" in rows["grid + offset"]["runs"][0]  # evaluated with a refinement turn
+    assert rows["grid + offset"]["train_pool_sizes"]["refine"] > 0
+
+
+def test_resize_vocab_fast(tmp_path):
+    res = _run(tmp_path, "resize-vocab")
+    kinds = [(r["kind"], r["init"]) for r in res["rows"]]
+    assert ("source", "2d") in kinds and ("scratch", "2d") in kinds
+    assert {i for k, i in kinds if k == "resize"} == {"interp", "mean", "random"}
+    for r in res["runs"]:
+        if r["kind"] == "resize":
+            assert r["n"] == 4 and r["m"] == 8 and r["tokens"] == 64  # the 4-grid became an 8-grid
+            assert _in_unit(r["before"]["gIoU"]) and _in_unit(r["after"]["gIoU"])
+            assert "grid:n=8" in r["codecs"]
+
+
+def test_self_correction_fast(tmp_path):
+    res = _run(tmp_path, "self-correction")
+    assert [v["name"] for v in res["variants"]] == ["varying k, point questions", "k = 6, text questions"]
+    for v in res["variants"]:
+        assert v["refine_pool"] > 0
+        curves = v["mean"]
+        assert set(curves) == {"all", "point>mask", "box>mask", "text>mask"}
+        assert [r["turn"] for r in curves["all"]["model"]] == [1, 2, 3]
+        assert [r["turn"] for r in curves["all"]["oracle"]] == [1, 2, 3]
+        assert "improved" in curves["all"]["model"][1]
+
+
+def test_polygon_density_fast(tmp_path):
+    res = _run(tmp_path, "polygon-density", "real_dev=none")
+    assert "skipped" in res["real_dev"] and "Skipped" in res["_md"]
+    rows = res["scenes_oracle"]["rows"]
+    for fmt_name in ("text polygons", "token polygons"):
+        rs = sorted((r for r in rows if r["format"] == fmt_name), key=lambda r: r["eps"])
+        assert len(rs) == 2 and rs[0]["tokens"] >= rs[1]["tokens"]  # a larger tolerance never costs more tokens
+    assert {t["format"] for t in res["trained"]} == {"text polygons", "token polygons"}
+    for t in res["trained"]:
+        assert t["runs"][0]["max_new_tokens"] >= 16 and _in_unit(t["mean"]["core/gIoU"]["mean"])
+
+
+def test_polygon_density_missing_real_dev_is_skipped_with_a_message(tmp_path, capsys):
+    res = _run(tmp_path, "polygon-density", f"real_dev={tmp_path / 'nowhere'}", "eps_trained=[]")
+    assert "not found" in res["real_dev"]["skipped"]
+    assert "skipped" in capsys.readouterr().out
+    assert res["trained"] == []
+
+
+@pytest.mark.shared
+def test_polygon_density_oracle_on_real_dev(real_dev_masks):
+    from getok.studies.polygon_density import _default_formats, oracle_sweep
+
+    masks = real_dev_masks[:40]
+    rows = oracle_sweep(masks, _default_formats(), [0.005, 0.01, 0.02])
+    for name in ("text polygons", "token polygons"):
+        rs = [r for r in rows if r["format"] == name]
+        ious, toks = [r["iou"] for r in rs], [r["tokens"] for r in rs]
+        assert ious == sorted(ious, reverse=True) and toks == sorted(toks, reverse=True)
+        assert rs[0]["iou"] > 0.9 and rs[0]["objects"] == 40 and rs[0]["fallbacks"] == 0
+    text = {r["eps"]: r["tokens"] for r in rows if r["format"] == "text polygons"}
+    tokens = {r["eps"]: r["tokens"] for r in rows if r["format"] == "token polygons"}
+    assert all(text[e] > 3 * tokens[e] for e in text)  # a text vertex costs several tokens, a bin vertex two

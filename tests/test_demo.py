@@ -1,0 +1,259 @@
+"""``getok demo``: configuration, the box>polygon data, trivial baselines, and the whole pipeline end to end.
+
+The end-to-end test runs ``--fast`` (the same stages at a smoke size, ~30 s of CPU) into a temporary
+directory, reruns it (every stage skipped), runs it again elsewhere with the same seed (same numbers) and
+checks that another seed is refused in the same directory. The full demo (``-m slow``) asserts what
+``summary.md`` claims: the query-conditioned tasks learn, text>mask stays at the prior.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from getok.demo import (
+    BASELINES,
+    STAGES,
+    DemoConfig,
+    baseline_answer,
+    build_box_polygon_set,
+    grpo_config,
+    load_demo_config,
+    run_demo,
+    sft_config,
+)
+from getok.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------- config
+def test_config_yaml_repeats_the_defaults():
+    assert load_demo_config(REPO / "configs" / "demo" / "tiny-cpu.yaml") == DemoConfig()
+
+
+def test_fast_and_overrides_and_seed():
+    cfg = load_demo_config(None, ["sft_steps=7"], fast=True, seed=3)
+    assert cfg.sft_steps == 7 and cfg.seed == 3 and cfg.eval_scenes == 3
+    assert load_demo_config().sft_steps == DemoConfig().sft_steps
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"mixture": {"point_box": 1.0, "captions": 0.5}}, "mixture"),
+        ({"mixture": {"point_box": 0.0}}, "mixture"),
+        ({"sft_steps": 0}, "sft_steps"),
+        ({"eval_tasks": ["text>box"]}, "eval_tasks"),
+        ({"grpo1_steps": 0}, "grpo1_steps"),
+        ({"polygon_eps": 1.5}, "polygon_eps"),
+        ({"offsets_k": []}, "offsets_k"),
+    ],
+)
+def test_bad_config_names_the_field(kw, field):
+    with pytest.raises(ConfigError, match=field):
+        DemoConfig(**kw)
+
+
+def test_derived_run_configs(tmp_path):
+    cfg = DemoConfig(seed=5)
+    s = sft_config(cfg, tmp_path)
+    assert s.seed == 5 and s.model.tiny_seed == 5 and s.vocab.init_seed == 5
+    assert s.vocab.codecs[0].startswith("grid_offset:n=8") and s.vocab.codecs[1].startswith("polygon:vertex=grid_offset")
+    names = [e.name for e in s.data.mixture]
+    assert names == ["point_box", "text", "offsets_k1", "offsets_k2", "offsets_k4", "box_polygon"]
+    assert math.isclose(sum(e.weight for e in s.data.mixture), 1.0)
+    assert s.eval.enabled is False and s.train.max_steps == cfg.sft_steps
+    g1, g2 = grpo_config(cfg, tmp_path, 1), grpo_config(cfg, tmp_path, 2)
+    assert g1.model.path == str(tmp_path / "sft" / "final") and g2.model.path == str(tmp_path / "grpo1" / "final")
+    assert (g1.rl.stage, g2.rl.stage) == (1, 2) and g2.reward.stage2.bad_delete == -1.0
+    assert g1.train.max_steps == cfg.grpo1_steps and g1.data.scenes.seed == 1
+    no_poly = sft_config(DemoConfig(mixture={"point_box": 1.0}), tmp_path)
+    assert [e.name for e in no_poly.data.mixture] == ["point_box"]
+
+
+# ---------------------------------------------------------------------------------------------- data + baselines
+@pytest.fixture(scope="module")
+def polygon_set(tmp_path_factory):
+    from getok.data_builders.dataset import read_dataset
+
+    out = tmp_path_factory.mktemp("poly") / "set"
+    cfg = DemoConfig()
+    build_box_polygon_set(4, 10_000, cfg.polygon_codec, out)
+    return read_dataset(out), cfg
+
+
+def test_box_polygon_samples(polygon_set):
+    from getok.codecs.base import get_codec
+    from getok.geom.masks import box_iou
+
+    ds, cfg = polygon_set
+    assert len(ds) >= 4
+    qc, pc = get_codec("grid_offset:n=8,r=1,step=0.5"), get_codec(cfg.polygon_codec)
+    assert set(pc.new_tokens()) <= set(qc.new_tokens())  # polygons share the grid + offset vocabulary
+    for s in ds:
+        assert s.task == "box>polygon" and s.kind == "mask" and s.codec == cfg.polygon_codec
+        q = s.truth["query"]
+        assert q["text"] in s.turns[0].user
+        # the question's box tokens decode near the true box; the answer decodes to polygons
+        (qb,) = qc.decode(q["text"], s.size, "box")
+        assert box_iou(np.asarray(qb.box), np.asarray(s.truth["boxes"][0])) > 0.5
+        (g,) = pc.decode(s.answer, s.size, "mask")
+        assert g.polygons and all(len(p) >= 3 for p in g.polygons)
+
+
+def test_box_polygon_set_is_reused_and_guarded(polygon_set, tmp_path):
+    from getok.errors import DataError
+
+    ds, cfg = polygon_set
+    assert build_box_polygon_set(4, 10_000, cfg.polygon_codec, ds.root) == Path(ds.root)
+    with pytest.raises(DataError, match="other settings"):
+        build_box_polygon_set(5, 10_000, cfg.polygon_codec, ds.root)
+
+
+def test_baselines(polygon_set):
+    from getok.codecs.base import get_codec
+    from getok.data_builders.scenes import generate_scenes
+    from getok.data_builders.tasks import TaskConfig, build_tasks
+
+    ds, cfg = polygon_set
+    s = ds.samples[0]
+    assert baseline_answer("reference", s, cfg.polygon_codec) == s.answer
+    (g,) = get_codec(cfg.polygon_codec).decode(baseline_answer("query", s, cfg.polygon_codec), s.size, "mask")
+    xs, ys = np.concatenate(g.polygons)[:, 0], np.concatenate(g.polygons)[:, 1]
+    bx = s.truth["query"]["box"]
+    assert abs(xs.min() - bx[0]) <= 7 and abs(ys.max() - bx[3]) <= 7  # within half a cell (the offset step)
+    spec = "grid_offset:n=8,r=1,step=0.5"
+    samples = build_tasks(generate_scenes(3, 10_000), spec, TaskConfig(tasks=("point>mask", "text>mask"), seed=0))
+    for smp in samples:
+        assert baseline_answer("centre", smp, cfg.polygon_codec) == "<g8_r4_c4>"
+        a = baseline_answer("query", smp, cfg.polygon_codec)
+        if smp.task == "point>mask":
+            x, y = smp.truth["query"]["point"]
+            assert a == f"<g8_r{int(y // 14)}_c{int(x // 14)}>"
+        else:
+            assert a == "<g8_r4_c4>"
+    with pytest.raises(ConfigError, match="baseline"):
+        baseline_answer("oracle", samples[0], cfg.polygon_codec)
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+def _numbers(run_json: dict) -> list[float]:
+    """Every metric of every model / baseline (floats, in a stable order)."""
+    out = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            for k in sorted(x):
+                if k not in ("dir", "eval_s"):
+                    walk(x[k])
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            out.append(float(x))
+
+    walk(run_json["results"])
+    return out
+
+
+def _check_report(out: Path, summary: Path) -> dict:
+    assert summary == out / "summary.md" and summary.is_file()
+    text = summary.read_text()
+    for heading in ("Held-out mIoU per task", "Two-turn self-correction", "Polygon mode", "Time per stage",
+                    "what it cannot"):  # fmt: skip
+        assert heading in text
+    for f in ("run.json", "figures/training_curves.png", "figures/miou_by_model.png", "viz/tasks/index.html",
+              "viz/polygons/index.html", "sft/final/getok_checkpoint.json", "grpo2/final/getok_checkpoint.json"):  # fmt: skip
+        assert (out / f).is_file(), f
+    assert list((out / "viz" / "tasks" / "samples").glob("*.png"))
+    info = json.loads((out / "run.json").read_text())
+    assert set(info["stages"]) == set(STAGES)
+    for st in info["stages"].values():
+        assert st["wall_s"] >= 0 and st["cpu_s"] >= 0
+    assert info["versions"]["torch"] and info["seeds"]["seed"] == 0
+    res = info["results"]
+    assert set(res["models"]) == {"untrained", "sft", "grpo1", "grpo2"} and set(res["baselines"]) == {b for b, _ in BASELINES}
+    nums = _numbers(info)
+    assert nums and all(math.isfinite(v) for v in nums)
+    for group in res.values():
+        for r in group.values():
+            for t, row in r["tasks"]["tables"].items():
+                assert 0.0 <= row["gIoU"] <= 1.0 and 0.0 <= row["invalid_rate"] <= 1.0, t
+            assert "box>polygon" in r["polygons"]["tables"]
+            assert r["tasks"]["selfcorrect"]["turns"]["1"]["n"] > 0
+    # the reference answers score where the trivial ones do not (the tables measure something)
+    ref, centre = res["baselines"]["reference"], res["baselines"]["centre"]
+    assert ref["tasks"]["tables"]["all"]["gIoU"] > centre["tasks"]["tables"]["all"]["gIoU"]
+    # the untrained model never writes a valid answer
+    assert res["models"]["untrained"]["tasks"]["tables"]["all"]["invalid_rate"] == 1.0
+    return info
+
+
+def test_fast_demo_end_to_end(tmp_path):
+    """One test (the stages build on each other; xdist must not split them): run, rerun, resume, reproduce."""
+    out = tmp_path / "run"
+    cfg = load_demo_config(fast=True)
+    info = _check_report(out, run_demo(cfg, out, fast=True, progress=False))
+    numbers = _numbers(info)
+
+    # a rerun skips every finished stage and rewrites the same report
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    run_demo(cfg, out, fast=True, progress=False)
+    info = json.loads((out / "run.json").read_text())
+    assert info["invocations"][-1]["ran"] == [] and info["invocations"][-1]["skipped"] == list(STAGES)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")} == before
+    assert _numbers(info) == numbers and len(info["invocations"]) == 2
+
+    # a stage without its marker runs again, and gives the same numbers
+    (out / "stages" / "eval-grpo2.json").unlink()
+    run_demo(cfg, out, fast=True, progress=False)
+    info = json.loads((out / "run.json").read_text())
+    assert info["invocations"][-1]["ran"] == ["eval-grpo2"]
+    assert _numbers(info) == numbers
+
+    # other settings in the same directory are refused
+    with pytest.raises(ConfigError, match="other settings"):
+        run_demo(load_demo_config(fast=True, seed=1), out, fast=True, progress=False)
+
+    # the same seed elsewhere: the same numbers
+    run_demo(cfg, tmp_path / "again", fast=True, progress=False)
+    assert _numbers(json.loads((tmp_path / "again" / "run.json").read_text())) == numbers
+
+
+def test_cli_registers_demo():
+    import argparse
+
+    from getok.demo import register
+
+    p = argparse.ArgumentParser()
+    register(p.add_subparsers(dest="command"))
+    args = p.parse_args(["demo", "--out", "x", "--fast", "--seed", "2", "sft_steps=5"])
+    assert args.fast and args.seed == 2 and args.overrides == ["sft_steps=5"] and callable(args.func)
+
+
+# ---------------------------------------------------------------------------------------------- the full demo
+@pytest.mark.slow
+def test_full_demo_shows_learning(tmp_path):
+    """The shipped budget (~15 min on 2 idle cores): what summary.md says the miniature learns."""
+    out = tmp_path / "demo"
+    run_demo(load_demo_config(), out, progress=False)
+    res = json.loads((out / "run.json").read_text())["results"]
+
+    def g(group, name, task):
+        r = res[group][name]
+        for key in ("tasks", "polygons"):
+            if task in r[key]["tables"]:
+                return r[key]["tables"][task]["gIoU"]
+        raise KeyError(task)
+
+    assert res["models"]["untrained"]["tasks"]["tables"]["all"]["invalid_rate"] == 1.0
+    assert res["models"]["sft"]["tasks"]["tables"]["all"]["invalid_rate"] < 0.05
+    for task in ("point>mask", "box>mask", "box>polygon"):  # query-conditioned: learned
+        assert g("models", "sft", task) > g("baselines", "centre", task) + 0.1, task
+    # text>mask: the location prior (within noise of always answering the centre cell)
+    assert abs(g("models", "sft", "text>mask") - g("baselines", "centre", "text>mask")) < 0.15
