@@ -709,7 +709,9 @@ def plot_miou(results: dict, png: Path) -> Path:
             for j, t in enumerate(tasks):
                 v = _metric(results["baselines"][b], t, "gIoU")
                 if v is not None:
-                    ax.hlines(v, j - 0.45, j + 0.45, colors=color, linestyles=ls, label=f"baseline: {b}" if j == 0 else None)
+                    ax.hlines(
+                        v, j - 0.45, j + 0.45, colors=color, linestyles=ls, label=f"baseline: {b}" if j == 0 else None
+                    )
     ax.set_xticks(x, tasks)
     ax.set_ylabel("held-out mIoU (first answer)")
     ax.set_ylim(0, 1)
@@ -809,10 +811,16 @@ def summary_markdown(results: dict, info: dict) -> str:
 
     for k, lab in models:
         r = results["models"][k]
-        L.append(f"| **{lab}** | " + " | ".join(_f(_metric(r, t, "gIoU")) for t in tasks) + f" | {_f(inv(r), pct=True)} |")
+        L.append(
+            f"| **{lab}** | " + " | ".join(_f(_metric(r, t, "gIoU")) for t in tasks) + f" | {_f(inv(r), pct=True)} |"
+        )
     for k, lab in base:
         r = results["baselines"][k]
-        L.append(f"| baseline: {lab} | " + " | ".join(_f(_metric(r, t, "gIoU")) for t in tasks) + f" | {_f(inv(r), pct=True)} |")
+        L.append(
+            f"| baseline: {lab} | "
+            + " | ".join(_f(_metric(r, t, "gIoU")) for t in tasks)
+            + f" | {_f(inv(r), pct=True)} |"
+        )
     L += [
         "",
         "![mIoU by model](figures/miou_by_model.png)",
@@ -1157,17 +1165,27 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
         "command": command or f"getok demo --out {out}" + (" --fast" if fast else "") + f" --seed {cfg.seed}",
         "fast": fast,
         "config": {**config_to_dict(cfg), "polygon_codec": cfg.polygon_codec},
-        "seeds": {"seed": cfg.seed, "tiny_model": sft_cfg.model.tiny_seed, "vocab_init": sft_cfg.vocab.init_seed,
-                  "scene_series": {"sft": TRAIN_SERIES, "grpo": GRPO_SERIES, "held_out": EVAL_SERIES}},  # fmt: skip
+        "seeds": {
+            "seed": cfg.seed,
+            "tiny_model": sft_cfg.model.tiny_seed,
+            "vocab_init": sft_cfg.vocab.init_seed,
+            "scene_series": {"sft": TRAIN_SERIES, "grpo": GRPO_SERIES, "held_out": EVAL_SERIES},
+        },  # fmt: skip
         "versions": _versions(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_start": load0,
-                    "torch_threads": cfg.torch_threads},  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_start": load0,
+            "torch_threads": cfg.torch_threads,
+        },  # fmt: skip
         "sft": {"steps": sft_cfg.train.max_steps, "config": config_to_dict(sft_cfg)},
         "grpo": {"stage1": config_to_dict(g1_cfg), "stage2": config_to_dict(g2_cfg)},
         "training": {k: (v["result"] or {}).get("train") for k, v in train_m.items()},
         "stages": stage_info,
-        "total": {"wall_s": round(sum(m["wall_s"] for m in stage_info.values()), 1),
-                  "cpu_s": round(sum(m["cpu_s"] for m in stage_info.values()), 1)},  # fmt: skip
+        "total": {
+            "wall_s": round(sum(m["wall_s"] for m in stage_info.values()), 1),
+            "cpu_s": round(sum(m["cpu_s"] for m in stage_info.values()), 1),
+        },  # fmt: skip
         "results": results,
     }
     prev = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
@@ -1220,8 +1238,12 @@ def register(subparsers) -> None:
         "finished stages.",
     )
     p.add_argument("--out", required=True, type=Path, help="report / work directory (e.g. runs/demo)")
-    p.add_argument("--seed", type=int, default=None, help="seed of model, token rows, training and sampling (default 0)")
-    p.add_argument("--fast", action="store_true", help="a 1-2 minute smoke run of the same pipeline (numbers mean nothing)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed of model, token rows, training and sampling (default 0)"
+    )
+    p.add_argument(
+        "--fast", action="store_true", help="a 1-2 minute smoke run of the same pipeline (numbers mean nothing)"
+    )
     p.add_argument("--config", default=None, help="YAML of DemoConfig fields (e.g. configs/demo/tiny-cpu.yaml)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (stage banners stay)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="DemoConfig overrides, e.g. sft_steps=300")
@@ -1230,20 +1252,9 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m getok.demo --out DIR [...]`` (the same as ``getok demo``)."""
-    import argparse
+    from .cli.main import main as cli_main
 
-    from .errors import GetokError
-
-    parser = argparse.ArgumentParser(prog="getok")
-    sub = parser.add_subparsers(dest="command")
-    register(sub)
-    args = parser.parse_args(["demo", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except GetokError as exc:
-        print(f"getok: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)], modules=["getok.demo"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,7 +63,9 @@ def test_derived_run_configs(tmp_path):
     cfg = DemoConfig(seed=5)
     s = sft_config(cfg, tmp_path)
     assert s.seed == 5 and s.model.tiny_seed == 5 and s.vocab.init_seed == 5
-    assert s.vocab.codecs[0].startswith("grid_offset:n=8") and s.vocab.codecs[1].startswith("polygon:vertex=grid_offset")
+    assert s.vocab.codecs[0].startswith("grid_offset:n=8") and s.vocab.codecs[1].startswith(
+        "polygon:vertex=grid_offset"
+    )
     names = [e.name for e in s.data.mixture]
     assert names == ["point_box", "text", "offsets_k1", "offsets_k2", "offsets_k4", "box_polygon"]
     assert math.isclose(sum(e.weight for e in s.data.mixture), 1.0)
@@ -177,7 +179,9 @@ def _check_report(out: Path, summary: Path) -> dict:
         assert st["wall_s"] >= 0 and st["cpu_s"] >= 0
     assert info["versions"]["torch"] and info["seeds"]["seed"] == 0
     res = info["results"]
-    assert set(res["models"]) == {"untrained", "sft", "grpo1", "grpo2"} and set(res["baselines"]) == {b for b, _ in BASELINES}
+    assert set(res["models"]) == {"untrained", "sft", "grpo1", "grpo2"} and set(res["baselines"]) == {
+        b for b, _ in BASELINES
+    }
     nums = _numbers(info)
     assert nums and all(math.isfinite(v) for v in nums)
     for group in res.values():

@@ -47,8 +47,12 @@ def main(argv: list[str] | None = None, modules: list[str] | None = None) -> int
     ``modules`` restricts the sub-commands (each sub-command module's own ``main`` runs just its commands).
     """
     parser = build_parser(modules)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args.argv = argv  # the invocation, for commands that record how their results were made
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

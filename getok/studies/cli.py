@@ -68,8 +68,12 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = p.add_subparsers(dest="study", metavar="STUDY")
     for name, (mod, _, _, helptext) in STUDIES.items():
-        q = sub.add_parser(name, help=helptext, description=f"{helptext}. See {mod.replace('.', '/')}.py and docs/studies.md.")
-        q.add_argument("--config", help="YAML with settings (default: the built-in defaults; configs/studies/ repeats them)")
+        q = sub.add_parser(
+            name, help=helptext, description=f"{helptext}. See {mod.replace('.', '/')}.py and docs/studies.md."
+        )
+        q.add_argument(
+            "--config", help="YAML with settings (default: the built-in defaults; configs/studies/ repeats them)"
+        )
         q.add_argument("--out", default="benchmarks/results/studies", help="where the JSON / markdown / PNG go")
         q.add_argument("--work-dir", help=f"models, datasets, records (default runs/studies/{name})")
         q.add_argument("--seeds", type=parse_seeds, help="comma-separated seeds, e.g. 0,1,2")
@@ -105,9 +109,7 @@ def run_study(args) -> int:
     mod, _, runner, _ = STUDIES[name]
     cfg = build_config(name, args)
     m = importlib.import_module(mod)
-    argv = getattr(args, "argv", None)  # set by main(argv); from the getok CLI: the process's own arguments
-    if argv is None:
-        argv = ["study", *sys.argv[sys.argv.index("study") + 1 :]] if "study" in sys.argv else ["study", *sys.argv[1:]]
+    argv = getattr(args, "argv", None) or ["study", *sys.argv[sys.argv.index("study") + 1 :]]  # set by getok.cli.main
     result = getattr(m, runner)(cfg, args.out, progress=not args.no_progress, argv=argv)
     outs = result.get("outputs", {})
     print(f"{name}: {outs.get('md')}")
@@ -119,14 +121,11 @@ def run_study(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m getok.studies.cli representations --fast``)."""
-    parser = argparse.ArgumentParser(prog="getok")
-    sub = parser.add_subparsers(dest="command")
-    register(sub)
-    argv = list(argv if argv is not None else __import__("sys").argv[1:])
-    args = parser.parse_args(["study", *argv])
-    args.argv = ["study", *argv]
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    import sys
+
+    from ..cli.main import main as cli_main
+
+    return cli_main(["study", *(sys.argv[1:] if argv is None else argv)], modules=["getok.studies.cli"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -127,7 +127,9 @@ class SceneSeries:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"scenes.{name} must be >= 1, got {getattr(self, name)}")
         if self.min_objects > self.max_objects:
-            raise ConfigError(f"scenes.min_objects ({self.min_objects}) must be <= scenes.max_objects ({self.max_objects})")
+            raise ConfigError(
+                f"scenes.min_objects ({self.min_objects}) must be <= scenes.max_objects ({self.max_objects})"
+            )
         if self.train_seed == self.eval_seed:
             raise ConfigError("scenes.eval_seed must differ from scenes.train_seed (held-out scenes)")
 

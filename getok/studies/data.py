@@ -115,7 +115,11 @@ def task_samples(scenes, spec: str, tasks: Sequence[str], *, answer: str = "nati
     for s in res:
         masks = s.truth.get("masks") or []
         q = (s.truth.get("query") or {}).get("point") if s.task == "point>mask" else None
-        p = np.asarray(q, dtype=np.float64) if q is not None else (point_on_mask(rle_decode(masks[0]), codec) if len(masks) == 1 else None)
+        p = (
+            np.asarray(q, dtype=np.float64)
+            if q is not None
+            else (point_on_mask(rle_decode(masks[0]), codec) if len(masks) == 1 else None)
+        )
         if p is None:
             out.skip(f"{s.sample_id}", "no point on the object survives the codec's quantisation")
             continue

@@ -199,7 +199,9 @@ def simplify_fallbacks(masks, eps: float) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- the study
-def run_polygon_density(cfg: DensityConfig, out_dir: str | Path, *, progress: bool = True, argv: list[str] | None = None) -> dict:
+def run_polygon_density(
+    cfg: DensityConfig, out_dir: str | Path, *, progress: bool = True, argv: list[str] | None = None
+) -> dict:
     """Run the study; writes ``polygon-density.{json,md,png}`` into ``out_dir`` and returns the result."""
     from ..bench.codecs import load_masks
     from ..eval.runner import read_records
@@ -227,11 +229,19 @@ def run_polygon_density(cfg: DensityConfig, out_dir: str | Path, *, progress: bo
         with Clock() as c:
             masks = load_masks(rd)
             rows = oracle_sweep(masks, cfg.formats, cfg.eps_oracle, progress=progress)
-        result["real_dev"] = {"dir": str(rd), "objects": len(masks), "rows": rows, "clock": {"wall_s": round(c.wall, 1)}}
+        result["real_dev"] = {
+            "dir": str(rd),
+            "objects": len(masks),
+            "rows": rows,
+            "clock": {"wall_s": round(c.wall, 1)},
+        }
     # ---- oracle on held-out scenes
     train_scenes, eval_scenes = cfg.scenes.generate("train"), cfg.scenes.generate("eval")
     scene_masks = [(im.size, o.get_mask()) for im in eval_scenes for o in im.objects if o.get_mask().any()]
-    result["scenes_oracle"] = {"objects": len(scene_masks), "rows": oracle_sweep(scene_masks, cfg.formats, cfg.eps_oracle, which="trained")}
+    result["scenes_oracle"] = {
+        "objects": len(scene_masks),
+        "rows": oracle_sweep(scene_masks, cfg.formats, cfg.eps_oracle, which="trained"),
+    }
     # ---- trained
     trained = []
     src_tr, src_ev = [cfg.scenes.source("train")], [cfg.scenes.source("eval")]
@@ -248,7 +258,9 @@ def run_polygon_density(cfg: DensityConfig, out_dir: str | Path, *, progress: bo
             eval_dir = write_pool(ev, d / "data" / "eval", src_ev)
             runs = []
             for seed in cfg.seeds:
-                scfg = sft_config(cfg.budget, [spec], pools, d / f"seed{seed}", seed=seed, init=f.init, image_size=cfg.scenes.size)
+                scfg = sft_config(
+                    cfg.budget, [spec], pools, d / f"seed{seed}", seed=seed, init=f.init, image_size=cfg.scenes.size
+                )
                 log.info("%s eps=%g seed %d: training %d steps", f.name, eps, seed, cfg.budget.steps)
                 summ = train_sft(scfg, progress=progress)
                 model, processor = load_trained(summ["final"])
@@ -295,15 +307,23 @@ def density_markdown(result: dict) -> str:
         lines.append(f"{rd['objects']} COCO instance masks of `{rd['dir']}`.")
         lines += ["", *_oracle_table(rd["rows"])]
     so = result["scenes_oracle"]
-    lines += ["", f"## Oracle on the held-out procedural scenes ({so['objects']} objects, {cfg['scenes']['size']} px; the trained "
-              "runs' codecs)", "", *_oracle_table(so["rows"])]
+    lines += [
+        "",
+        f"## Oracle on the held-out procedural scenes ({so['objects']} objects, {cfg['scenes']['size']} px; the trained "
+        "runs' codecs)",
+        "",
+        *_oracle_table(so["rows"]),
+    ]
     lines += [
         "",
         f"## After training on procedural scenes ({b['steps']} steps x batch {b['batch_size']}, lr {b['lr']}; "
         f"{cfg['scenes']['n_train']} training scenes, {cfg['scenes']['n_eval']} held-out)",
         "",
-        "| format | eps | codec | target tokens/object | generated tokens/object | mIoU (" + " + ".join(cfg["core_tasks"])
-        + ") | Acc@0.5 | invalid | " + " | ".join(f"{t} mIoU" for t in cfg["tasks"]) + " | training time (s) |",
+        "| format | eps | codec | target tokens/object | generated tokens/object | mIoU ("
+        + " + ".join(cfg["core_tasks"])
+        + ") | Acc@0.5 | invalid | "
+        + " | ".join(f"{t} mIoU" for t in cfg["tasks"])
+        + " | training time (s) |",
         "|---|---|---|---|---|---|---|---|" + "---|" * len(cfg["tasks"]) + "---|",
     ]
     for t in result["trained"]:
@@ -311,7 +331,8 @@ def density_markdown(result: dict) -> str:
         lines.append(
             f"| {t['format']} | {t['eps']:g} | `{t['codec']}` | {fmt_ci(m['target_tokens_per_object'], 1)} | "
             f"{fmt_ci(m['core/tokens_per_object'], 1)} | {fmt_ci(m['core/gIoU'])} | {fmt_ci(m['core/Acc@0.5'])} | "
-            f"{fmt_ci(m['core/invalid_rate'])} | " + " | ".join(fmt_ci(m[f"{x}/gIoU"]) for x in cfg["tasks"])
+            f"{fmt_ci(m['core/invalid_rate'])} | "
+            + " | ".join(fmt_ci(m[f"{x}/gIoU"]) for x in cfg["tasks"])
             + f" | {fmt_ci(m['train_wall_s'], 0)} |"
         )
     lines += [
@@ -352,9 +373,13 @@ def _plot(result: dict):
             rs = sorted((r for r in rows if r["format"] == name), key=lambda r: r["eps"])
             if not rs:
                 continue
-            ax.plot([r["tokens"] for r in rs], [r["iou"] for r in rs], "--o", color=f"C{i}", ms=4, label=f"{name} (oracle)")
+            ax.plot(
+                [r["tokens"] for r in rs], [r["iou"] for r in rs], "--o", color=f"C{i}", ms=4, label=f"{name} (oracle)"
+            )
             for r in rs:
-                ax.annotate(f"{r['eps']:g}", (r["tokens"], r["iou"]), textcoords="offset points", xytext=(3, -10), fontsize=7)
+                ax.annotate(
+                    f"{r['eps']:g}", (r["tokens"], r["iou"]), textcoords="offset points", xytext=(3, -10), fontsize=7
+                )
         ax.set_xscale("log")
         ax.set_xlabel("tokens per object (tiny tokenizer)")
         ax.set_ylabel("IoU")
@@ -369,7 +394,9 @@ def _plot(result: dict):
         if x is None or y["mean"] is None:
             continue
         axes[1].errorbar([x], [y["mean"]], yerr=[[y["half"] or 0]], fmt="s", color=f"C{i}", capsize=3, ms=7)
-        axes[1].annotate(f"trained eps={t['eps']:g}", (x, y["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        axes[1].annotate(
+            f"trained eps={t['eps']:g}", (x, y["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7
+        )
     axes[1].plot([], [], "s", color="gray", label="trained (mIoU of point / box questions)")
     for ax in axes:
         ax.legend(fontsize=7, loc="lower right")

@@ -242,8 +242,11 @@ def _build_data(cfg: RepresentationsConfig, rep: Representation, root: Path, tra
     return {"pools": pools, "eval_dir": eval_dir, "eval_samples": list(ev), "train_pool_sizes": counts}
 
 
-def _run_arm(cfg: RepresentationsConfig, rep: Representation, seed: int, data: dict, root: Path, progress: bool) -> dict:
+def _run_arm(
+    cfg: RepresentationsConfig, rep: Representation, seed: int, data: dict, root: Path, progress: bool
+) -> dict:
     from .common import evaluate_model, load_trained, sft_config, target_tokens_per_object, train_sft
+
     run_dir = root / f"seed{seed}"
     scfg = sft_config(cfg.budget, [rep.codec], data["pools"], run_dir, seed=seed, init=rep.init,
                       image_size=cfg.scenes.size)  # fmt: skip
@@ -372,7 +375,9 @@ def representations_markdown(result: dict) -> str:
     ]
     for r in result["representations"]:
         m = r["mean"]
-        ans = {"point": "point → decoder", "native": "cells → decoder" if "grid" in r["codec"] else "outline"}[r["answer"]]
+        ans = {"point": "point → decoder", "native": "cells → decoder" if "grid" in r["codec"] else "outline"}[
+            r["answer"]
+        ]
         if r["refine"]:
             ans = "cells → decoder, + 1 refinement turn"
         ora = (r.get("oracle") or {}).get("core", {}).get("gIoU")

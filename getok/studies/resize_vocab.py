@@ -138,9 +138,15 @@ def _data(cfg: ResizeConfig, n: int, root: Path, train_scenes, eval_scenes) -> d
     wsum = sum(cfg.task_weights)
     for task, w in zip(cfg.tasks, cfg.task_weights):
         s = task_samples(train_scenes, _spec(n), [task])
-        pools.append((write_pool(s, root / f"train-n{n}-{task.replace('>', '2')}", [cfg.scenes.source("train")]), w / wsum))
+        pools.append(
+            (write_pool(s, root / f"train-n{n}-{task.replace('>', '2')}", [cfg.scenes.source("train")]), w / wsum)
+        )
     ev = task_samples(eval_scenes, _spec(n), cfg.tasks, seed=cfg.scenes.eval_seed)
-    return {"pools": pools, "eval_dir": write_pool(ev, root / f"eval-n{n}", [cfg.scenes.source("eval")]), "n_eval": len(ev)}
+    return {
+        "pools": pools,
+        "eval_dir": write_pool(ev, root / f"eval-n{n}", [cfg.scenes.source("eval")]),
+        "n_eval": len(ev),
+    }
 
 
 def _evaluate_dir(cfg: ResizeConfig, model_dir, data: dict, n: int, out: Path, seed: int, name: str) -> dict:
@@ -172,7 +178,9 @@ def _resize_and_save(src_final, n: int, m: int, init: str, seed: int, out: Path)
 
 
 # ---------------------------------------------------------------------------------------------- the study
-def run_resize_vocab(cfg: ResizeConfig, out_dir: str | Path, *, progress: bool = True, argv: list[str] | None = None) -> dict:
+def run_resize_vocab(
+    cfg: ResizeConfig, out_dir: str | Path, *, progress: bool = True, argv: list[str] | None = None
+) -> dict:
     """Run the study; writes ``resize-vocab.{json,md,png}`` into ``out_dir`` and returns the result."""
     from .common import sft_config, train_sft
 
@@ -194,7 +202,9 @@ def run_resize_vocab(cfg: ResizeConfig, out_dir: str | Path, *, progress: bool =
                                init=cfg.source_init, image_size=cfg.scenes.size)  # fmt: skip
             log.info("seed %d: training the %d-grid source model (%d steps)", seed, n, cfg.budget.steps)
             s = train_sft(cfg_n, progress=progress)
-            ev = _evaluate_dir(cfg, s["final"], data[n], n, root / f"seed{seed}" / f"source-n{n}" / "eval", seed, f"source n={n}")
+            ev = _evaluate_dir(
+                cfg, s["final"], data[n], n, root / f"seed{seed}" / f"source-n{n}" / "eval", seed, f"source n={n}"
+            )
             sources[n] = s["final"]
             result["runs"].append({"seed": seed, "kind": "source", "n": n, "m": n, "init": cfg.source_init,
                                    "train_wall_s": s["train"]["train_wall_s"], "eval": ev})  # fmt: skip
@@ -211,7 +221,9 @@ def run_resize_vocab(cfg: ResizeConfig, out_dir: str | Path, *, progress: bool =
             for init in cfg.inits:
                 d = root / f"seed{seed}" / f"n{n}-to-m{m}-{init}"
                 info = _resize_and_save(sources[n], n, m, init, seed, d / "resized")
-                before = _evaluate_dir(cfg, d / "resized", data[m], m, d / "eval-before", seed, f"{n}->{m} {init} before")
+                before = _evaluate_dir(
+                    cfg, d / "resized", data[m], m, d / "eval-before", seed, f"{n}->{m} {init} before"
+                )
                 ft = sft_config(cfg.finetune, [_spec(m)], data[m]["pools"], d / "finetune", seed=seed, init=cfg.source_init,
                                 model_path=str(d / "resized"), image_size=cfg.scenes.size)  # fmt: skip
                 log.info("seed %d: %d -> %d (%s): fine-tuning %d steps", seed, n, m, init, cfg.finetune.steps)
@@ -318,5 +330,3 @@ def _plot(result: dict):
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-

@@ -64,7 +64,10 @@ class Variant:
 
 
 def _default_variants() -> list[Variant]:
-    return [Variant("varying k, point questions", [1, 2, 3, 4, 6], "point"), Variant("k = 6, text questions", [6], "text")]
+    return [
+        Variant("varying k, point questions", [1, 2, 3, 4, 6], "point"),
+        Variant("k = 6, text questions", [6], "text"),
+    ]
 
 
 def _default_budget() -> Budget:
@@ -167,14 +170,24 @@ def per_turn(records: list[dict], turns: int, tasks: list[str] | None = None) ->
         prev_m = prev_o = None
         for t in range(1, k + 1):
             cur_m = [r["turns"][t - 1] for r in rs]
-            cur_o = [r["oracle"][t - 2] if t >= 2 and len(r.get("oracle") or []) >= t - 1 else r["turns"][0] for r in rs]
+            cur_o = [
+                r["oracle"][t - 2] if t >= 2 and len(r.get("oracle") or []) >= t - 1 else r["turns"][0] for r in rs
+            ]
             for cur, prev, rows, who in ((cur_m, prev_m, model, "model"), (cur_o, prev_o, oracle, "oracle")):
                 s = summarize(cur)
-                row = {"turn": t, "n": s["n"], "gIoU": s["gIoU"], "Acc@0.5": s.get("Acc@0.5"), "invalid_rate": s["invalid_rate"]}
+                row = {
+                    "turn": t,
+                    "n": s["n"],
+                    "gIoU": s["gIoU"],
+                    "Acc@0.5": s.get("Acc@0.5"),
+                    "invalid_rate": s["invalid_rate"],
+                }
                 if prev is not None:
                     row.update(turn_deltas(prev, cur))
                     if who == "model":
-                        row["refine_invalid"] = sum(1 for x in cur if x.get("skipped") is None and x.get("refine_valid") is False)
+                        row["refine_invalid"] = sum(
+                            1 for x in cur if x.get("skipped") is None and x.get("refine_valid") is False
+                        )
                 rows.append(row)
             prev_m, prev_o = cur_m, cur_o
         out[g] = {"model": model, "oracle": oracle}
@@ -197,7 +210,12 @@ def run_self_correction(cfg: SelfCorrectStudyConfig, out_dir: str | Path, *, pro
     task_pools = []
     for task, w in zip(cfg.tasks, cfg.task_weights):
         s = task_samples(train_scenes, cfg.codec, [task])
-        task_pools.append((write_pool(s, root / "data" / f"train-{task.replace('>', '2')}", src_tr), (1 - cfg.refine_weight) * w / wsum))
+        task_pools.append(
+            (
+                write_pool(s, root / "data" / f"train-{task.replace('>', '2')}", src_tr),
+                (1 - cfg.refine_weight) * w / wsum,
+            )
+        )
     ev = task_samples(eval_scenes, cfg.codec, cfg.eval_tasks, seed=cfg.scenes.eval_seed)
     eval_dir = write_pool(ev, root / "data" / "eval", src_ev)
     result: dict = {
@@ -294,7 +312,9 @@ def selfcorrect_study_markdown(result: dict) -> str:
             ocells = [fmt_ci(r["gIoU"]) for r in o[1:]] + ["–"] * (k - len(o))
             iw = f"{m[1].get('improved', '–')} / {m[1].get('worse', '–')}" if len(m) > 1 else "–"
             oiw = f"{o[1].get('improved', '–')} / {o[1].get('worse', '–')}" if len(o) > 1 else "–"
-            lines.append(f"| {g} (n = {m[0]['n']}) | " + " | ".join(cells) + " | " + " | ".join(ocells) + f" | {iw} | {oiw} |")
+            lines.append(
+                f"| {g} (n = {m[0]['n']}) | " + " | ".join(cells) + " | " + " | ".join(ocells) + f" | {iw} | {oiw} |"
+            )
         m_all = v["mean"].get("all", {}).get("model", [])
         if len(m_all) > 1:
             lines += ["", "Per turn (all questions): improved / worse / same, invalid refinements: " + "; ".join(
