@@ -543,21 +543,13 @@ class _Stages:
         m = {"stage": name, "title": title, "fingerprint": fp, "wall_s": round(time.perf_counter() - t0, 1),
              "cpu_s": round(_cpu_seconds() - c0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
              "result": result}  # fmt: skip
-        atomic_write_json(self.dir / f"{name}.json", json.loads(json.dumps(m, default=_json_default)))
+        atomic_write_json(self.dir / f"{name}.json", m)
         print(f"[{k}/{len(STAGES)}] {name}: done in {m['wall_s']:.0f} s wall, {m['cpu_s']:.0f} s CPU",
               file=sys.stderr, flush=True)  # fmt: skip
         self.ran.append(name)
         return m
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -1193,7 +1185,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
                   "ran": stages.ran, "skipped": stages.skipped, "wall_s": round(time.perf_counter() - t_start, 1),
                   "cpu_s": round(_cpu_seconds() - c_start, 1), "loadavg_start": load0, "loadavg_end": _loadavg()}  # fmt: skip
     info["invocations"] = list(prev.get("invocations", [])) + [invocation]
-    atomic_write_json(out / "run.json", json.loads(json.dumps(info, default=_json_default)))
+    atomic_write_json(out / "run.json", info)
     summary = out / "summary.md"
     atomic_write_text(summary, summary_markdown(results, info))
     return summary

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_dir"]
+__all__ = ["atomic_write_text", "atomic_write_json", "atomic_dir", "json_default"]
 
 
 def _umask() -> int:
@@ -35,9 +35,24 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def json_default(o):
+    """``json.dumps(..., default=json_default)``: numpy scalars and arrays as Python values, paths as strings.
+
+    >>> import json, numpy as np
+    >>> json.dumps({"a": np.float32(0.5), "b": np.arange(2), "p": Path("x")}, default=json_default)
+    '{"a": 0.5, "b": [0, 1], "p": "x"}'
+    """
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "tolist") and hasattr(o, "dtype"):  # numpy arrays and scalars (numpy is not imported here)
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
 def atomic_write_json(path: str | Path, obj, **kwargs) -> Path:
-    """JSON-dump ``obj`` atomically (``indent=1`` unless given)."""
+    """JSON-dump ``obj`` atomically (``indent=1`` and :func:`json_default` unless given)."""
     kwargs.setdefault("indent", 1)
+    kwargs.setdefault("default", json_default)
     return atomic_write_text(path, json.dumps(obj, **kwargs))
 
 

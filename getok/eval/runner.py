@@ -49,7 +49,7 @@ from ..codecs.base import Codec, get_codec
 from ..data_builders.dataset import Dataset, read_dataset
 from ..data_builders.samples import Sample
 from ..errors import ConfigError, DataError, DecodeError
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text, json_default
 from .metrics import EMPTY_CONVENTIONS, markdown_table, summarize
 from .scoring import describe_sample, geometry_json, instance_masks, score_answer, truth_masks
 
@@ -186,12 +186,6 @@ def read_records(path: str | Path) -> list[dict]:
     return out
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -527,7 +521,7 @@ def evaluate(
             for r in recs:
                 new[r["id"]] = r
                 if fh is not None:
-                    fh.write(json.dumps(r, default=_json_default) + "\n")
+                    fh.write(json.dumps(r, default=json_default) + "\n")
             if fh is not None:
                 fh.flush()
             if bar:
@@ -550,7 +544,7 @@ def evaluate(
         "samples_per_s": round(len(todo) / elapsed, 3) if elapsed > 0 and todo else None,
     }
     if out is not None:
-        atomic_write_json(out / SUMMARY_FILE, json.loads(json.dumps(summary, default=_json_default)))
+        atomic_write_json(out / SUMMARY_FILE, summary)
         atomic_write_text(out / SUMMARY_MD, summary_markdown(summary))
     return summary
 

@@ -13,7 +13,6 @@ Heavy imports (torch, transformers, TRL, matplotlib) stay inside the functions.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -261,7 +260,7 @@ def write_outputs(out_dir: str | Path, name: str, result: dict, markdown: str, f
     except OSError:
         pass
     paths = {"json": str(out / f"{name}.json"), "md": str(out / f"{name}.md"), "png": None}
-    atomic_write_json(out / f"{name}.json", json.loads(json.dumps(result, default=_json_default)))
+    atomic_write_json(out / f"{name}.json", result)
     atomic_write_text(out / f"{name}.md", markdown if markdown.endswith("\n") else markdown + "\n")
     if figure is not None:
         import tempfile
@@ -282,14 +281,6 @@ def write_outputs(out_dir: str | Path, name: str, result: dict, markdown: str, f
     return paths
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------- training
