@@ -353,46 +353,18 @@ def reward_functions(cfg: GRPORunConfig, manifest: dict | None = None) -> list:
 
 
 # ---------------------------------------------------------------------------------------------- trainer
-def _report_to(cfg: GRPORunConfig) -> list[str]:
-    out = list(cfg.train.report_to)
-    if "tensorboard" not in out:
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-            out.append("tensorboard")
-    return out or ["none"]
-
-
 def grpo_arguments(cfg: GRPORunConfig, output_dir: str | Path, *, progress: bool = True):
     """TRL ``GRPOConfig`` of a run."""
     from trl import GRPOConfig
 
+    from ..train.sft import common_trainer_kwargs
+
     rl, tr = cfg.rl, cfg.train
     return GRPOConfig(
-        output_dir=str(output_dir),
+        **common_trainer_kwargs(tr, output_dir, seed=cfg.seed, progress=progress),
         per_device_train_batch_size=cfg.per_device_batch,
-        gradient_accumulation_steps=tr.grad_accum,
         num_generations=rl.num_generations,
-        learning_rate=tr.lr,
-        lr_scheduler_type=tr.scheduler,
-        warmup_steps=tr.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        weight_decay=tr.weight_decay,
-        max_steps=tr.max_steps,
-        max_grad_norm=tr.max_grad_norm,
-        bf16=tr.bf16,
-        fp16=tr.fp16,
-        gradient_checkpointing=tr.gradient_checkpointing,
-        logging_steps=tr.logging_steps,
-        save_strategy="steps",
-        save_steps=tr.save_steps,
-        save_total_limit=tr.save_total_limit,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to=_report_to(cfg),
-        deepspeed=tr.deepspeed,
         dataloader_num_workers=0,  # stage 2 rewrites rows in the main process; images are small
-        disable_tqdm=not progress,
-        remove_unused_columns=False,
         # the algorithm
         beta=rl.beta,
         importance_sampling_level=rl.importance_sampling_level,

@@ -150,8 +150,9 @@ def setup_model(cfg: SFTRunConfig, base: str | Path):
 
 
 # ---------------------------------------------------------------------------------------------- trainer
-def _report_to(cfg: SFTRunConfig) -> list[str]:
-    out = list(cfg.train.report_to)
+def report_to(train) -> list[str]:
+    """Trackers of a run: ``train.report_to`` plus TensorBoard when it is installed (``["none"]`` if empty)."""
+    out = list(train.report_to)
     if "tensorboard" not in out:
         import importlib.util
 
@@ -160,41 +161,48 @@ def _report_to(cfg: SFTRunConfig) -> list[str]:
     return out or ["none"]
 
 
+def common_trainer_kwargs(train, output_dir: str | Path, *, seed: int, progress: bool = True) -> dict:
+    """The ``transformers.TrainingArguments`` that SFT and GRPO take alike from a ``train:`` section."""
+    return dict(
+        output_dir=str(output_dir),
+        gradient_accumulation_steps=train.grad_accum,
+        learning_rate=train.lr,
+        lr_scheduler_type=train.scheduler,
+        warmup_steps=train.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=train.weight_decay,
+        max_steps=train.max_steps,
+        max_grad_norm=train.max_grad_norm,
+        bf16=train.bf16,
+        fp16=train.fp16,
+        gradient_checkpointing=train.gradient_checkpointing,
+        logging_steps=train.logging_steps,
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        seed=seed,
+        data_seed=seed,
+        report_to=report_to(train),
+        deepspeed=train.deepspeed,
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+    )
+
+
 def training_arguments(cfg: SFTRunConfig, output_dir: str | Path, *, progress: bool = True):
     """TRL ``SFTConfig`` for a run (conversational VLM data, assistant-only loss, no truncation)."""
     from trl import SFTConfig
 
     tr = cfg.train
     return SFTConfig(
-        output_dir=str(output_dir),
+        **common_trainer_kwargs(tr, output_dir, seed=cfg.seed, progress=progress),
         per_device_train_batch_size=tr.batch_size,
-        gradient_accumulation_steps=tr.grad_accum,
-        learning_rate=tr.lr,
-        lr_scheduler_type=tr.scheduler,
-        warmup_steps=tr.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        weight_decay=tr.weight_decay,
         num_train_epochs=tr.epochs,
-        max_steps=tr.max_steps,
-        max_grad_norm=tr.max_grad_norm,
-        bf16=tr.bf16,
-        fp16=tr.fp16,
-        gradient_checkpointing=tr.gradient_checkpointing,
-        logging_steps=tr.logging_steps,
-        save_strategy="steps",
-        save_steps=tr.save_steps,
-        save_total_limit=tr.save_total_limit,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to=_report_to(cfg),
-        deepspeed=tr.deepspeed,
         dataloader_num_workers=tr.dataloader_workers,
-        disable_tqdm=not progress,
         # data: conversational messages + images, rendered by the processor's chat template in the collator
         assistant_only_loss=True,
         max_length=None,  # never truncate: prepare_examples already dropped (and counted) long samples
         packing=False,
         padding_free=False,
-        remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True},
     )
 
