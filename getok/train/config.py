@@ -381,6 +381,11 @@ class TrainConfig:
         (measured); 1 is the CPU default.
     report_to : list of str
         Extra transformers integrations (``tensorboard`` is added automatically when installed).
+    loss_turns : str
+        Which assistant turns of a multi-turn sample carry the loss: ``last`` (default) — the final answer
+        only; earlier turns are context, such as the *noisy* stage-1 proposal of a two-turn refinement
+        sample, which must not be learned as the answer to its question — or ``all`` (TRL's
+        ``assistant_only_loss`` as is). Single-turn samples are the same either way.
     """
 
     lr: float = 2e-3
@@ -403,8 +408,11 @@ class TrainConfig:
     dataloader_workers: int = 1
     torch_threads: int | None = 1
     report_to: list[str] = field(default_factory=list)
+    loss_turns: str = "last"
 
     def __post_init__(self):
+        if self.loss_turns not in ("last", "all"):
+            raise ConfigError(f"train.loss_turns must be 'last' or 'all', got {self.loss_turns!r}")
         _positive(self, "lr", "batch_size", "grad_accum", "epochs", "logging_steps", "save_steps")
         _positive(self, "save_total_limit", "max_grad_norm")
         if self.max_steps == 0 or self.max_steps < -1:

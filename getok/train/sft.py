@@ -207,6 +207,40 @@ def training_arguments(cfg: SFTRunConfig, output_dir: str | Path, *, progress: b
     )
 
 
+def last_turn_labels(labels):
+    """Keep the labels of each row's last labelled run (its final assistant turn); the rest become -100.
+
+    With assistant-only loss every assistant turn is one contiguous run of labels != -100, separated by
+    masked user / image tokens, so the last run is the final answer.
+
+    >>> import torch
+    >>> last_turn_labels(torch.tensor([[-100, 5, 6, -100, -100, 7, 8, -100], [-100, 1, 2, -100, -100, -100, -100, -100]]))
+    tensor([[-100, -100, -100, -100, -100,    7,    8, -100],
+            [-100,    1,    2, -100, -100, -100, -100, -100]])
+    """
+    import torch
+
+    valid = labels != -100
+    prev = torch.zeros_like(valid)
+    prev[:, 1:] = valid[:, :-1]
+    starts = valid & ~prev
+    pos = torch.arange(labels.shape[1], device=labels.device).expand_as(labels)
+    last_start = torch.where(starts, pos, torch.full_like(pos, -1)).max(dim=1, keepdim=True).values
+    return torch.where(pos >= last_start, labels, torch.full_like(labels, -100))
+
+
+class LastTurnCollator:
+    """Wraps TRL's collator: the loss on the final assistant turn only (``train.loss_turns: last``)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples):
+        out = self.inner(examples)
+        out["labels"] = last_turn_labels(out["labels"])
+        return out
+
+
 def _trainer_class():
     from trl import SFTTrainer
 
@@ -217,6 +251,11 @@ def _trainer_class():
         grew (1+ GB at 7B); the new rows already live in the adapter (``trainable_token_indices``) and the
         base rows are reproduced by :func:`~getok.vocab.add_spatial_tokens` on load, so they are not saved.
         """
+
+        def __init__(self, *args, loss_turns: str = "last", **kwargs):
+            super().__init__(*args, **kwargs)
+            if loss_turns == "last":
+                self.data_collator = LastTurnCollator(self.data_collator)
 
         def _save(self, output_dir=None, state_dict=None):
             from peft import PeftModel
@@ -233,10 +272,11 @@ def _trainer_class():
     return GetokSFTTrainer
 
 
-def make_trainer(model, processor, examples, args, callbacks=()):
+def make_trainer(model, processor, examples, args, callbacks=(), loss_turns: str = "last"):
     """The ``SFTTrainer`` (subclass) over :func:`~getok.train.data.prepare_examples`'s dataset."""
     cls = _trainer_class()
-    return cls(model=model, args=args, train_dataset=examples, processing_class=processor, callbacks=list(callbacks))
+    return cls(model=model, args=args, train_dataset=examples, processing_class=processor,
+               callbacks=list(callbacks), loss_turns=loss_turns)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- eval
@@ -392,7 +432,7 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
 
     info = checkpoint_info(cfg, base)
     callbacks = [JsonlMetricsCallback(out / "metrics.jsonl"), CheckpointInfoCallback(layout, config_yaml(cfg), info)]
-    trainer = make_trainer(model, processor, examples, args, callbacks)
+    trainer = make_trainer(model, processor, examples, args, callbacks, loss_turns=cfg.train.loss_turns)
     if resume is not None:
         log.info("resuming from %s", resume)
     t0w, t0c = time.perf_counter(), cpu_seconds()

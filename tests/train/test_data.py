@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from getok.errors import DataError, LayoutMismatchError
+from getok.errors import ConfigError, DataError, LayoutMismatchError
 from getok.train.config import load_sft_config
 from getok.train.data import (
     build_mixture,
@@ -133,9 +134,7 @@ def test_prepare_examples_counts_unreadable_images_and_drops_long_samples(tiny_w
     row = ex[0]
     assert set(row) == {"messages", "images"} and row["images"][0].size == (112, 112)
 
-    lengths = sorted(
-        sample_lengths(processor, [r["messages"] for r in ex], [[(112, 112)]] * len(ex)).tolist()
-    )
+    lengths = sorted(sample_lengths(processor, [r["messages"] for r in ex], [[(112, 112)]] * len(ex)).tolist())
     cut = lengths[len(lengths) // 2]
     ex2, stats2 = prepare_examples(data, processor, max_length=cut)
     assert stats2.too_long == sum(v > cut for v in lengths) > 0
@@ -157,3 +156,39 @@ def test_eval_set_is_disjoint_from_training_scenes(tmp_path):
     assert {s.task for s in ev} == set(cfg.eval.tasks)
     assert all(s.image_id.startswith("scene-10000-") for s in ev)
     assert np.all([s.codec == CODEC for s in ev])
+
+
+def test_last_turn_loss_trains_the_refinement_not_the_noisy_proposal(tiny_with_vocab, small_mixture):
+    """TRL's assistant-only loss labels every assistant turn; ``loss_turns: last`` keeps the final answer only."""
+    from PIL import Image
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    from getok.data_builders.dataset import read_dataset
+    from getok.data_builders.export import trl_messages
+    from getok.train.sft import LastTurnCollator
+
+    _, processor, _ = tiny_with_vocab
+    ds = read_dataset(small_mixture[1])
+    refine = next(s for s in ds if s.task == "refine" and len(s.turns) == 2)
+    single = next(s for s in ds if s.task == "box>mask")
+    examples = [
+        {"messages": trl_messages(s), "images": [Image.open(ds.image_path(s)).convert("RGB")]} for s in (refine, single)
+    ]
+    inner = DataCollatorForVisionLanguageModeling(processor=processor, assistant_only_loss=True)
+    everything = inner(copy.deepcopy(examples))["labels"]
+    last = LastTurnCollator(inner)(copy.deepcopy(examples))["labels"]
+
+    def text(labels_row):
+        return processor.tokenizer.decode(labels_row[labels_row != -100].tolist())
+
+    # all turns: the proposal (turn 1) and the refinement (turn 2) are both learned
+    assert refine.turns[0].assistant in text(everything[0]) and refine.turns[1].assistant in text(everything[0])
+    # last turn: only the refinement
+    assert refine.turns[1].assistant in text(last[0]) and refine.turns[0].assistant not in text(last[0])
+    # a one-turn sample is unchanged
+    assert (last[1] == everything[1]).all()
+
+
+def test_loss_turns_is_validated():
+    with pytest.raises(ConfigError, match="loss_turns"):
+        load_sft_config(None, ["train.loss_turns=first"])
