@@ -12,7 +12,11 @@ grid cells whose proposals together cover the target:
 
 Grid points that share one proposal are one candidate: it is represented by the grid point that lies
 inside the target (if any), then has the highest proposer score, then lies nearest the centre of the
-target's box, then comes first row-major. A non-empty target that no proposal overlaps gets the single
+target's box, then comes first row-major. A question that names a point (``point>mask``) passes it as
+``prefer``: among the grid points of one proposal that lie inside the target, the one nearest that point
+represents it (ours; the paper leaves the choice open). Such cells decode to the same mask, so this only
+picks, among equivalent answers, the one the question already names — a target the model can read off
+the question instead of guessing one arbitrary cell of the object. A non-empty target that no proposal overlaps gets the single
 grid cell nearest to it (never zero cells); an empty target is an error.
 
 The union / IoU arithmetic runs on compressed COCO RLEs (pycocotools, C), so a step costs time linear in
@@ -170,7 +174,7 @@ def nearest_cell(mask: np.ndarray, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- greedy
-def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = None) -> GreedyResult:
+def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = None, prefer=None) -> GreedyResult:
     """Grid cells whose proposals cover ``target_mask`` (DESIGN.md's greedy conversion).
 
     Parameters
@@ -181,6 +185,9 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
     stack : ProposalStack
         Proposals of the image on an ``n x n`` grid.
     cfg : GreedyConfig, optional
+    prefer : (x, y) pixels, optional
+        A point the question names: a proposal shared by several grid points inside the target is
+        represented by the one nearest to it (see the module docstring).
 
     Returns
     -------
@@ -195,6 +202,8 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
     >>> r = greedy_cells(lab > 0, stack)
     >>> r.cells.tolist(), r.iou
     ([[1, 1], [2, 2]], 1.0)
+    >>> greedy_cells(lab == 2, stack).cells.tolist(), greedy_cells(lab == 2, stack, prefer=(35, 24)).cells.tolist()
+    ([[2, 2]], [[3, 2]])
     """
     cfg = cfg or GreedyConfig()
     mu = require("pycocotools.mask", "coco", "the greedy grid-token builder")
@@ -226,7 +235,11 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
     centre = np.array([(tx0 + tx1) / 2, (ty0 + ty1) / 2])
     dc = np.hypot(idx.points[:, 0] - centre[0], idx.points[:, 1] - centre[1])
     pts = np.flatnonzero(np.isin(p2m, cand))
-    order_pts = pts[np.lexsort((pts, dc[pts], -idx.scores[pts], ~inside[pts], p2m[pts]))]
+    keys = [pts, dc[pts], -idx.scores[pts]]
+    if prefer is not None:
+        px, py = (float(v) for v in np.asarray(prefer, dtype=np.float64).reshape(2))
+        keys.append(np.hypot(idx.points[pts, 0] - px, idx.points[pts, 1] - py))
+    order_pts = pts[np.lexsort((*keys, ~inside[pts], p2m[pts]))]
     first = np.ones(len(order_pts), dtype=bool)
     first[1:] = p2m[order_pts[1:]] != p2m[order_pts[:-1]]
     rep = dict(zip(p2m[order_pts[first]].tolist(), order_pts[first].tolist()))
@@ -261,7 +274,9 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
     return GreedyResult(cells=cells, iou=best, history=np.asarray(history), order=order)
 
 
-def greedy_geometry(obj_mask, stack: ProposalStack, cfg: GreedyConfig | None = None, label: str | None = None) -> Geometry:
+def greedy_geometry(
+    obj_mask, stack: ProposalStack, cfg: GreedyConfig | None = None, label: str | None = None, prefer=None
+) -> Geometry:
     """The target as a :class:`~getok.Geometry` with the greedy ``cells`` (the grid codecs write those),
     ``grid_n``, its ``mask`` and box — the ``geometry_fn`` hook of the query-task builder.
 
@@ -271,7 +286,7 @@ def greedy_geometry(obj_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
     >>> g.cells.tolist(), g.grid_n
     ([[0, 0]], 4)
     """
-    r = greedy_cells(obj_mask, stack, cfg)
+    r = greedy_cells(obj_mask, stack, cfg, prefer=prefer)
     m = as_mask(obj_mask, stack.size)
     return Geometry(size=stack.size, cells=r.cells, grid_n=stack.n, mask=m, box=mask_to_box(m), label=label)
 
@@ -335,8 +350,9 @@ class GreedyGeometryFn:
         self._last = (image.image_id, stack)
         return stack
 
-    def __call__(self, image, obj) -> Geometry:
-        return greedy_geometry(obj.get_mask(), self.stack_for(image), self.cfg, label=obj.category)
+    def __call__(self, image, obj, prefer=None) -> Geometry:
+        """The greedy cells of ``obj``; ``prefer`` = the (x, y) point a question names (see greedy_cells)."""
+        return greedy_geometry(obj.get_mask(), self.stack_for(image), self.cfg, label=obj.category, prefer=prefer)
 
 
 def register_build(build_subparsers) -> None:

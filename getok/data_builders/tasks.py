@@ -296,7 +296,12 @@ class _Builder:
             out[o.id] = _Target(o, m, mask_to_box(m), rle_encode(m))
         return out
 
-    def mask_geometry(self, t: _Target) -> Geometry:
+    def mask_geometry(self, t: _Target, prefer=None) -> Geometry:
+        """The mask answer's geometry; ``prefer``: the point a question names (a ``geometry_fn`` that takes
+        ``prefer``, as the greedy one does, represents the object by the cell at that point when that cell
+        decodes to the same mask)."""
+        if prefer is not None and self.geometry_fn is not None and _takes_prefer(self.geometry_fn):
+            return self.geometry_fn(self.im, t.obj, prefer=prefer)
         if t.geometry is None:
             t.geometry = self.geometry_fn(self.im, t.obj) if self.geometry_fn else t.obj.geometry()
         return t.geometry
@@ -313,9 +318,9 @@ class _Builder:
             t.point_done = True
         return t.point
 
-    def answer_geometries(self, ts: list[_Target], kind: str) -> list[Geometry]:
+    def answer_geometries(self, ts: list[_Target], kind: str, prefer=None) -> list[Geometry]:
         if kind == "mask":
-            return [self.mask_geometry(t) for t in ts]
+            return [self.mask_geometry(t, prefer) for t in ts]
         if kind == "box":
             return [Geometry(size=self.size, box=t.box) for t in ts]
         if kind == "point":
@@ -347,11 +352,12 @@ class _Builder:
 
     def add(self, task: str, key: str, question: str, ts: list[_Target], query: dict, thought_kind: str, **fmt):
         kind = task.split(">")[1]
+        prefer = query.get("point") if query.get("type") == "point" and len(ts) == 1 else None
         sid = f"{safe_name(self.im.image_id)}-{task.replace('>', '2')}-{key}"
         where = f"{self.im.image_id} {task} {key}"
         try:
             ts = sorted(ts, key=lambda t: (t.box[1], t.box[0], t.obj.id))
-            geoms = self.answer_geometries(ts, kind)
+            geoms = self.answer_geometries(ts, kind, prefer)
             answer = self.codec.encode(geoms, kind)
         except (GetokError, DecodeError) as exc:
             self.out.skip(where, f"codec cannot write the answer: {self.codec.name}: {exc}")
@@ -512,6 +518,15 @@ def _verify_image(image: AnnotatedImage) -> None:
         raise DataError(f"image {image.image_id}: pixels must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
     if not had and image.image_path:
         image.image = None  # verified; do not keep every decoded file in memory
+
+
+def _takes_prefer(fn) -> bool:
+    import inspect
+
+    try:
+        return "prefer" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def build_tasks(

@@ -142,6 +142,35 @@ def test_greedy_grid_cells_through_the_hook(scenes):
         assert np.array_equal(codec.decode(s.answer, s.size, "mask")[0].cells, cells)
 
 
+def test_point_questions_are_answered_with_the_named_cell_when_it_is_equivalent(scenes):
+    """With the exact proposer every cell of an object decodes to the object: a point question's answer is
+    the cell the question names (not the cell nearest the box centre), and it decodes to the same mask."""
+    from getok.data_builders.greedy import GreedyGeometryFn
+    from getok.data_builders.proposers.exact import ExactProposer
+    from getok.decoding.proposals import ProposalDecoder
+    from getok.geom.grid import points_to_cells
+
+    codec = get_codec("grid:n=8")
+    res = build_tasks(scenes[:8], "grid:n=8", TaskConfig(tasks=("point>mask", "box>mask")),
+                      geometry_fn=GreedyGeometryFn("exact", n=8))  # fmt: skip
+    points = [s for s in res if s.task == "point>mask"]
+    assert len(points) > 10
+    differs = 0
+    for s in points:
+        im = next(x for x in scenes if x.image_id == s.image_id)
+        obj = im.objects[s.truth["object_ids"][0]]
+        named = points_to_cells(np.array([s.truth["query"]["point"]]), 8, s.size)
+        answer = codec.decode(s.answer, s.size, "mask")[0]
+        assert answer.cells.tolist() == named.tolist()
+        box = next(b for b in res if b.task == "box>mask" and b.truth["object_ids"] == s.truth["object_ids"]
+                   and b.image_id == s.image_id)  # fmt: skip
+        differs += box.answer != s.answer  # the box question keeps the centre representative
+        dec = ProposalDecoder(ExactProposer.from_image(im), n=8)
+        dec.set_image(im.get_image())
+        assert np.array_equal(dec.decode(answer), obj.mask)
+    assert differs > 0
+
+
 def test_multi_and_none_use_groups_and_absent_expressions(scenes, grid_samples):
     by_id = {s.image_id: s for s in scenes}
     for s in grid_samples:
