@@ -225,6 +225,21 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     return shlex.join(["getok", *args])
 
 
+def git_commit() -> str | None:
+    """The checkout's commit (``+dirty`` with uncommitted changes); ``None`` outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
+
+
 def environment() -> dict:
     """Versions and machine facts recorded with every result."""
     import importlib.metadata as md
@@ -237,6 +252,7 @@ def environment() -> dict:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             out[pkg] = None
+    out["git_commit"] = git_commit()
     out["cpu_count"] = os.cpu_count()
     try:
         out["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]

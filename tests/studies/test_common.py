@@ -67,8 +67,10 @@ def test_parse_seeds():
 def test_command_line_and_environment():
     assert command_line(["study", "representations", "--seeds", "0,1"]) == "getok study representations --seeds 0,1"
     env = environment()
-    for key in ("getok", "python", "numpy", "torch", "transformers", "cpu_count"):
+    for key in ("getok", "python", "numpy", "torch", "transformers", "cpu_count", "git_commit"):
         assert key in env
+    if (Path(__file__).resolve().parents[2] / ".git").exists():  # a checkout: the commit is recorded
+        assert len(env["git_commit"].split("+")[0]) == 40
 
 
 def test_write_outputs_writes_json_md_png(tmp_path):
