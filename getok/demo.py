@@ -186,11 +186,7 @@ class DemoConfig:
     turns: int = 2
     eval_batch: int = 16
     viz_samples: int = 24
-    # Seed 0 measured three ways at this budget (held-out point / box>mask gIoU after SFT): loss on every
-    # assistant turn 0.511 / 0.386; last turn only 0.102 / 0.114 (stayed at the location prior); last turn
-    # without the point-named answer cell 0.636 / 0.341. The tiny model's SFT outcome is bimodal, so the
-    # demo keeps the variant that learned for its seed; the library default stays ``last``.
-    sft_overrides: list[str] = field(default_factory=lambda: ["train.loss_turns=all"])
+    sft_overrides: list[str] = field(default_factory=list)
     grpo1_overrides: list[str] = field(default_factory=list)
     grpo2_overrides: list[str] = field(default_factory=list)
 

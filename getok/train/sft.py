@@ -252,7 +252,7 @@ def _trainer_class():
         base rows are reproduced by :func:`~getok.vocab.add_spatial_tokens` on load, so they are not saved.
         """
 
-        def __init__(self, *args, loss_turns: str = "last", **kwargs):
+        def __init__(self, *args, loss_turns: str = "all", **kwargs):
             super().__init__(*args, **kwargs)
             if loss_turns == "last":
                 self.data_collator = LastTurnCollator(self.data_collator)
@@ -272,7 +272,7 @@ def _trainer_class():
     return GetokSFTTrainer
 
 
-def make_trainer(model, processor, examples, args, callbacks=(), loss_turns: str = "last"):
+def make_trainer(model, processor, examples, args, callbacks=(), loss_turns: str = "all"):
     """The ``SFTTrainer`` (subclass) over :func:`~getok.train.data.prepare_examples`'s dataset."""
     cls = _trainer_class()
     return cls(model=model, args=args, train_dataset=examples, processing_class=processor,
