@@ -386,9 +386,9 @@ class TrainConfig:
         ``assistant_only_loss`` as is) or ``last`` — the final answer only, earlier turns as context (such
         as the *noisy* stage-1 proposal of a two-turn refinement sample). ``last`` is the cleaner target,
         but on the tiny model the runs that combined it with point questions answered by their named cell
-        stayed at or near the location prior (the demo's seed 0, three self-correction runs; the grid +
-        offset representation's proposals at 0.11-0.19 vs 0.29-0.49 for plain grid), while ``all``
-        learned (docs/training.md). Single-turn samples are the same either way.
+        stayed at the location prior where the same run with ``all`` learned (the demo's seed 0; the
+        self-correction study at the demo's budget: 0.114 vs 0.619; docs/training.md). Single-turn
+        samples are the same either way.
     """
 
     lr: float = 2e-3
