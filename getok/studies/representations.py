@@ -361,6 +361,9 @@ def representations_markdown(result: dict) -> str:
         "# Representations study (miniature)",
         "",
         f"Command: `{result['provenance']['command']}`  ",
+        *[f"Rows {', '.join(r['representations'])} rerun with `{r['command']}` (commit "
+          f"{(r.get('environment') or {}).get('git_commit')}): {r.get('why', '')}  "
+          for r in result["provenance"].get("reruns", [])],
         f"Seeds: {seeds}; budget per run: {b['steps']} steps x batch {b['batch_size']}, lr {b['lr']} ({b['scheduler']}); "
         f"{cfg['scenes']['n_train']} training scenes (series {cfg['scenes']['train_seed']}), "
         f"{cfg['scenes']['n_eval']} held-out scenes (series {cfg['scenes']['eval_seed']}); decoder `{cfg['decoder']}`.",
@@ -410,10 +413,11 @@ def representations_markdown(result: dict) -> str:
         "on the shared 2-core machine (CPU seconds in the JSON); eval latency = wall ms per held-out sample (greedy "
         "generation, batch " + str(cfg["eval_batch_size"]) + ", + mask decoding); oracle = the reference answers "
         "scored the same way (the representation's ceiling on this data).",
-        "",
-        "text>mask is the location prior: the tiny random-weight model does not learn to localise objects from "
-        "pixels within minutes (docs/training.md), so its text>mask numbers are those of an image-blind answer.",
     ]
+    if "text>mask" in cfg["tasks"]:
+        lines += ["", "text>mask is the location prior: the tiny random-weight model does not learn to localise "
+                  "objects from pixels within minutes (docs/training.md), so its text>mask numbers are those of an "
+                  "image-blind answer."]  # fmt: skip
     return "\n".join(lines)
 
 
