@@ -75,7 +75,7 @@ def test_self_correction_fast(tmp_path):
     for v in res["variants"]:
         assert v["refine_pool"] > 0
         curves = v["mean"]
-        assert set(curves) == {"all", "point>mask", "box>mask", "text>mask"}
+        assert set(curves) == {"all", "point>mask", "box>mask"}
         assert [r["turn"] for r in curves["all"]["model"]] == [1, 2, 3]
         assert [r["turn"] for r in curves["all"]["oracle"]] == [1, 2, 3]
         assert "improved" in curves["all"]["model"][1]
