@@ -550,8 +550,6 @@ class _Stages:
         return m
 
 
-
-
 # ---------------------------------------------------------------------------------------------- evaluation
 def _turn1_records(records: Sequence[dict]) -> list[dict]:
     """Each sample's first answer (self-correction records keep it in ``turns[0]``)."""
@@ -763,6 +761,17 @@ def _n_of(results: dict, task: str) -> int | None:
     return None
 
 
+def _turn2_gains(sc: dict):
+    """``(turn 1, turn 2, oracle turn 2, gain, oracle gain)`` of a self-correction summary (gains ``None``
+    where a gIoU is missing)."""
+    t1, t2, o2 = sc["turns"].get("1", {}), sc["turns"].get("2", {}), sc["oracle"].get("2", {})
+
+    def diff(a, b):
+        return None if a.get("gIoU") is None or b.get("gIoU") is None else b["gIoU"] - a["gIoU"]
+
+    return t1, t2, o2, diff(t1, t2), diff(t1, o2)
+
+
 def summary_markdown(results: dict, info: dict) -> str:
     """``summary.md``: the tables of the demo (see the module docstring) from the collected results."""
     tasks = _task_columns(results)
@@ -827,10 +836,7 @@ def summary_markdown(results: dict, info: dict) -> str:
         sc = (results["models"][k].get("tasks") or {}).get("selfcorrect")
         if not sc:
             continue
-        t1, t2 = sc["turns"].get("1", {}), sc["turns"].get("2", {})
-        o2 = sc["oracle"].get("2", {})
-        g = None if t1.get("gIoU") is None or t2.get("gIoU") is None else t2["gIoU"] - t1["gIoU"]
-        og = None if t1.get("gIoU") is None or o2.get("gIoU") is None else o2["gIoU"] - t1["gIoU"]
+        t1, t2, o2, g, og = _turn2_gains(sc)
         L.append(
             f"| {lab} | {sc['n']} | {_f(t1.get('gIoU'))} | {_f(t2.get('gIoU'))} | {_f(g, signed=True)} | "
             f"{t2.get('improved', '–')} / {t2.get('worse', '–')} / {t2.get('same', '–')} | "
@@ -965,9 +971,7 @@ def _findings(results: dict, info: dict) -> list[str]:
         )
     sc = ((final or {}).get("tasks") or {}).get("selfcorrect")
     if sc:
-        t1, t2, o2 = sc["turns"].get("1", {}), sc["turns"].get("2", {}), sc["oracle"].get("2", {})
-        gain = None if t1.get("gIoU") is None or t2.get("gIoU") is None else t2["gIoU"] - t1["gIoU"]
-        og = None if t1.get("gIoU") is None or o2.get("gIoU") is None else o2["gIoU"] - t1["gIoU"]
+        t1, t2, o2, gain, og = _turn2_gains(sc)
         out.append(
             f"- **Self-correction**: the final model's refinement turn changes mIoU by {_f(gain, signed=True)} "
             f"({t2.get('improved', '–')} samples improved, {t2.get('worse', '–')} worse; refinements invalid "
