@@ -271,6 +271,7 @@ class _Builder:
         self.qcodec = query_codec
         self.cfg = cfg
         self.geometry_fn = geometry_fn
+        self.fn_takes_prefer = geometry_fn is not None and _takes_prefer(geometry_fn)
         self.out = out
         self.all_categories = all_categories
         self.size = image.size
@@ -300,7 +301,7 @@ class _Builder:
         """The mask answer's geometry; ``prefer``: the point a question names (a ``geometry_fn`` that takes
         ``prefer``, as the greedy one does, represents the object by the cell at that point when that cell
         decodes to the same mask)."""
-        if prefer is not None and self.geometry_fn is not None and _takes_prefer(self.geometry_fn):
+        if prefer is not None and self.fn_takes_prefer:
             return self.geometry_fn(self.im, t.obj, prefer=prefer)
         if t.geometry is None:
             t.geometry = self.geometry_fn(self.im, t.obj) if self.geometry_fn else t.obj.geometry()
