@@ -166,22 +166,27 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Build ``cls`` from defaults, then a YAML file, then ``a.b=c`` overrides; everything validated."""
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A config file's top-level mapping (empty file: ``{}``); a missing file, invalid YAML or another
+    top-level type is a :class:`ConfigError` naming the file."""
     import yaml
 
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping")
-        data = loaded
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    return loaded
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Build ``cls`` from defaults, then a YAML file, then ``a.b=c`` overrides; everything validated."""
+
+    data: dict = {} if path is None else read_yaml_mapping(path)
     nested_ov = apply_overrides({}, overrides or [])
     return _from_dict(cls, _merge(data, nested_ov))
 

@@ -243,19 +243,11 @@ FAST: dict = {
 def load_demo_config(path: str | Path | None = None, overrides: Sequence[str] = (), *, fast: bool = False,
                      seed: int | None = None) -> DemoConfig:  # fmt: skip
     """Defaults (← :data:`FAST` with ``fast``) ← YAML file ← ``a.b=c`` overrides ← ``seed``; validated."""
-    from .config import load_config
+    from .config import load_config, read_yaml_mapping
 
     ov = [f"{k}={json.dumps(v)}" for k, v in FAST.items()] if fast else []
     if path is not None:
-        import yaml
-
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping")
-        ov += [f"{k}={json.dumps(v)}" for k, v in loaded.items()]
+        ov += [f"{k}={json.dumps(v)}" for k, v in read_yaml_mapping(path).items()]
     ov += list(overrides)
     if seed is not None:
         ov.append(f"seed={int(seed)}")

@@ -27,6 +27,20 @@ COMMAND_MODULES = [
 ]
 
 
+def register_extensions(modules: list[str], hook: str, subparsers) -> None:
+    """Let each of ``modules`` that exists add its sub-commands through its ``hook(subparsers)`` function
+    (a module that is not installed is skipped; an import error inside one is raised)."""
+    for mod in modules:
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+            continue
+        if hasattr(m, hook):
+            getattr(m, hook)(subparsers)
+
+
 def build_parser(modules: list[str] | None = None) -> argparse.ArgumentParser:
     """The ``getok`` parser with the sub-commands of ``modules`` (default: all of :data:`COMMAND_MODULES`)."""
     parser = argparse.ArgumentParser(

@@ -17,7 +17,6 @@ polygons).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 from pathlib import Path
@@ -211,15 +210,9 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_build_tasks)
 
-    for mod in BUILD_EXTENSIONS:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
-            continue
-        if hasattr(m, "register_build"):
-            m.register_build(bsub)
+    from ..cli.main import register_extensions
+
+    register_extensions(BUILD_EXTENSIONS, "register_build", bsub)
 
     export = subparsers.add_parser("export", help="export a task dataset for a trainer")
     esub = export.add_subparsers(dest="export_format", metavar="FORMAT")

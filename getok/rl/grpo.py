@@ -176,29 +176,13 @@ def ensure_start_dir(policy: StartPolicy, cfg: GRPORunConfig, output_dir: str | 
 
 
 def setup_tuning(model, layout: VocabLayout, cfg: GRPORunConfig):
-    """LoRA (+ trainable new rows, TRL fused-head fix) or full fine-tuning; returns ``(model, counts)``."""
-    from ..vocab import apply_trl_fused_head_fix, full_finetune_setup, get_peft_model_for
+    """LoRA (+ trainable new rows, TRL fused-head fix) or full fine-tuning; returns ``(model, counts)``
+    (:func:`getok.train.sft.setup_tuning` with the run's ``tuning`` section)."""
+    from ..train.sft import setup_tuning as _setup
 
-    t = cfg.tuning
-    if t.mode == "lora":
-        apply_trl_fused_head_fix()
-        model = get_peft_model_for(
-            model, layout, rank=t.rank, alpha=t.alpha, dropout=t.dropout, train_new_rows=t.train_new_rows,
-            target_modules=t.target_modules,
-        )  # fmt: skip
-        counts = {"trainable": 0, "frozen": 0}
-        for p in model.parameters():
-            counts["trainable" if p.requires_grad else "frozen"] += p.numel()
-    else:
-        counts = full_finetune_setup(
-            model, train_vision=t.train_vision, train_merger=t.train_merger, train_embeddings=t.train_embeddings,
-            layout=layout, new_rows_only=t.new_rows_only,
-        )  # fmt: skip
-    model.train()
-    return model, counts
+    return _setup(model, layout, cfg.tuning)
 
 
-# ---------------------------------------------------------------------------------------------- data
 def answer_codec(cfg: GRPORunConfig, layout: VocabLayout) -> str:
     """``data.codec`` (checked against the model's layout), else the layout's first ``grid_offset`` codec."""
     from ..codecs.base import get_codec

@@ -478,22 +478,12 @@ def load_grpo_config(path: str | Path | None = None, overrides: list[str] | None
     >>> load_grpo_config(None, ["reward.stage1.w_mask=3"]).reward.stage1.envelope
     'any'
     """
-    import yaml
 
-    from ..config import apply_overrides
+    from ..config import apply_overrides, read_yaml_mapping
 
     data = config_to_dict(GRPORunConfig())
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping")
-        data = _merge(data, loaded)
+        data = _merge(data, read_yaml_mapping(path))
     data = _merge(data, apply_overrides({}, overrides or []))
     return load_config(GRPORunConfig, None, _flatten(data))
 

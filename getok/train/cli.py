@@ -20,7 +20,6 @@ Other modules add ``train`` sub-commands (e.g. ``train grpo``) in either of two 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 from collections.abc import Callable
@@ -115,15 +114,9 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_merge)
 
-    for mod in TRAIN_EXTENSIONS:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
-            continue
-        if hasattr(m, "register_train"):
-            m.register_train(tsub)
+    from ..cli.main import register_extensions
+
+    register_extensions(TRAIN_EXTENSIONS, "register_train", tsub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,7 @@ __all__ = [
     "run_sft",
     "prepare_base",
     "setup_model",
+    "setup_tuning",
     "set_pixel_bounds",
     "training_arguments",
     "make_trainer",
@@ -110,14 +111,7 @@ def setup_model(cfg: SFTRunConfig, base: str | Path):
         ``model`` is a ``PeftModel`` (LoRA) or the base model (full); ``layout`` has ids; ``counts`` are
         ``{"trainable": ..., "frozen": ...}`` parameter counts.
     """
-    from ..vocab import (
-        add_spatial_tokens,
-        apply_trl_fused_head_fix,
-        full_finetune_setup,
-        get_peft_model_for,
-        load_model_and_processor,
-        validate_layout,
-    )
+    from ..vocab import add_spatial_tokens, load_model_and_processor, validate_layout
 
     m = cfg.model
     model, processor = load_model_and_processor(
@@ -130,7 +124,16 @@ def setup_model(cfg: SFTRunConfig, base: str | Path):
         pad_to_multiple_of=cfg.vocab.pad_to_multiple_of,
     )  # fmt: skip
     validate_layout(layout, processor, model)
-    t = cfg.tuning
+    model, counts = setup_tuning(model, layout, cfg.tuning)
+    return model, processor, layout, counts
+
+
+def setup_tuning(model, layout, t):
+    """LoRA (+ trainable new rows, TRL's fused-head fix) or full fine-tuning per a ``tuning:`` section
+    (:class:`~getok.train.config.TuningConfig`, shared by SFT and GRPO); returns ``(model, counts)`` with
+    ``counts = {"trainable": ..., "frozen": ...}`` parameter counts, the model in train mode."""
+    from ..vocab import apply_trl_fused_head_fix, full_finetune_setup, get_peft_model_for
+
     if t.mode == "lora":
         apply_trl_fused_head_fix()
         model = get_peft_model_for(
@@ -146,7 +149,7 @@ def setup_model(cfg: SFTRunConfig, base: str | Path):
             layout=layout, new_rows_only=t.new_rows_only,
         )  # fmt: skip
     model.train()
-    return model, processor, layout, counts
+    return model, counts
 
 
 # ---------------------------------------------------------------------------------------------- trainer
