@@ -261,3 +261,13 @@ def test_full_demo_shows_learning(tmp_path):
         assert g("models", "sft", task) > g("baselines", "centre", task) + 0.1, task
     # text>mask: the location prior (within noise of always answering the centre cell)
     assert abs(g("models", "sft", "text>mask") - g("baselines", "centre", "text>mask")) < 0.15
+
+
+def test_bad_config_file_is_a_config_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_demo_config(bad)
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_demo_config(tmp_path / "list.yaml")
