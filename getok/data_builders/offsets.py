@@ -389,6 +389,7 @@ def noisy_proposal(
     true_cells=None,
     distractor_mask=None,
     rng: np.random.Generator | int | None = None,
+    anchor=None,
 ) -> OffsetProposal:
     """A noisy proposal of ``cfg.k`` cells for ``mask`` with its refinement labels.
 
@@ -403,6 +404,11 @@ def noisy_proposal(
     distractor_mask : (H, W) bool, optional
         Other objects, where distractor cells come from (default: the background).
     rng : numpy Generator or seed
+    anchor : ((cx, cy), (dx, dy)), optional
+        A cell that is always proposed (source ``"anchor"``), and the move that refines it: the point a
+        ``point>mask`` question names, as cell + offset. Its label is that move whenever the move lands on
+        the mask (like the greedy builder's ``prefer``: the question's own point is the answer when it is
+        as good as the deepest landing); otherwise the usual band label.
 
     Returns
     -------
@@ -414,17 +420,37 @@ def noisy_proposal(
     box = mask_box(m)
     if box is None:
         raise GeometryError("target mask is empty: no offset sample for an empty target")
-    return _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng)
+    return _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng, anchor)
 
 
-_SOURCES = np.array(["", "true", "jitter", "distractor", "grid"])
-_NONE, _TRUE, _JITTER, _DISTRACTOR, _GRID = range(5)
+_SOURCES = np.array(["", "true", "jitter", "distractor", "grid", "anchor"])
+_NONE, _TRUE, _JITTER, _DISTRACTOR, _GRID, _ANCHOR = range(6)
 
 
-def _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng) -> OffsetProposal:
+def _anchor_index(m, pts, n, r, step, labels: PointLabels, anchor) -> int | None:
+    """Flat index of the anchor cell; relabels it with the anchor's move when that move lands on ``m``."""
+    if anchor is None:
+        return None
+    cell, off = (np.asarray(a, dtype=np.int64).reshape(2) for a in anchor)
+    if (cell < 0).any() or (cell >= n).any():
+        raise GeometryError(f"anchor cell {cell.tolist()} is outside the {n}x{n} grid")
+    if np.abs(off).max() > r:
+        raise GeometryError(f"anchor move {off.tolist()} exceeds the codec radius r={r}")
+    idx = int(cell[1] * n + cell[0])
+    rr, cc = landing_pixels(pts[idx], off[None], n, step, m.shape)
+    if m[rr[0, 0], cc[0, 0]]:
+        labels.offsets[idx] = off
+        labels.deleted[idx] = False
+        if labels.band[idx] not in (INSIDE, RING):
+            labels.band[idx] = RING
+    return idx
+
+
+def _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng, anchor=None) -> OffsetProposal:
     size = m.shape
     pts, rows, cols = _grid(n, size)
     labels = _label_points(m, pts, n, r, step, cfg.bands, box, (rows, cols))
+    anchor_idx = _anchor_index(m, pts, n, r, step, labels, anchor)
     nn = n * n
     source = np.zeros(nn, dtype=np.int8)
 
@@ -460,13 +486,19 @@ def _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng) -
             dis = rng.choice(src, size=min(cfg.n_distractors, len(src)), replace=False)
             source[dis] = _DISTRACTOR
 
-    pool = np.flatnonzero(source != _NONE)
-    picked = _weighted_pick(pool, labels.band, cfg.band_weights, cfg.k, rng)
-    if len(picked) < cfg.k:
+    k = cfg.k
+    if anchor_idx is not None:
+        source[anchor_idx] = _ANCHOR
+        k -= 1
+    pool = np.flatnonzero((source != _NONE) & (source != _ANCHOR))
+    picked = _weighted_pick(pool, labels.band, cfg.band_weights, k, rng)
+    if len(picked) < k:
         rest = np.flatnonzero(source == _NONE)
-        extra = _weighted_pick(rest, labels.band, cfg.band_weights, cfg.k - len(picked), rng)
+        extra = _weighted_pick(rest, labels.band, cfg.band_weights, k - len(picked), rng)
         source[extra] = _GRID
         picked = np.concatenate([picked, extra])
+    if anchor_idx is not None:
+        picked = np.concatenate([picked, [anchor_idx]]).astype(np.int64)
     picked = np.sort(picked)
     sub = PointLabels(labels.band[picked], labels.offsets[picked], labels.deleted[picked])
     return OffsetProposal(cells=index_to_cells(picked, n), labels=sub, source=_SOURCES[source[picked]])
@@ -562,6 +594,7 @@ def offset_sample(
     ask: str = DEFAULT_ASK,
     refine: str = DEFAULT_REFINE,
     meta: dict | None = None,
+    anchor=None,
 ) -> Sample:
     """A two-turn refinement :class:`~getok.data_builders.samples.Sample` for one target.
 
@@ -578,7 +611,7 @@ def offset_sample(
     sample_id, image_id, image : identifiers and image path (relative to the dataset root).
     query : str
         What turn 1 asks for (category or referring expression).
-    cfg, true_cells, distractor_mask, rng : see :func:`noisy_proposal`.
+    cfg, true_cells, distractor_mask, rng, anchor : see :func:`noisy_proposal`.
     ask, refine : prompt templates (``{query}`` is filled in ``ask``).
     meta : dict, optional
         Added to the sample's meta.
@@ -602,7 +635,7 @@ def offset_sample(
     if box is None:
         raise GeometryError("target mask is empty: no offset sample for an empty target")
     n, r, step = c.config.n, c.config.r, c.config.step
-    prop = _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng)
+    prop = _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng, anchor)
     g = Geometry(
         size=m.shape, cells=prop.cells, grid_n=n, offsets=prop.labels.offsets, deleted=prop.labels.deleted,
         offset_step=step, box=box, label=query,

@@ -48,7 +48,7 @@ from .rewards_common import (
     split_envelope,
     weighted_overall,
 )
-from .rewards_decoding import DecoderSession, Instance, target_iou
+from .rewards_decoding import DecoderSession, Instance, raster_crop, target_iou
 from .rewards_stage1 import _check_weights, match_to_targets
 from .truth import Target, Truth
 
@@ -124,6 +124,16 @@ def reachable_positions(cells, n: int, size, r: int, step: float) -> np.ndarray:
     return np.minimum(np.maximum(pos, 0.0), np.array([w, h], dtype=np.float64))
 
 
+@functools.lru_cache(maxsize=8)
+def _int_moves(r: int) -> np.ndarray:
+    """The moves ``(M, 2)`` ``(dx, dy)`` in steps, in :func:`_moves`' order (dx is the slow axis)."""
+    d = np.arange(-r, r + 1)
+    dx, dy = np.meshgrid(d, d, indexing="ij")
+    out = np.stack([dx.ravel(), dy.ravel()], axis=1)
+    out.setflags(write=False)
+    return out
+
+
 @functools.lru_cache(maxsize=64)
 def _moves(n: int, h: int, w: int, r: int, step: float) -> np.ndarray:
     """The ``(2r+1)^2`` offset moves in pixels, ``(M, 2)`` XY."""
@@ -188,27 +198,62 @@ def refine_point_scores(
     return scores
 
 
+def _box_iou(inst: Instance, target: Target | None) -> float:
+    """Box IoU of a decoded instance with a target; a missing box has IoU 0 (1 against an empty target)."""
+    if target is None or target.area == 0:
+        return 1.0 if inst.box is None else 0.0
+    return 0.0 if inst.box is None else box_iou_scalar(inst.box, target.box)
+
+
 def box_gain(init: Instance, ref: Instance, target: Target | None) -> float:
     """:func:`~getok.rl.rewards_common.normalized_gain` of the box IoU with the target; a missing box
     has IoU 0 (1 against an empty target)."""
-
-    def iou(inst: Instance) -> float:
-        if target is None or target.area == 0:
-            return 1.0 if inst.box is None else 0.0
-        return 0.0 if inst.box is None else box_iou_scalar(inst.box, target.box)
-
-    return normalized_gain(iou(ref), iou(init))
+    return normalized_gain(_box_iou(ref, target), _box_iou(init, target))
 
 
 # ------------------------------------------------------------------------------------------ score
 @dataclass(eq=False)
 class _ProposalState:
-    """The proposal of one truth, decoded and matched (shared by the rollouts of a group)."""
+    """The proposal of one truth, decoded and matched (shared by the rollouts of a group), with what the
+    group's rollouts can share: each proposed instance's point table per target, and each distinct
+    refinement line's result (a group's rollouts often repeat a line)."""
 
     lines: list[str]
     geometries: list[Geometry]
     instances: list[Instance]
     matching: Matching
+    tables: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+
+
+#: Distinct refinement lines remembered per proposal (a group has at most G x instances of them).
+_RESULTS_PER_PROPOSAL = 512
+
+
+@dataclass(frozen=True, eq=False)
+class _PointTable:
+    """:func:`refine_point_scores` for one proposed instance and target, as lookups: whether each
+    proposed point is on the target (``start_in``, ``(K,)``), whether each of its reachable positions is
+    (``land_in``, ``(K, M)`` in :func:`reachable_positions`' move order), and whether any is (``salvageable``)."""
+
+    start_in: np.ndarray
+    land_in: np.ndarray
+    salvageable: np.ndarray
+
+    @classmethod
+    def from_moves(cls, mv: _InstanceMoves, target_mask: np.ndarray, origin) -> _PointTable:
+        k, m = mv.pos.shape[:2]
+        inside = points_in_mask(np.concatenate([mv.start, mv.pos.reshape(-1, 2)]), target_mask, origin)
+        land = inside[k:].reshape(k, m)
+        return cls(inside[:k], land, land.any(axis=1))
+
+    def scores(self, offsets: np.ndarray, deleted: np.ndarray, r: int, bad_delete: float) -> np.ndarray:
+        """The same values as :func:`refine_point_scores` for this instance's refinement."""
+        side = 2 * r + 1
+        move = (offsets[:, 0] + r) * side + (offsets[:, 1] + r)  # _moves: dx is the slow axis
+        end_in = self.land_in[np.arange(len(move)), move]
+        kept = np.where(end_in, 1.0, np.where(self.start_in, -1.0, 0.0))
+        return np.where(deleted, np.where(self.salvageable, bad_delete, 1.0), kept)
 
 
 def _proposal_state(
@@ -233,6 +278,157 @@ def _proposal_state(
     state = _ProposalState(lines, list(res.geometries), insts, matching)
     session.store(key, state)
     return state
+
+
+@dataclass(frozen=True, eq=False)
+class _InstanceMoves:
+    """Where each proposed point of one instance can go: ``pos`` ``(K, M, 2)`` the clipped positions
+    (:func:`reachable_positions`' move order) and, for the ``raster`` decoder with a step of ``1 / m``
+    cell, ``blocks`` ``(K, M, m * m)`` the sub-cells (row-major on the ``n m`` grid, ``-1`` off the grid)
+    its shifted cell square covers — so a refinement line becomes lookups (the same values as decoding
+    it with the codec and :func:`~getok.rl.rewards_decoding.raster_cells`; a test compares them)."""
+
+    start: np.ndarray
+    pos: np.ndarray
+    blocks: np.ndarray | None
+    big: int
+
+    @classmethod
+    def build(cls, g: Geometry, start: np.ndarray, r: int, step: float, with_blocks: bool) -> _InstanceMoves:
+        size = g.size
+        moves = _moves(g.grid_n, size[0], size[1], r, step)
+        limit = np.array([size[1], size[0]], dtype=np.float64)
+        pos = np.minimum(np.maximum(start[:, None, :] + moves[None, :, :], 0.0), limit)
+        m = int(round(1.0 / step))
+        blocks, big = None, 0
+        if with_blocks and m >= 1 and abs(1.0 / step - m) < 1e-9:
+            big = g.grid_n * m
+            lo = m * g.cells[:, None, :] + _int_moves(r)[None]  # (K, M, 2) first sub-cell of each square
+            span = np.arange(m)
+            xs, ys = lo[..., 0:1] + span, lo[..., 1:2] + span  # (K, M, m)
+            flat = ys[..., :, None] * big + xs[..., None, :]
+            ok = ((ys >= 0) & (ys < big))[..., :, None] & ((xs >= 0) & (xs < big))[..., None, :]
+            blocks = np.where(ok, flat, -1).reshape(len(g.cells), len(moves), m * m)
+        return cls(start, pos, blocks, big)
+
+
+def _refined_instances(answer, state: _ProposalState, session, c: GridOffsetCodec, truth, cfg) -> list[tuple]:
+    """``(n_cells, n_deleted, matched, values)`` per proposed instance of a refinement answer (values
+    ``None`` for an unmatched instance that is not scored); raises :class:`DecodeError` as
+    :meth:`~getok.codecs.grid_offset.GridOffsetCodec.decode_refinement` does.
+
+    A line seen before for the same instance of the same proposal reuses its result (the rollouts of a
+    group share the proposal); a new line is decoded alone and scored through the instance's point table.
+    """
+    if not state.geometries:
+        c.decode_refinement(answer, state.geometries)  # only "none" fits an empty proposal
+        return []
+    body = answer.strip() if isinstance(answer, str) else ""
+    lines = [ln.strip() for ln in body.split("\n") if ln.strip()]
+    if not body or len(lines) != len(state.geometries):
+        c.decode_refinement(answer, state.geometries)  # raises with the codec's reason
+        raise DecodeError(f"refinement has {len(lines)} lines for {len(state.geometries)} instances", "count_mismatch")
+    r = c.config.r
+    tgt_of = state.matching.target_of()
+    rows = c._refinement_table()[1]
+    out = []
+    for i, line in enumerate(lines):
+        rk = (i, line, cfg.bad_delete, cfg.unmatched_as_empty)
+        res = state.results.get(rk)
+        if res is None:
+            g_ref, move = _lookup_refinement(line, i, state, session, c, rows)
+            if g_ref is None:  # tokens outside the table, a count mismatch: the codec decides (and names the error)
+                (g_ref,) = c.decode_refinement(line, [state.geometries[i]])
+            res = _score_refined(i, line, g_ref, move, state, session, truth, cfg, r, tgt_of)
+            if len(state.results) >= _RESULTS_PER_PROPOSAL:
+                state.results.clear()
+            state.results[rk] = res
+        out.append(res)
+    return out
+
+
+def _moves_of(i: int, state: _ProposalState, session, r: int, step: float) -> _InstanceMoves:
+    mv = state.tables.get(i)
+    if mv is None:
+        g, init = state.geometries[i], state.instances[i]
+        start = init.points if len(init.points) == len(g.cells) else cell_centers(g.cells, g.grid_n, g.size)
+        mv = state.tables[i] = _InstanceMoves.build(g, start, r, step, with_blocks=session._crops is raster_crop)
+    return mv
+
+
+def _bodies(c: GridOffsetCodec) -> dict:
+    """``{token body: row}`` of the codec's refinement table (``"off_0_0"`` for ``<off_0_0>``), cached on it."""
+    bodies = c.__dict__.get("_refine_bodies")
+    if bodies is None:
+        bodies = c.__dict__["_refine_bodies"] = {t[1:-1]: k for t, k in c._refinement_table()[0].items()}
+    return bodies
+
+
+def _lookup_refinement(line: str, i: int, state: _ProposalState, session, c: GridOffsetCodec, rows):
+    """``(geometry, move)``: the refined geometry of instance ``i`` and each point's move index, by table
+    lookups (``(None, None)``: let the codec decode the line)."""
+    g = state.geometries[i]
+    if g.cells is None or g.grid_n != c.n:
+        return None, None
+    if not (line.startswith("<") and line.endswith(">")):
+        return None, None
+    # "<a><b>" -> "a", "b": a body that is not exactly a table token (stray text, whitespace, another
+    # token) misses the table and the codec decides
+    bodies = _bodies(c)
+    idx = [bodies.get(t, -1) for t in line[1:-1].split("><")]
+    if len(idx) != len(g.cells) or -1 in idx:
+        return None, None
+    r, step = c.config.r, c.config.step
+    arr = rows[np.fromiter(idx, dtype=np.int64, count=len(idx))]
+    offs, dele = arr[:, :2], arr[:, 2].astype(bool)
+    move = (offs[:, 0] + r) * (2 * r + 1) + (offs[:, 1] + r)
+    mv = _moves_of(i, state, session, r, step)
+    keep = ~dele
+    points = mv.pos[keep, move[keep]]
+    return g._derive(grid_n=c.n, offsets=offs, deleted=dele, offset_step=float(step), points=points), move
+
+
+def _refined_instance(key: str, g_ref: Geometry, move, state: _ProposalState, i: int, session) -> Instance:
+    """:meth:`DecoderSession.instance` of a refined geometry; from the sub-cell blocks when available."""
+    mv = state.tables.get(i)
+    if move is None or mv is None or mv.blocks is None:
+        return session.instance(key, g_ref)
+    keep = ~g_ref.deleted
+    if not np.any(g_ref.offsets[keep]):  # nothing moves: the plain cells (as raster_cells)
+        cells = g_ref.cells[keep]
+        idx, grid = cells[:, 1] * g_ref.grid_n + cells[:, 0], g_ref.grid_n
+    else:
+        idx = mv.blocks[keep, move[keep]].reshape(-1)
+        idx, grid = idx[idx >= 0], mv.big
+    return Instance.from_cells(key, g_ref, idx, grid, points=g_ref.points)
+
+
+def _score_refined(i, line, g_ref, move, state, session, truth, cfg, r, tgt_of) -> tuple:
+    init = state.instances[i]
+    # not cached in the session: the proposal state's results cache already keys on (instance, line)
+    ref = _refined_instance(init.key + "|" + line, g_ref, move, state, i, session)
+    n_cells = len(g_ref.cells)
+    n_del = int(g_ref.deleted.sum())
+    j = tgt_of.get(i)
+    if j is None and not cfg.unmatched_as_empty:
+        return n_cells, n_del, False, None
+    tgt = truth.targets[j] if j is not None else None
+    if tgt is None:
+        pts = g_ref.deleted.astype(np.float64)  # nothing to be inside: deletes are valid, moves end outside
+    else:
+        table = state.tables.get((i, j))
+        if table is None:
+            mv = _moves_of(i, state, session, r, g_ref.offset_step)
+            table = state.tables[(i, j)] = _PointTable.from_moves(mv, tgt.crop_mask, tgt.origin)
+        pts = table.scores(g_ref.offsets, g_ref.deleted, r, cfg.bad_delete)
+    before = state.tables.get(("init", i, j))  # the proposed instance's IoUs: the same for every line
+    if before is None:
+        before = state.tables[("init", i, j)] = (target_iou(init, tgt), _box_iou(init, tgt))
+    iou_i, box_i = before
+    iou_r = target_iou(ref, tgt)
+    box = normalized_gain(_box_iou(ref, tgt), box_i)
+    vals = (float(pts.mean()), box, normalized_gain(iou_r, iou_i), iou_i, iou_r)
+    return n_cells, n_del, j is not None, vals
 
 
 def score_stage2(
@@ -282,44 +478,24 @@ def score_stage2(
         think, answer = split_envelope(response, cfg.envelope)
         session.prepare(truth, image)
         state = _proposal_state(session, c, spec, truth, cfg)
-        refined = c.decode_refinement(answer, state.geometries)
+        results = _refined_instances(answer, state, session, c, truth, cfg)
     except DecodeError as exc:
         return invalid_score(STAGE2_KEYS, exc.reason, n_gt)
     except GetokError as exc:
         return invalid_score(STAGE2_KEYS, type(exc).__name__, n_gt)
 
-    ref_lines = answer_lines(answer)
-    targets = truth.targets
     m = state.matching
-    tgt_of = m.target_of()
     point_vals, box_vals, gain_vals, init_vals, ref_vals = [], [], [], [], []
     unmatched_point, unmatched_box, unmatched_gain, unmatched_init, unmatched_ref = [], [], [], [], []
     n_points = n_deleted = 0
-    for i, (g_ref, init) in enumerate(zip(refined, state.instances)):
-        ck = ("refined", spec, truth.size, state.lines[i], ref_lines[i])
-        ref = session.cached(ck)
-        if ref is None:
-            ref = session.store(ck, session.instance(init.key + "|" + ref_lines[i], g_ref))
-        n_points += len(g_ref.cells)
-        n_deleted += int(g_ref.deleted.sum()) if g_ref.deleted is not None else 0
-        j = tgt_of.get(i)
-        if j is None and not cfg.unmatched_as_empty:
+    for n_cells, n_del, matched, vals in results:
+        n_points += n_cells
+        n_deleted += n_del
+        if vals is None:
             continue
-        tgt = targets[j] if j is not None else None
-        pts = refine_point_scores(
-            g_ref,
-            None if tgt is None else tgt.crop_mask,
-            c.config.r,
-            cfg.bad_delete,
-            None if tgt is None else tgt.origin,
-            start=init.points if len(init.points) == len(g_ref.cells) else None,
-        )
-        iou_i = target_iou(init, tgt)
-        iou_r = target_iou(ref, tgt)
-        vals = (float(pts.mean()), box_gain(init, ref, tgt), normalized_gain(iou_r, iou_i), iou_i, iou_r)
         lists = (
             (point_vals, box_vals, gain_vals, init_vals, ref_vals)
-            if j is not None
+            if matched
             else (unmatched_point, unmatched_box, unmatched_gain, unmatched_init, unmatched_ref)
         )
         for lst, v in zip(lists, vals):
@@ -337,7 +513,7 @@ def score_stage2(
         iou_init=instance_mean(init_vals, m, unmatched_init),
         iou_ref=instance_mean(ref_vals, m, unmatched_ref),
         deleted=n_deleted / n_points if n_points else 0.0,
-        n_pred=float(len(refined)),
+        n_pred=float(len(results)),
         n_gt=float(n_gt),
         invalid=0.0,
         reason="",

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codecs.base import get_codec
-from ..data_builders.prompts import stable_seed
-from ..errors import ConfigError, GetokError
+from ..errors import ConfigError
 from ..geometry import Geometry
 
 __all__ = ["ANSWER_FORMS", "grid_n", "task_samples", "point_on_mask", "refine_samples", "write_pool"]
@@ -132,7 +131,7 @@ def task_samples(scenes, spec: str, tasks: Sequence[str], *, answer: str = "nati
 
 
 def refine_samples(scenes, spec: str, ks: Sequence[int], *, ask: str = "point", seed: int = 0, n_jitter: int = 4,
-                   n_distractors: int = 2):  # fmt: skip
+                   n_distractors: int = 2, anchor: bool = False):  # fmt: skip
     """Two-turn refinement samples, one per object, with ``k`` drawn from ``ks`` per object.
 
     Turn 1 is the ``ask`` question of the object (``point``: the ``point>mask`` question with the point
@@ -151,49 +150,24 @@ def refine_samples(scenes, spec: str, ks: Sequence[int], *, ask: str = "point", 
     seed : int
     n_jitter, n_distractors : int
         :class:`~getok.data_builders.offsets.OffsetConfig` settings of the noise.
+    anchor : bool
+        Point questions: always propose the named cell, refined by the question's move
+        (:mod:`getok.data_builders.refine`).
 
     Returns
     -------
     SampleList
     """
-    from ..data_builders.offsets import OffsetConfig, offset_sample
-    from ..data_builders.tasks import SampleList
-    from ..geom.masks import rle_decode
+    from ..data_builders.refine import refine_from_tasks
 
-    c = get_codec(spec)
-    if c.name != "grid_offset":
-        raise ConfigError(f"refinement samples need a grid_offset codec, got {spec!r}")
-    ks = [int(k) for k in ks]
-    if not ks or min(ks) < 1:
-        raise ConfigError(f"ks must be proposal sizes >= 1, got {ks}")
     if ask not in ("point", "text"):
         raise ConfigError(f"ask must be 'point' or 'text', got {ask!r}")
+    if get_codec(spec).name != "grid_offset":
+        raise ConfigError(f"refinement samples need a grid_offset codec, got {spec!r}")
     base = task_samples(scenes, spec, [f"{ask}>mask"], seed=seed)
-    by_id = {im.image_id: im for im in scenes}
-    out = SampleList(settings={"codec": c.spec, "type": "refine", "ks": ks, "ask": ask})
-    out.images.update(base.images)
-    out.skipped.extend(base.skipped)
-    for i, s in enumerate(base):
-        im = by_id[s.image_id]
-        oid = (s.truth.get("object_ids") or [None])[0]
-        mask = rle_decode(s.truth["masks"][0])
-        others = np.zeros(s.size, dtype=bool)
-        for o in im.objects:
-            if o.id != oid:
-                others |= o.get_mask()
-        k = ks[stable_seed(seed, s.sample_id, "k") % len(ks)]
-        cells = c.decode(s.answer, s.size, "mask")[0].cells
-        try:
-            r = offset_sample(
-                mask, c, sample_id=f"{s.sample_id}-refine-k{k}", image_id=s.image_id, image=s.image,
-                query=s.turns[0].user, ask="{query}", true_cells=cells, distractor_mask=others,
-                cfg=OffsetConfig(k=k, n_jitter=n_jitter, n_distractors=n_distractors),
-                rng=np.random.default_rng([seed, i]), meta={"k": k, "ask": ask},
-            )  # fmt: skip
-        except GetokError as exc:
-            out.skip(s.sample_id, f"refinement sample: {exc}")
-            continue
-        out.append(r)
+    out = refine_from_tasks(base, scenes, spec, ks, anchor=anchor, seed=seed, n_jitter=n_jitter,
+                            n_distractors=n_distractors)  # fmt: skip
+    out.settings["ask"] = ask
     return out
 
 

@@ -260,11 +260,19 @@ class MixtureEntry:
         ``polygons`` a ``polygon`` codec).
     tasks : list of str, optional
         ``tasks`` entries: the query tasks (default :class:`~getok.data_builders.tasks.TaskConfig`'s).
+        ``offsets`` entries: single-target mask tasks (``text>mask``, ``point>mask``, ``box>mask``) whose
+        question is turn 1 of the refinement sample (:func:`~getok.data_builders.refine.refine_from_tasks`);
+        without it turn 1 asks ``Segment {query}.``
     greedy : str, optional
         Mask answers of grid codecs as greedy cells over this proposer (``exact`` for scenes, the default
         for grid codecs); ``none`` = the cells whose centres lie on the mask.
     k : int
         ``offsets``: proposed cells per sample.
+    ks : list of int, optional
+        ``offsets`` with ``tasks``: proposal sizes, one drawn per sample (default ``[k]``).
+    anchor : bool
+        ``offsets`` with ``point>mask`` in ``tasks``: the named cell is always proposed and refined by the
+        question's own move (:mod:`getok.data_builders.refine`).
     path : str, optional
         ``dataset`` entries: the directory.
     name : str, optional
@@ -277,6 +285,8 @@ class MixtureEntry:
     tasks: list[str] | None = None
     greedy: str | None = "exact"
     k: int = 8
+    ks: list[int] | None = None
+    anchor: bool = True
     path: str | None = None
     name: str | None = None
 
@@ -294,6 +304,14 @@ class MixtureEntry:
             bad = [t for t in self.tasks if t not in TASKS]
             if bad or not self.tasks:
                 raise ConfigError(f"data.mixture[{self.label}].tasks must be a non-empty subset of {TASKS}, got {bad}")
+            single = ("text>mask", "point>mask", "box>mask")
+            if self.type == "offsets" and any(t not in single for t in self.tasks):
+                raise ConfigError(f"data.mixture[{self.label}].tasks of an offsets entry must be among {single}, "
+                                  f"got {self.tasks}")  # fmt: skip
+        if self.ks is not None:
+            self.ks = [int(k) for k in self.ks]
+            if not self.ks or min(self.ks) < 1:
+                raise ConfigError(f"data.mixture[{self.label}].ks must be proposal sizes >= 1, got {self.ks}")
         if self.codec is not None:
             from ..codecs.base import get_codec
 

@@ -136,11 +136,16 @@ def build_pool(entry: MixtureEntry, vocab_codecs: list[str], scenes, task_seed: 
             out.append(Sample.from_dict(d))
         return out
     spec = entry.codec or vocab_codecs[0]
-    if entry.type == "tasks":
+    if entry.type == "tasks" or (entry.type == "offsets" and entry.tasks):
         kw = {"seed": task_seed}
         if entry.tasks:
             kw["tasks"] = tuple(entry.tasks)
-        return build_tasks(scenes, spec, TaskConfig(**kw), geometry_fn=_geometry_fn(entry, spec))
+        tasks = build_tasks(scenes, spec, TaskConfig(**kw), geometry_fn=_geometry_fn(entry, spec))
+        if entry.type == "tasks":
+            return tasks
+        from ..data_builders.refine import refine_from_tasks
+
+        return refine_from_tasks(tasks, scenes, spec, entry.ks or [entry.k], anchor=entry.anchor, seed=task_seed)
     return _object_samples(entry, spec, scenes, task_seed)
 
 

@@ -276,3 +276,29 @@ def test_banded_rle_equals_rle_encode(seed):
     full = np.ones((5, 6), bool)
     assert rle_encode_banded(full) == rle_encode(full)
     assert rle_encode_banded(np.zeros((5, 6), bool)) == rle_encode(np.zeros((5, 6), bool))
+
+
+def test_anchor_is_always_proposed_and_refined_by_its_move():
+    m = np.zeros((64, 64), bool)
+    m[8:30, 8:30] = True
+    # 8-grid on 64 px (cells of 8 px): cell (2, 2) is centred at (20, 20), its (1, 1) move lands at (24, 24),
+    # inside; cell (3, 1) is centred at (28, 12), inside, and its (1, 0) move lands at (32, 12), outside
+    for seed in range(10):
+        prop = noisy_proposal(m, 8, 1, 0.5, OffsetConfig(k=3), rng=seed, anchor=((2, 2), (1, 1)))
+        src = dict(zip(map(tuple, prop.cells.tolist()), range(len(prop.cells))))
+        i = src[(2, 2)]
+        assert prop.source[i] == "anchor" and len(prop.cells) == 3
+        assert prop.labels.offsets[i].tolist() == [1, 1] and not prop.labels.deleted[i]
+    # the named move misses the mask: the usual label (here: the deepest landing, not the named move)
+    prop = noisy_proposal(m, 8, 1, 0.5, OffsetConfig(k=1), rng=0, anchor=((3, 1), (1, 0)))
+    assert prop.cells.tolist() == [[3, 1]] and prop.source.tolist() == ["anchor"]
+    assert prop.labels.offsets[0].tolist() != [1, 0]
+    assert prop.labels.offsets[0].tolist() == label_points(m, [[28, 12]], 8, 1, 0.5).offsets[0].tolist()
+    # without an anchor the rng stream (and so the proposal) is unchanged by the option's existence
+    a = noisy_proposal(m, 8, 1, 0.5, OffsetConfig(k=4), rng=3)
+    b = noisy_proposal(m, 8, 1, 0.5, OffsetConfig(k=4), rng=3, anchor=None)
+    assert a.cells.tolist() == b.cells.tolist()
+    with pytest.raises(GeometryError, match="outside"):
+        noisy_proposal(m, 8, 1, 0.5, anchor=((8, 0), (0, 0)))
+    with pytest.raises(GeometryError, match="radius"):
+        noisy_proposal(m, 8, 1, 0.5, anchor=((1, 1), (2, 0)))

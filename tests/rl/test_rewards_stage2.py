@@ -215,3 +215,93 @@ def test_cell_space_instances_equal_pixel_instances():
             assert (fast.box is None and slow.box is None) or np.array_equal(fast.box, slow.box)
             assert target_iou(fast, target) == pytest.approx(target_iou(slow, target))
             assert np.array_equal(fast.mask, slow.mask)
+
+
+def _reference_stage2(answer: str, t, cfg: Stage2Config, session) -> dict:
+    """The stage-2 components computed the direct way (codec decode of the whole answer, a decoded
+    instance per refined line, :func:`refine_point_scores`), for comparison with the table lookups."""
+    from getok.rl.matching import instance_mean
+    from getok.rl.rewards_common import answer_lines
+    from getok.rl.rewards_decoding import target_iou
+    from getok.rl.rewards_stage1 import match_to_targets
+    from getok.rl.rewards_stage2 import box_gain
+
+    c = get_codec(t.codec)
+    geoms = c.decode(t.proposal, t.size, "mask")
+    session.prepare(t)
+    insts = [session.instance(ln, g) for ln, g in zip(answer_lines(t.proposal), geoms)]
+    m, _ = match_to_targets(insts, t, cfg.match)
+    refined = c.decode_refinement(answer, geoms)
+    tgt_of = m.target_of()
+    vals, unmatched = [], []
+    n_points = n_del = 0
+    for i, (g, init) in enumerate(zip(refined, insts)):
+        n_points += len(g.cells)
+        n_del += int(g.deleted.sum())
+        j = tgt_of.get(i)
+        if j is None and not cfg.unmatched_as_empty:
+            continue
+        tgt = t.targets[j] if j is not None else None
+        ref = session.instance("ref", g)
+        pts = refine_point_scores(g, None if tgt is None else tgt.crop_mask, c.config.r, cfg.bad_delete,
+                                  None if tgt is None else tgt.origin)  # fmt: skip
+        iou_i, iou_r = target_iou(init, tgt), target_iou(ref, tgt)
+        (vals if j is not None else unmatched).append(
+            (pts.mean(), box_gain(init, ref, tgt), normalized_gain(iou_r, iou_i), iou_i, iou_r)
+        )
+    out = {
+        k: instance_mean([v[q] for v in vals], m, [v[q] for v in unmatched])
+        for q, k in enumerate(("point_refine", "box_refine", "mask_gain", "iou_init", "iou_ref"))
+    }
+    out["deleted"] = n_del / n_points if n_points else 0.0
+    return out
+
+
+@pytest.mark.parametrize("decoder", ["raster", "raster-subclass"])
+def test_table_lookups_equal_the_direct_computation(decoder):
+    """score_stage2 scores a refinement line by lookups into per-proposal tables (and reuses a repeated
+    line's result); every component equals the direct computation, on random scenes, proposals (cells at
+    the image border included) and refinements, for the raster decoder's sub-cell path and the generic one."""
+    from getok.decoding.raster import RasterDecoder
+    from getok.rl.rewards_decoding import DecoderSession
+    from getok.rl.truth import truth_from_json
+
+    class Plain(RasterDecoder):  # not the raster type itself: the session takes the generic crop path
+        pass
+
+    rng = np.random.default_rng(7)
+    checked = 0
+    for trial in range(60):
+        h, w = (int(v) for v in rng.integers(20, 70, 2))
+        n = int(rng.choice([4, 8]))
+        r = int(rng.choice([1, 2]))
+        step = float(rng.choice([0.5, 0.25]))
+        spec = f"grid_offset:n={n},r={r},step={step}"
+        c = get_codec(spec)
+        masks = [rect((h, w), *sorted(rng.integers(0, w, 2)), *sorted(rng.integers(0, h, 2))) for _ in range(2)]
+        masks = [m for m in masks if m.any()]
+        k_inst = int(rng.integers(1, 4))
+        lines = [c.encode_cells(np.unique(rng.integers(0, n, (int(rng.integers(1, 6)), 2)), axis=0)) for _ in range(k_inst)]
+        t = truth_from_json(pack_truth((h, w), masks, codec=spec, task="stage2", proposal="\n".join(lines)))
+        cfg = Stage2Config(envelope="any", bad_delete=float(rng.choice([0.0, -1.0])),
+                           unmatched_as_empty=bool(rng.random() < 0.7))  # fmt: skip
+        dec = RasterDecoder() if decoder == "raster" else Plain()
+        session = DecoderSession(dec)
+        names = [f"<off_{dx}_{dy}>" for dx in range(-r, r + 1) for dy in range(-r, r + 1)] + ["<DELETE>"]
+        geoms = c.decode(t.proposal, t.size, "mask")
+        answers = []
+        for _ in range(6):
+            answers.append("\n".join("".join(rng.choice(names, len(g.cells))) for g in geoms))
+        answers.append(answers[0])  # a repeated answer: the cached line results
+        for a in answers:
+            got = score_stage2(a, t, session, cfg)
+            assert got["invalid"] == 0.0, got["reason"]
+            want = _reference_stage2(a, t, cfg, DecoderSession(dec))
+            for key, v in want.items():
+                assert got[key] == pytest.approx(v, abs=1e-12), (trial, key, a)
+            checked += 1
+        # malformed lines get the codec's own reason
+        bad = answers[0].replace("<", " <", 1) + "<off_9_9>"
+        want = c.try_decode_refinement(bad, geoms).error.reason
+        assert score_stage2(bad, t, session, cfg)["reason"] == want
+    assert checked == 60 * 7

@@ -77,6 +77,35 @@ def test_refine_samples_vary_k_and_ask_the_point_question(scenes):
         refine_samples(scenes, "grid:n=8", [1])
 
 
+def test_anchored_refine_samples_answer_the_named_cell_with_the_question_move(scenes):
+    import re
+
+    from getok.geom.grid import apply_offsets
+
+    spec = "grid_offset:n=8,r=1,step=0.5"
+    c = get_codec(spec)
+    res = refine_samples(scenes, spec, [1, 3], ask="point", anchor=True)
+    assert len(res) > 5
+    moved = 0
+    for s in res:
+        a = s.meta["anchor"]
+        cells = c.decode(s.turns[0].assistant, s.size, "mask")[0].cells.tolist()
+        assert a["cell"] in cells  # the named cell is always proposed
+        i = cells.index(a["cell"])
+        # the question names the same cell + move ...
+        assert c.encode_cells([a["cell"]]) + "<off_{}_{}>".format(*a["offset"]) in s.turns[0].user
+        tok = re.findall(r"<[^>]+>", s.turns[1].assistant)[i]
+        assert tok == "<off_{}_{}>".format(*a["offset"])  # ... and the refinement applies that move
+        p = apply_offsets([a["cell"]], 8, s.size, [a["offset"]], 0.5)[0]
+        m = rle_decode(s.truth["masks"][0])
+        assert m[min(int(p[1]), s.size[0] - 1), min(int(p[0]), s.size[1] - 1)]  # which lands on the target
+        moved += a["offset"] != [0, 0]
+    assert moved > 0
+    # without the anchor the named cell is not forced into the proposal
+    plain = refine_samples(scenes, spec, [1, 3], ask="point")
+    assert all("anchor" not in s.meta for s in plain)
+
+
 def _rec(task, ious, oracle=None):
     def one(v):  # IoU v as pixel counts: 100 * v of a 100-pixel union
         return {"task": task, "valid": True, "iou": v, "inter": round(100 * v), "union": 100, "pred_area": 100,

@@ -74,6 +74,30 @@ def test_build_mixture_writes_a_dataset_with_the_weighted_entries(small_mixture)
     assert len(refine.turns) == 2 and refine.turns[1].assistant.count("<") == 4  # k = 4 labels
 
 
+def test_offsets_entry_with_tasks_asks_the_task_question(tmp_path):
+    from getok.data_builders.dataset import read_dataset
+
+    cfg = load_sft_config(
+        None,
+        [
+            "data.scenes.n=8",
+            "data.num_samples=20",
+            "data.mixture=[{type: offsets, tasks: [point>mask], ks: [1, 2], anchor: true}]",
+        ],
+    )
+    out = build_mixture(cfg.data, cfg.vocab.codecs, tmp_path / "train", seed=0, progress=False)
+    ds = read_dataset(out)
+    assert len(ds) == 20
+    for s in ds:
+        assert s.task == "refine" and s.meta["ask"] == "point>mask" and s.meta["k"] in (1, 2)
+        assert "<off_" in s.turns[0].user  # the point question, not "Segment {query}."
+        assert s.meta["anchor"]["cell"] in s.truth["proposal_cells"]
+    with pytest.raises(ConfigError, match="among"):
+        load_sft_config(None, ["data.mixture=[{type: offsets, tasks: [text>box]}]"])
+    with pytest.raises(ConfigError, match="ks"):
+        load_sft_config(None, ["data.mixture=[{type: offsets, tasks: [point>mask], ks: [0]}]"])
+
+
 def test_build_mixture_reuses_same_settings_and_refuses_others(small_mixture):
     cfg, out = small_mixture
     stamp = (out / "manifest.json").stat().st_mtime_ns
