@@ -195,6 +195,16 @@ class Geometry:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def _from_cells(cls, size, cells: np.ndarray, grid_n: int) -> Geometry:
+        """A cells-only geometry from a codec's parser, whose ``cells`` are already a valid ``(K, 2)`` int64
+        array on the ``grid_n`` grid: built *without* validation (the decode hot path). Not for user input."""
+        proto = cls.__dict__.get("_cells_proto")
+        if proto is None:
+            proto = cls(size=(1, 1))
+            type.__setattr__(cls, "_cells_proto", proto)
+        return proto._derive(size=as_size(size), cells=cells, grid_n=int(grid_n))
+
     def _derive(self, **changes) -> Geometry:
         """A copy with ``changes`` applied *without* validation, for library code whose new fields are
         computed from already validated ones (hot paths such as reward scoring). Not for user input."""
