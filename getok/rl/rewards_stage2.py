@@ -239,21 +239,28 @@ class _PointTable:
     start_in: np.ndarray
     land_in: np.ndarray
     salvageable: np.ndarray
+    kept_value: np.ndarray  # (K, M): +1 ends inside, -1 leaves, 0 stays outside
 
     @classmethod
     def from_moves(cls, mv: _InstanceMoves, target_mask: np.ndarray, origin) -> _PointTable:
         k, m = mv.pos.shape[:2]
         inside = points_in_mask(np.concatenate([mv.start, mv.pos.reshape(-1, 2)]), target_mask, origin)
-        land = inside[k:].reshape(k, m)
-        return cls(inside[:k], land, land.any(axis=1))
+        start, land = inside[:k], inside[k:].reshape(k, m)
+        kept = np.where(land, 1.0, np.where(start[:, None], -1.0, 0.0))
+        return cls(start, land, land.any(axis=1), kept)
 
-    def scores(self, offsets: np.ndarray, deleted: np.ndarray, r: int, bad_delete: float) -> np.ndarray:
-        """The same values as :func:`refine_point_scores` for this instance's refinement."""
-        side = 2 * r + 1
-        move = (offsets[:, 0] + r) * side + (offsets[:, 1] + r)  # _moves: dx is the slow axis
-        end_in = self.land_in[np.arange(len(move)), move]
-        kept = np.where(end_in, 1.0, np.where(self.start_in, -1.0, 0.0))
-        return np.where(deleted, np.where(self.salvageable, bad_delete, 1.0), kept)
+    def mean_score(self, move: np.ndarray, deleted: np.ndarray, bad_delete: float) -> float:
+        """The mean of :func:`refine_point_scores` for this instance's refinement (``move``: each point's
+        index in :func:`reachable_positions`' move order)."""
+        kept = self.kept_value[np.arange(len(move)), move]
+        if deleted.any():
+            kept = np.where(deleted, np.where(self.salvageable, bad_delete, 1.0), kept)
+        return float(kept.sum()) / len(kept)
+
+
+def _move_index(offsets: np.ndarray, r: int) -> np.ndarray:
+    """Each move's index in :func:`_moves`' order (dx is the slow axis)."""
+    return (offsets[:, 0] + r) * (2 * r + 1) + (offsets[:, 1] + r)
 
 
 def _proposal_state(
@@ -381,7 +388,7 @@ def _lookup_refinement(line: str, i: int, state: _ProposalState, session, c: Gri
     r, step = c.config.r, c.config.step
     arr = rows[np.fromiter(idx, dtype=np.int64, count=len(idx))]
     offs, dele = arr[:, :2], arr[:, 2].astype(bool)
-    move = (offs[:, 0] + r) * (2 * r + 1) + (offs[:, 1] + r)
+    move = _move_index(offs, r)
     mv = _moves_of(i, state, session, r, step)
     keep = ~dele
     points = mv.pos[keep, move[keep]]
@@ -414,20 +421,20 @@ def _score_refined(i, line, g_ref, move, state, session, truth, cfg, r, tgt_of) 
         return n_cells, n_del, False, None
     tgt = truth.targets[j] if j is not None else None
     if tgt is None:
-        pts = g_ref.deleted.astype(np.float64)  # nothing to be inside: deletes are valid, moves end outside
+        point = float(g_ref.deleted.mean())  # nothing to be inside: deletes are valid, moves end outside
     else:
         table = state.tables.get((i, j))
         if table is None:
             mv = _moves_of(i, state, session, r, g_ref.offset_step)
             table = state.tables[(i, j)] = _PointTable.from_moves(mv, tgt.crop_mask, tgt.origin)
-        pts = table.scores(g_ref.offsets, g_ref.deleted, r, cfg.bad_delete)
+        point = table.mean_score(_move_index(g_ref.offsets, r) if move is None else move, g_ref.deleted, cfg.bad_delete)
     before = state.tables.get(("init", i, j))  # the proposed instance's IoUs: the same for every line
     if before is None:
         before = state.tables[("init", i, j)] = (target_iou(init, tgt), _box_iou(init, tgt))
     iou_i, box_i = before
     iou_r = target_iou(ref, tgt)
     box = normalized_gain(_box_iou(ref, tgt), box_i)
-    vals = (float(pts.mean()), box, normalized_gain(iou_r, iou_i), iou_i, iou_r)
+    vals = (point, box, normalized_gain(iou_r, iou_i), iou_i, iou_r)
     return n_cells, n_del, j is not None, vals
 
 

@@ -265,3 +265,19 @@ def test_fuzzed_answers_raise_only_decode_error(spec):
             m = rasterize(g)
             assert m is None or m.shape == SIZE
     assert valid > 0  # the generator does produce some decodable answers
+
+
+@pytest.mark.parametrize("spec", ["grid:n=8", "grid_offset:n=8,r=1,step=0.5"])
+def test_decoded_grid_masks_equal_validated_geometries(spec):
+    """Mask answers of grid codecs skip re-validation (the parser's cells are valid by construction): the
+    result must equal the validated geometry field for field, and two decodes must not share state."""
+    c = get_codec(spec)
+    a, b = c.decode("<g8_r1_c2><g8_r7_c0>\n<g8_r3_c3>", (56, 40), "mask")
+    ref = Geometry(size=(56, 40), cells=[[2, 1], [0, 7]], grid_n=8)
+    assert a.size == ref.size == (56, 40) and a.grid_n == 8
+    assert a.cells.dtype == np.int64 and np.array_equal(a.cells, ref.cells)
+    assert {k: v for k, v in vars(a).items() if k != "cells"} == {k: v for k, v in vars(ref).items() if k != "cells"}
+    assert b.cells.tolist() == [[3, 3]] and a.cells is not b.cells
+    assert vars(a) is not vars(b)
+    with pytest.raises(DecodeError):
+        c.decode("<g8_r8_c0>", (56, 40), "mask")

@@ -1,0 +1,93 @@
+"""Diagnostic: how much next-token probability does a model put on the question's own move in the refine turn?
+
+For every held-out ``point>mask`` question whose turn-1 answer (from a ``getok eval --turns 2`` run) is
+exactly the cell the question names, the refine turn is prompted with that answer (the self-correction
+conversation of ``getok eval`` / stage-2 GRPO) and the first refinement token's distribution is read:
+P(the question's move), P(``<off_0_0>``) and the mean P of the other moves. A model that has learned
+"refine a copied cell by the move written in the question" puts its mass on the question's move; a
+greedy refinement of ``<off_0_0>`` with P(question's move) well above the other moves is a start that
+stage-2 RL can sharpen.
+
+    python benchmarks/diagnostics/refine_move_probs.py --model runs/sft-tiny-rl/final \\
+        --data runs/sft-tiny-rl/data/eval --records EVAL_RUN/records.jsonl [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def move_probs(model_dir: str, data_dir: str, records: str) -> dict:
+    import torch
+    from PIL import Image
+
+    from getok.codecs import get_codec
+    from getok.data_builders.dataset import read_dataset
+    from getok.data_builders.refine import query_anchor
+    from getok.data_builders.samples import Turn
+    from getok.eval.generate import load_sample_image, prompt_messages
+    from getok.rl.stage2 import REFINE_PROMPT
+    from getok.vocab.tiny import load_model_and_processor
+
+    model, proc = load_model_and_processor(model_dir)
+    model.eval()
+    ds = read_dataset(data_dir)
+    recs = {}
+    with open(records) as f:
+        for line in f:
+            r = json.loads(line)
+            recs[r["id"]] = r
+    tok = proc.tokenizer
+    stats: dict[str, list] = {"question_move": [], "off_0_0": [], "other_moves": [], "question_move_on_miss": []}
+    for s in ds:
+        r = recs.get(s.sample_id)
+        if s.task != "point>mask" or r is None or s.codec is None or not s.codec.startswith("grid_offset"):
+            continue
+        c = get_codec(s.codec)
+        a = query_anchor(s, c)
+        first = r["turns"][0]["answer"]
+        if a is None or first != c.encode_cells([a[0]]):
+            continue
+        rr = c.config.r
+        names = [f"<off_{dx}_{dy}>" for dx in range(-rr, rr + 1) for dy in range(-rr, rr + 1)]
+        ids = tok.convert_tokens_to_ids(names)
+        q = "<off_{}_{}>".format(*a[1])
+        msgs = prompt_messages(s, [Turn(s.turns[0].user, first), Turn(REFINE_PROMPT, "")])
+        text = proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        inp = proc(text=[text], images=[Image.fromarray(load_sample_image(s, ds.root))], return_tensors="pt")
+        with torch.inference_mode():
+            p = torch.softmax(model(**inp).logits[0, -1].float(), -1)[ids].numpy()
+        if q == "<off_0_0>":
+            continue  # the question's move is the null move: nothing to tell apart
+        stats["question_move"].append(float(p[names.index(q)]))
+        stats["off_0_0"].append(float(p[names.index("<off_0_0>")]))
+        stats["other_moves"].append(float(np.mean([p[k] for k, t in enumerate(names) if t not in (q, "<off_0_0>")])))
+        if r["turns"][0]["iou"] == 0:
+            stats["question_move_on_miss"].append(float(p[names.index(q)]))
+    out = {"model": model_dir, "data": data_dir, "records": records}
+    out["n"] = len(stats["question_move"])
+    out["n_miss"] = len(stats["question_move_on_miss"])
+    out.update({f"mean_p_{k}": round(float(np.mean(v)), 4) if v else None for k, v in stats.items()})
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--records", required=True, help="records.jsonl of a `getok eval --turns 2` run on --data")
+    ap.add_argument("--out", help="write the result JSON here too")
+    args = ap.parse_args(argv)
+    res = move_probs(args.model, args.data, args.records)
+    print(json.dumps(res, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
