@@ -225,10 +225,10 @@ def render_rewards(d: dict) -> list[str]:
         rows.append([name, f"{r['rollouts']} x {r['repeats']}", cell(r["rollouts_per_s"], 1),
                      cell(r["rollouts_per_s_median"], 1), cell(r["rollouts_per_cpu_s"], 1), cell(r["ms_per_rollout"]),
                      cell(r["invalid_rate"]), cell(r["mean_overall"]), cell(r.get("tokens_per_rollout"), 1),
-                     cell(r["line_cache_hit_rate"]), verdict(m.get("wall")), verdict(m.get("cpu"))])  # fmt: skip
+                     cell(r.get("session_cache_hit_rate", r.get("line_cache_hit_rate"))), verdict(m.get("wall")), verdict(m.get("cpu"))])  # fmt: skip
     lines += table(
         ["run", "rollouts x repeats", "rollouts/s (wall)", "median", "rollouts/CPU s", "ms/rollout", "invalid",
-         "mean reward", "tokens/rollout", "line-cache hits", "vs target (wall)", "vs target (CPU)"],
+         "mean reward", "tokens/rollout", "session-cache hits", "vs target (wall)", "vs target (CPU)"],
         rows,
     )  # fmt: skip
     lines.append("")

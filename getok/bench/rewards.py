@@ -3,8 +3,10 @@
 A *group* is what GRPO scores at once for one prompt: 8 rollouts of one image with 3 target objects.
 Scenes are synthetic (random ellipses and rectangles on a 480 x 640 image); rollouts are noisy versions
 of the true answer (cells dropped and added, objects missed or invented, instance order shuffled, some
-malformed), so most answer lines differ and the per-line decode cache rarely helps. Each group has its
-own packed truth (decoded once per group, as in training).
+malformed), so most answer lines differ and the decode caches rarely help. Each group has its own packed
+truth (decoded once per group, as in training). ``session_cache_hit_rate`` is the decoder session's cache:
+stage 1 caches decoded answer lines there, stage 2 the decoded proposal of the group (its per-instance
+tables and repeated refinement lines live inside that entry).
 
 Measured: rollouts per second for stage 1 (grid proposals) and stage 2 (refinements) with the
 weight-free ``raster`` decoder (target >= 2000/s), and for stage 1 with the ``sam`` decoder
@@ -218,7 +220,7 @@ def _time_groups(make_scorer, groups, images=None, repeats: int = 1) -> dict:
         "ms_per_rollout": round(1000 * dt / n, 4),
         "invalid_rate": round(invalid / n, 4),
         "mean_overall": round(float(np.mean(overall)), 4),
-        "line_cache_hit_rate": round(hits / max(1, hits + misses), 3),
+        "session_cache_hit_rate": round(hits / max(1, hits + misses), 3),
         "_scorer": scorer,
     }
 
