@@ -3,10 +3,11 @@
 For every held-out ``point>mask`` question whose turn-1 answer (from a ``getok eval --turns 2`` run) is
 exactly the cell the question names, the refine turn is prompted with that answer (the self-correction
 conversation of ``getok eval`` / stage-2 GRPO) and the first refinement token's distribution is read:
-P(the question's move), P(``<off_0_0>``) and the mean P of the other moves. A model that has learned
-"refine a copied cell by the move written in the question" puts its mass on the question's move; a
-greedy refinement of ``<off_0_0>`` with P(question's move) well above the other moves is a start that
-stage-2 RL can sharpen.
+P(the question's move), P(``<off_0_0>``), and — the baseline that tells copying from guessing — the mean
+P of *another* question's move (the moves of the other samples: what P(question's move) would be if the
+answer did not depend on the question, i.e. the model's marginal over the moves questions use). A model
+that has learned "refine a copied cell by the move written in the question" puts clearly more mass on
+its own question's move than on another question's.
 
     python benchmarks/diagnostics/refine_move_probs.py --model runs/sft-tiny-rl/final \\
         --data runs/sft-tiny-rl/data/eval --records EVAL_RUN/records.jsonl [--out FILE.json]
@@ -42,7 +43,8 @@ def move_probs(model_dir: str, data_dir: str, records: str) -> dict:
             r = json.loads(line)
             recs[r["id"]] = r
     tok = proc.tokenizer
-    stats: dict[str, list] = {"question_move": [], "off_0_0": [], "other_moves": [], "question_move_on_miss": []}
+    stats: dict[str, list] = {"question_move": [], "off_0_0": [], "question_move_on_miss": []}
+    rows: list[tuple[np.ndarray, int]] = []  # (P over the moves, index of the question's move)
     for s in ds:
         r = recs.get(s.sample_id)
         if s.task != "point>mask" or r is None or s.codec is None or not s.codec.startswith("grid_offset"):
@@ -65,9 +67,12 @@ def move_probs(model_dir: str, data_dir: str, records: str) -> dict:
             continue  # the question's move is the null move: nothing to tell apart
         stats["question_move"].append(float(p[names.index(q)]))
         stats["off_0_0"].append(float(p[names.index("<off_0_0>")]))
-        stats["other_moves"].append(float(np.mean([p[k] for k, t in enumerate(names) if t not in (q, "<off_0_0>")])))
+        rows.append((p, names.index(q)))
         if r["turns"][0]["iou"] == 0:
             stats["question_move_on_miss"].append(float(p[names.index(q)]))
+    # P_i(move of question j), j != i: the question-independent baseline
+    another = [float(np.mean([p[k] for j, (_, k) in enumerate(rows) if j != i])) for i, (p, _) in enumerate(rows)]
+    stats["another_question_move"] = another if len(rows) > 1 else []
     out = {"model": model_dir, "data": data_dir, "records": records}
     out["n"] = len(stats["question_move"])
     out["n_miss"] = len(stats["question_move_on_miss"])

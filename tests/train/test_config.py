@@ -94,3 +94,18 @@ def test_train_extension_helper_adds_a_command():
     args = parser.parse_args(["grpo", "a.b=2"])  # no YAML: defaults + overrides
     args.func(args)
     assert seen == {"path": None, "ov": ["a.b=2"]}
+
+
+def test_rl_chain_sft_configs():
+    """The GRPO start (rl-start) and the continued-SFT experiment (rl-refine) load, and their refinement
+    entries ask point questions with anchored one-cell proposals where docs/rl.md says so."""
+    start = load_sft_config(REPO / "configs" / "sft" / "tiny-cpu-rl-start.yaml")
+    refine = load_sft_config(REPO / "configs" / "sft" / "tiny-cpu-rl-refine.yaml")
+    assert start.model.path == "tiny" and start.data.num_samples == 24000
+    pr = [e for e in start.data.mixture if e.type == "offsets" and e.tasks == ["point>mask"]]
+    assert len(pr) == 1 and pr[0].anchor and pr[0].ks == [1, 1, 2, 3]
+    assert refine.model.path == f"{start.output_dir}/final"  # continues from rl-start's checkpoint
+    (pr,) = [e for e in refine.data.mixture if e.type == "offsets"]
+    assert pr.tasks == ["point>mask"] and pr.anchor and pr.ks == [1]
+    base = load_sft_config(TINY)
+    assert start.vocab.codecs == refine.vocab.codecs == base.vocab.codecs
