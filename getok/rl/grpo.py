@@ -385,7 +385,6 @@ def _trainer_class():
             self.getok_proposal_kwargs = dict(proposal_kwargs or {})
 
         def _getok_generate(self, samples):
-            import torch
 
             from ..eval.generate import generate_answers
 
@@ -393,7 +392,7 @@ def _trainer_class():
             was = model.training
             model.eval()
             try:
-                with torch.random.fork_rng(devices=[]):
+                with fork_torch_rng():
                     return generate_answers(model, self.processing_class, samples, progress=False,
                                             **self.getok_proposal_kwargs)  # fmt: skip
             finally:
@@ -459,6 +458,17 @@ def eval_headline(summary: dict, stage: int) -> dict:
     return out
 
 
+def fork_torch_rng():
+    """``torch.random.fork_rng`` over the CPU and every visible CUDA device: greedy generation
+    (:func:`~getok.eval.generate.generate_answers`) seeds torch before each batch, and a held-out evaluation
+    or a stage-2 proposal in the middle of training must not change the rollouts' random stream (a run with
+    evaluations every 50 steps trains exactly as one without; tested)."""
+    import torch
+
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    return torch.random.fork_rng(devices=devices)
+
+
 def evaluate_policy(model, processor, eval_dir, cfg: GRPORunConfig, out_dir, *, progress: bool = False) -> dict:
     """Held-out evaluation (:func:`getok.eval.runner.evaluate`); stage 2 with two self-correction turns.
 
@@ -470,12 +480,13 @@ def evaluate_policy(model, processor, eval_dir, cfg: GRPORunConfig, out_dir, *, 
     was = model.training
     model.eval()
     try:
-        summary = evaluate(
-            model, processor, str(eval_dir), decoder=ev.decoder, out_dir=str(out_dir), limit=ev.limit,
-            batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens, resume=False, progress=progress,
-            seed=cfg.seed, turns=2 if cfg.rl.stage == 2 else 1, oracle=True,
-            model_name=f"{cfg.output_dir} ({Path(out_dir).name})",
-        )  # fmt: skip
+        with fork_torch_rng():  # generation re-seeds torch per batch: keep the training stream untouched
+            summary = evaluate(
+                model, processor, str(eval_dir), decoder=ev.decoder, out_dir=str(out_dir), limit=ev.limit,
+                batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens, resume=False, progress=progress,
+                seed=cfg.seed, turns=2 if cfg.rl.stage == 2 else 1, oracle=True,
+                model_name=f"{cfg.output_dir} ({Path(out_dir).name})",
+            )  # fmt: skip
     finally:
         model.train(was)
     return eval_headline(summary, cfg.rl.stage)

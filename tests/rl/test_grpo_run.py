@@ -139,3 +139,22 @@ def test_stage2_prompts_carry_the_policys_own_proposal(tmp_path):
     got = {p for call in seen for p in call["proposal"]}
     want = {fallback_proposal(by_id[i], spec, k=3, seed=7) for a in asked for i in a}
     assert got == want
+
+
+def test_evaluations_do_not_change_the_training_stream(tmp_path):
+    """Greedy evaluation seeds torch before each batch; held-out evaluations between steps must leave the
+    rollouts' sampling untouched: the same run with and without them logs the same rewards every step."""
+    from getok.rl.grpo import run_grpo
+
+    runs = {}
+    for name, every in (("with", 1), ("without", 0)):
+        cfg = load_grpo_config(
+            REPO / "configs/grpo/tiny-cpu-stage1.yaml",
+            ["model.path=tiny", f"output_dir={tmp_path / name}", *FAST, "train.max_steps=3", "train.save_steps=10",
+             f"eval.every_steps={every}", "eval.before=false", "rl.temperature=1.5"],
+        )  # fmt: skip
+        run_grpo(cfg, progress=False)
+        # the policy's entropy over the sampled completion tokens: a function of which tokens were sampled
+        runs[name] = [(r["reward"], r["entropy"]) for r in read_metrics(tmp_path / name / "metrics.jsonl") if "reward" in r]
+    assert (tmp_path / "with" / "eval" / "step-2").is_dir() and not (tmp_path / "without" / "eval" / "step-2").exists()
+    assert len(runs["with"]) == 3 and runs["with"] == runs["without"]
