@@ -77,6 +77,7 @@ def refine_from_tasks(tasks, scenes, spec: str, ks: Sequence[int], *, anchor: bo
     if not ks or min(ks) < 1:
         raise ConfigError(f"ks must be proposal sizes >= 1, got {ks}")
     by_id = {im.image_id: im for im in scenes}
+    distractors: dict = {}
     out = SampleList(settings={"codec": c.spec, "type": "refine", "ks": ks, "anchor": bool(anchor)})
     out.images.update(getattr(tasks, "images", {}))
     out.skipped.extend(getattr(tasks, "skipped", []))
@@ -85,13 +86,16 @@ def refine_from_tasks(tasks, scenes, spec: str, ks: Sequence[int], *, anchor: bo
         if s.kind != "mask" or len(masks) != 1:
             out.skip(s.sample_id, "refinement samples need a single-target mask question")
             continue
-        im = by_id.get(s.image_id)
         oid = (s.truth.get("object_ids") or [None])[0]
         mask = rle_decode(masks[0])
-        others = np.zeros(s.size, dtype=bool)
-        for o in im.objects if im is not None else ():
-            if o.id != oid:
-                others |= o.get_mask()
+        key = (s.image_id, oid)
+        others = distractors.get(key)
+        if others is None:  # the image's other objects (several questions ask about the same object)
+            others = distractors[key] = np.zeros(s.size, dtype=bool)
+            im = by_id.get(s.image_id)
+            for o in im.objects if im is not None else ():
+                if o.id != oid:
+                    others |= o.get_mask()
         k = ks[stable_seed(seed, s.sample_id, "k") % len(ks)]
         cells = c.decode(s.answer, s.size, "mask")[0].cells
         a = query_anchor(s, c) if anchor else None

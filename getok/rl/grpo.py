@@ -385,7 +385,6 @@ def _trainer_class():
             self.getok_proposal_kwargs = dict(proposal_kwargs or {})
 
         def _getok_generate(self, samples):
-
             from ..eval.generate import generate_answers
 
             model = self.accelerator.unwrap_model(self.model)

@@ -94,12 +94,18 @@ def raster_cells(geometry: Geometry) -> tuple[np.ndarray, int] | None:
     if not (m >= 1 and abs(1.0 / g.offset_step - m) < 1e-9):
         return None
     big = n * m
-    lo = m * cells + offs  # first sub-cell (x, y) of each shifted square
-    span = np.arange(m)
-    xs, ys = lo[:, 0:1] + span, lo[:, 1:2] + span  # (K, m) each
-    flat = ys[:, :, None] * big + xs[:, None, :]  # (K, m, m)
-    ok = ((ys >= 0) & (ys < big))[:, :, None] & ((xs >= 0) & (xs < big))[:, None, :]
+    flat, ok = shifted_squares(m * cells + offs, m, big)
     return flat[ok], big
+
+
+def shifted_squares(lo: np.ndarray, m: int, big: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sub-cells of ``m x m`` squares whose first sub-cell (x, y) is ``lo`` (``(..., 2)``) on the
+    ``big x big`` sub-cell grid: row-major indices ``(..., m, m)`` and whether each lies on the grid."""
+    span = np.arange(m)
+    xs, ys = lo[..., 0:1] + span, lo[..., 1:2] + span  # (..., m) each
+    flat = ys[..., :, None] * big + xs[..., None, :]
+    ok = ((ys >= 0) & (ys < big))[..., :, None] & ((xs >= 0) & (xs < big))[..., None, :]
+    return flat, ok
 
 
 @functools.lru_cache(maxsize=64)

@@ -48,7 +48,7 @@ from .rewards_common import (
     split_envelope,
     weighted_overall,
 )
-from .rewards_decoding import DecoderSession, Instance, raster_crop, target_iou
+from .rewards_decoding import DecoderSession, Instance, raster_crop, shifted_squares, target_iou
 from .rewards_stage1 import _check_weights, match_to_targets
 from .truth import Target, Truth
 
@@ -118,9 +118,13 @@ class Stage2Config:
 def reachable_positions(cells, n: int, size, r: int, step: float) -> np.ndarray:
     """Every position a proposed point can move to: ``(K, (2r+1)^2, 2)`` XY pixels, clipped to the image
     (as :func:`~getok.geom.grid.apply_offsets` clips)."""
+    return _reach(cell_centers(cells, n, size), n, size, r, step)
+
+
+def _reach(start: np.ndarray, n: int, size, r: int, step: float) -> np.ndarray:
+    """Positions ``(K, M, 2)`` of points ``start`` ``(K, 2)`` after each move, clipped to the image."""
     h, w = size
-    centers = cell_centers(cells, n, size)  # (K, 2)
-    pos = centers[:, None, :] + _moves(n, h, w, r, step)[None, :, :]
+    pos = start[:, None, :] + _moves(n, h, w, r, step)[None, :, :]
     return np.minimum(np.maximum(pos, 0.0), np.array([w, h], dtype=np.float64))
 
 
@@ -186,8 +190,7 @@ def refine_point_scores(
     reach = np.zeros((0, 2))
     n_del = k - len(end)
     if n_del:
-        moves = _moves(g.grid_n, size[0], size[1], r, step)
-        reach = np.minimum(np.maximum(start[dele][:, None, :] + moves[None, :, :], 0.0), limit).reshape(-1, 2)
+        reach = _reach(start[dele], g.grid_n, size, r, step).reshape(-1, 2)
     inside = points_in_mask(np.concatenate([start, end, reach]), target_mask, origin)  # one lookup
     start_in, end_in = inside[:k], inside[k : k + len(end)]
     scores = np.empty(k)
@@ -222,8 +225,10 @@ class _ProposalState:
     geometries: list[Geometry]
     instances: list[Instance]
     matching: Matching
-    tables: dict = field(default_factory=dict)
-    results: dict = field(default_factory=dict)
+    moves: dict = field(default_factory=dict)  # instance -> _InstanceMoves
+    points: dict = field(default_factory=dict)  # (instance, target) -> _PointTable
+    before: dict = field(default_factory=dict)  # (instance, target) -> (mask IoU, box IoU) of the proposal
+    results: dict = field(default_factory=dict)  # (instance, line, settings) -> _score_refined's result
 
 
 #: Distinct refinement lines remembered per proposal (a group has at most G x instances of them).
@@ -232,22 +237,20 @@ _RESULTS_PER_PROPOSAL = 512
 
 @dataclass(frozen=True, eq=False)
 class _PointTable:
-    """:func:`refine_point_scores` for one proposed instance and target, as lookups: whether each
-    proposed point is on the target (``start_in``, ``(K,)``), whether each of its reachable positions is
-    (``land_in``, ``(K, M)`` in :func:`reachable_positions`' move order), and whether any is (``salvageable``)."""
+    """:func:`refine_point_scores` for one proposed instance and target, as lookups: the score of each
+    proposed point kept after each move (``kept_value``, ``(K, M)`` in :func:`reachable_positions`' move
+    order: +1 ends inside, -1 leaves, 0 stays outside) and whether any move reaches the target
+    (``salvageable``, ``(K,)``: what a ``<DELETE>`` scores against)."""
 
-    start_in: np.ndarray
-    land_in: np.ndarray
+    kept_value: np.ndarray
     salvageable: np.ndarray
-    kept_value: np.ndarray  # (K, M): +1 ends inside, -1 leaves, 0 stays outside
 
     @classmethod
     def from_moves(cls, mv: _InstanceMoves, target_mask: np.ndarray, origin) -> _PointTable:
         k, m = mv.pos.shape[:2]
         inside = points_in_mask(np.concatenate([mv.start, mv.pos.reshape(-1, 2)]), target_mask, origin)
         start, land = inside[:k], inside[k:].reshape(k, m)
-        kept = np.where(land, 1.0, np.where(start[:, None], -1.0, 0.0))
-        return cls(start, land, land.any(axis=1), kept)
+        return cls(np.where(land, 1.0, np.where(start[:, None], -1.0, 0.0)), land.any(axis=1))
 
     def mean_score(self, move: np.ndarray, deleted: np.ndarray, bad_delete: float) -> float:
         """The mean of :func:`refine_point_scores` for this instance's refinement (``move``: each point's
@@ -302,20 +305,14 @@ class _InstanceMoves:
 
     @classmethod
     def build(cls, g: Geometry, start: np.ndarray, r: int, step: float, with_blocks: bool) -> _InstanceMoves:
-        size = g.size
-        moves = _moves(g.grid_n, size[0], size[1], r, step)
-        limit = np.array([size[1], size[0]], dtype=np.float64)
-        pos = np.minimum(np.maximum(start[:, None, :] + moves[None, :, :], 0.0), limit)
+        pos = _reach(start, g.grid_n, g.size, r, step)
         m = int(round(1.0 / step))
         blocks, big = None, 0
         if with_blocks and m >= 1 and abs(1.0 / step - m) < 1e-9:
             big = g.grid_n * m
-            lo = m * g.cells[:, None, :] + _int_moves(r)[None]  # (K, M, 2) first sub-cell of each square
-            span = np.arange(m)
-            xs, ys = lo[..., 0:1] + span, lo[..., 1:2] + span  # (K, M, m)
-            flat = ys[..., :, None] * big + xs[..., None, :]
-            ok = ((ys >= 0) & (ys < big))[..., :, None] & ((xs >= 0) & (xs < big))[..., None, :]
-            blocks = np.where(ok, flat, -1).reshape(len(g.cells), len(moves), m * m)
+            # (K, M, 2): first sub-cell of each cell's square after each move
+            flat, ok = shifted_squares(m * g.cells[:, None, :] + _int_moves(r)[None], m, big)
+            blocks = np.where(ok, flat, -1).reshape(len(g.cells), pos.shape[1], m * m)
         return cls(start, pos, blocks, big)
 
 
@@ -355,11 +352,11 @@ def _refined_instances(answer, state: _ProposalState, session, c: GridOffsetCode
 
 
 def _moves_of(i: int, state: _ProposalState, session, r: int, step: float) -> _InstanceMoves:
-    mv = state.tables.get(i)
+    mv = state.moves.get(i)
     if mv is None:
         g, init = state.geometries[i], state.instances[i]
         start = init.points if len(init.points) == len(g.cells) else cell_centers(g.cells, g.grid_n, g.size)
-        mv = state.tables[i] = _InstanceMoves.build(g, start, r, step, with_blocks=session._crops is raster_crop)
+        mv = state.moves[i] = _InstanceMoves.build(g, start, r, step, with_blocks=session._crops is raster_crop)
     return mv
 
 
@@ -397,7 +394,7 @@ def _lookup_refinement(line: str, i: int, state: _ProposalState, session, c: Gri
 
 def _refined_instance(key: str, g_ref: Geometry, move, state: _ProposalState, i: int, session) -> Instance:
     """:meth:`DecoderSession.instance` of a refined geometry; from the sub-cell blocks when available."""
-    mv = state.tables.get(i)
+    mv = state.moves.get(i)
     if move is None or mv is None or mv.blocks is None:
         return session.instance(key, g_ref)
     keep = ~g_ref.deleted
@@ -423,14 +420,14 @@ def _score_refined(i, line, g_ref, move, state, session, truth, cfg, r, tgt_of) 
     if tgt is None:
         point = float(g_ref.deleted.mean())  # nothing to be inside: deletes are valid, moves end outside
     else:
-        table = state.tables.get((i, j))
+        table = state.points.get((i, j))
         if table is None:
             mv = _moves_of(i, state, session, r, g_ref.offset_step)
-            table = state.tables[(i, j)] = _PointTable.from_moves(mv, tgt.crop_mask, tgt.origin)
+            table = state.points[(i, j)] = _PointTable.from_moves(mv, tgt.crop_mask, tgt.origin)
         point = table.mean_score(_move_index(g_ref.offsets, r) if move is None else move, g_ref.deleted, cfg.bad_delete)
-    before = state.tables.get(("init", i, j))  # the proposed instance's IoUs: the same for every line
+    before = state.before.get((i, j))  # the proposed instance's IoUs: the same for every line
     if before is None:
-        before = state.tables[("init", i, j)] = (target_iou(init, tgt), _box_iou(init, tgt))
+        before = state.before[(i, j)] = (target_iou(init, tgt), _box_iou(init, tgt))
     iou_i, box_i = before
     iou_r = target_iou(ref, tgt)
     box = normalized_gain(_box_iou(ref, tgt), box_i)
