@@ -205,20 +205,29 @@ class GridVertices(Vertices):
         return self.format_cells(self.cells(pts_norm))
 
     def parse_cells(self, text: str) -> np.ndarray:
+        flat = self.parse_indices(text)
+        return np.stack([flat % self.n, flat // self.n], axis=1)
+
+    def parse_indices(self, text: str) -> np.ndarray:
+        """Row-major cell indices ``cy * n + cx`` of a line of grid tokens, in order (repeats kept)."""
+        memo = self.__dict__.setdefault("_cell_memo", {})  # token -> row-major index cy * n + cx, valid only
+        if text[:1] == "<" and text[-1:] == ">":  # the common case: known tokens only, split without a regex
+            try:
+                return np.fromiter(map(memo.__getitem__, text[1:-1].split("><")), dtype=np.int64)
+            except KeyError:  # a token not seen yet, or text that is not a token: the checked path
+                pass
         toks = split_tokens(text)
         if not toks:
             raise DecodeError("no grid tokens", "empty")
-        memo = self.__dict__.setdefault("_cell_memo", {})  # token -> row-major index cy * n + cx, valid only
-        idx = [memo.get(t) for t in toks]
+        idx = [memo.get(t[1:-1]) for t in toks]
         if None in idx:  # first sight of a token (or an invalid one): parse and remember
             for k, t in enumerate(toks):
                 if idx[k] is None:
                     p = parse_grid_token(t)
                     if p is None or p[0] != self.n:
                         raise DecodeError(f"unknown token {t!r} (expected a {self.n}x{self.n} grid cell)", "unknown_token")
-                    idx[k] = memo[t] = p[2] * self.n + p[1]
-        flat = np.fromiter(idx, dtype=np.int64, count=len(idx))
-        return np.stack([flat % self.n, flat // self.n], axis=1)
+                    idx[k] = memo[t[1:-1]] = p[2] * self.n + p[1]
+        return np.fromiter(idx, dtype=np.int64, count=len(idx))
 
     def parse(self, text: str, single: bool = False) -> np.ndarray:
         cells = self.parse_cells(text)

@@ -50,6 +50,7 @@ __all__ = [
     "hit_ratio",
     "hit_matrix",
     "hit_matrix_bits",
+    "hit_matrix_table",
     "similarity_matrix",
     "similarity_parts",
     "SimilarityParts",
@@ -217,17 +218,30 @@ def hit_matrix(pred_points, gt_masks, origins=None) -> np.ndarray:
 def hit_matrix_bits(pred_points, label_bits: np.ndarray, n_targets: int) -> np.ndarray:
     """:func:`hit_matrix` from a bit-packed label image (bit ``j`` of ``label_bits[y, x]`` set where
     target ``j`` covers the pixel): one lookup per prediction whatever the number of targets."""
-    out = np.zeros((len(pred_points), n_targets))
     sets = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in pred_points]
     counts = np.array([len(p) for p in sets], dtype=np.int64)
     if n_targets == 0 or counts.sum() == 0:
-        return out
+        return np.zeros((len(pred_points), n_targets))
     pts = np.concatenate(sets, axis=0)  # (sum K_i, 2)
     h, w = label_bits.shape
     col = np.minimum(np.maximum(np.floor(pts[:, 0]), 0), w - 1).astype(np.int64)
     row = np.minimum(np.maximum(np.floor(pts[:, 1]), 0), h - 1).astype(np.int64)
-    vals = label_bits.reshape(-1)[row * w + col]
-    bits = (vals[:, None] >> np.arange(n_targets, dtype=label_bits.dtype)[None, :]) & 1  # (sum K_i, G)
+    return _bit_means(label_bits.reshape(-1)[row * w + col], counts, n_targets)
+
+
+def hit_matrix_table(pred_indices, table_bits: np.ndarray, n_targets: int) -> np.ndarray:
+    """:func:`hit_matrix_bits` for points given as indices into a table of label bits (e.g. the bits
+    at every cell centre of a grid): ``pred_indices`` one int array per prediction."""
+    counts = np.array([len(p) for p in pred_indices], dtype=np.int64)
+    if n_targets == 0 or counts.sum() == 0:
+        return np.zeros((len(pred_indices), n_targets))
+    return _bit_means(table_bits[np.concatenate(pred_indices)], counts, n_targets)
+
+
+def _bit_means(vals: np.ndarray, counts: np.ndarray, n_targets: int) -> np.ndarray:
+    """``(P, G)``: per prediction (``counts`` consecutive ``vals`` each), the fraction with bit ``j`` set."""
+    out = np.zeros((len(counts), n_targets))
+    bits = (vals[:, None] >> np.arange(n_targets, dtype=vals.dtype)[None, :]) & 1  # (sum K_i, G)
     nonempty = counts > 0
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[nonempty]
     out[nonempty] = np.add.reduceat(bits, starts, axis=0) / counts[nonempty, None]
@@ -249,11 +263,12 @@ class SimilarityParts:
 
 
 def similarity_parts(
-    pred_boxes, pred_points, gt_boxes, gt_masks, size, origins=None, label_bits=None
+    pred_boxes, pred_points, gt_boxes, gt_masks, size, origins=None, label_bits=None, hit=None
 ) -> SimilarityParts:
     """The terms of :func:`similarity_matrix` (so rewards can reuse them for matched pairs); ``origins``
     places target masks given as crops (:func:`hit_matrix`); ``label_bits``, when given, replaces the
-    per-mask lookups (:func:`hit_matrix_bits`)."""
+    per-mask lookups (:func:`hit_matrix_bits`); ``hit``, when given, is the ``(P, G)`` hit matrix
+    already computed."""
     p, g = _boxes(pred_boxes), _boxes(gt_boxes)
     if len(p) != len(pred_points) or len(g) != len(gt_masks):
         raise ConfigError(
@@ -262,11 +277,12 @@ def similarity_parts(
     if len(p) == 0 or len(g) == 0:
         z = np.zeros((len(p), len(g)))
         return SimilarityParts(z, z, np.ones_like(z))
-    hit = (
-        hit_matrix(pred_points, gt_masks, origins)
-        if label_bits is None
-        else hit_matrix_bits(pred_points, label_bits, len(g))
-    )
+    if hit is None:
+        hit = (
+            hit_matrix(pred_points, gt_masks, origins)
+            if label_bits is None
+            else hit_matrix_bits(pred_points, label_bits, len(g))
+        )
     if len(p) * len(g) <= 36:  # a few instances: plain floats beat numpy's per-call overhead
         iou, l1 = _box_terms_small(p, g, size)
         return SimilarityParts(iou, hit, l1)

@@ -117,6 +117,17 @@ def _runs(m: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return rr, np.concatenate([[0], np.cumsum(rr)[:-1]]), cc, np.concatenate([[0], np.cumsum(cc)[:-1]])
 
 
+@functools.lru_cache(maxsize=64)
+def cell_centre_table(n: int, h: int, w: int) -> np.ndarray:
+    """``(n * n, 2)`` XY pixel centres of the cells of an ``n x n`` grid over an ``(h, w)`` image, indexed
+    row-major (``cy * n + cx``); read-only. The same floats as ``(c + 0.5) * (w / n)`` per point."""
+    c = np.arange(n)
+    xs, ys = (c + 0.5) * (w / n), (c + 0.5) * (h / n)
+    out = np.stack([np.tile(xs, n), np.repeat(ys, n)], axis=1)
+    out.setflags(write=False)
+    return out
+
+
 def _blocks_crop(cells: np.ndarray, offsets: np.ndarray | None, n: int, m: int, size) -> tuple[np.ndarray, int, int]:
     """Cell squares on the ``n m`` sub-cell table, shifted by ``offsets`` sub-cells and clipped to the
     table, expanded to pixels over their bounding box only; a tight crop."""
@@ -248,6 +259,9 @@ class Instance:
     grid_n : int or None
     min_sep : float or None
         A lower bound of the distance between two distinct ``points`` (the cell size for cell centres).
+    point_cells : (K,) int or None
+        When ``points`` are the centres of cells of the ``grid_n`` grid (a plain grid answer): their
+        row-major indices, in order, repeats kept — rewards then read hits and repeats per cell.
     """
 
     key: str
@@ -259,6 +273,7 @@ class Instance:
     cells: np.ndarray | None = None
     grid_n: int | None = None
     min_sep: float | None = None
+    point_cells: np.ndarray | None = None
     _crop: np.ndarray | None = None
 
     @classmethod
@@ -313,14 +328,23 @@ class Instance:
             box = np.array(
                 [cs[cx[nz]].min(), rs[cy[nz]].min(), (cs + cc)[cx[nz]].max(), (rs + rr)[cy[nz]].max()], dtype=np.float64
             )
-        min_sep = None
+        min_sep = point_cells = None
         if points is None:
             n = geometry.grid_n
             c = geometry.cells
-            points = np.stack([(c[:, 0] + 0.5) * (w / n), (c[:, 1] + 0.5) * (h / n)], axis=1)  # cell centres, XY
+            point_cells = c[:, 1] * n + c[:, 0]
+            points = cell_centre_table(n, h, w)[point_cells]  # cell centres, XY
             min_sep = min(w / n, h / n)
         return cls(
-            key=key, geometry=geometry, area=area, box=box, points=points, cells=flat, grid_n=grid, min_sep=min_sep
+            key=key,
+            geometry=geometry,
+            area=area,
+            box=box,
+            points=points,
+            cells=flat,
+            grid_n=grid,
+            min_sep=min_sep,
+            point_cells=point_cells,
         )
 
     @property

@@ -36,6 +36,7 @@ from .matching import (
     Matching,
     SimilarityParts,
     box_l1,
+    hit_matrix_table,
     instance_mean,
     match,
     points_in_mask,
@@ -169,13 +170,16 @@ def box_reward_from(iou: float, l1: float, iou_weight: float = 0.5, l1_norm: flo
     return float(iou_weight * iou + (1.0 - iou_weight) * (1.0 - min(1.0, l1 / l1_norm)))
 
 
-def point_spacing(points_xy, area: float, kappa: float = 0.5, min_sep: float | None = None) -> float:
+def point_spacing(
+    points_xy, area: float, kappa: float = 0.5, min_sep: float | None = None, cells: np.ndarray | None = None
+) -> float:
     """Spread of ``n`` points over an object of ``area`` pixels, in [0, 1].
 
     Mean over points of ``min(1, d_nn / (kappa * sqrt(area / n)))`` with ``d_nn`` the distance to the
     nearest other point. One point: 1 (nothing to pile on); no points: 0. ``min_sep``, a lower bound of
     the distance between two *distinct* points (the cell size for cell centres), allows an exact
-    shortcut: when the full-credit distance is below it, a point scores 1 unless it is repeated.
+    shortcut: when the full-credit distance is below it, a point scores 1 unless it is repeated;
+    ``cells``, when the points are cell centres, their cell indices (repeats are then read per cell).
 
     >>> point_spacing([[5, 5], [5, 5]], area=100.0)
     0.0
@@ -190,6 +194,9 @@ def point_spacing(points_xy, area: float, kappa: float = 0.5, min_sep: float | N
         return 1.0
     scale = kappa * math.sqrt(max(float(area), 1.0) / n)
     if min_sep is not None and scale <= min_sep:
+        if cells is not None:
+            per_cell = np.bincount(cells)
+            return float(np.count_nonzero(per_cell[cells] == 1) / n)
         key = np.sort(np.ascontiguousarray(pts).view(np.complex128).reshape(-1))  # one sortable value per point
         same = key[1:] == key[:-1]  # neighbours in sorted order that repeat
         repeated = np.zeros(n, dtype=bool)
@@ -216,12 +223,13 @@ def point_score(
     hit: float | None = None,
     origin: tuple[int, int] | None = None,
     min_sep: float | None = None,
+    cells: np.ndarray | None = None,
 ) -> float:
     """Semantic-critical points of one instance: ``clip(hit * (1 - exp(-n / n0)) * spacing - lam * n, 0, 1)``.
 
     ``hit`` is the fraction of the points on the target mask (computed when not given; ``origin`` places a
     cropped mask as in :func:`~getok.rl.matching.points_in_mask`), ``spacing`` :func:`point_spacing`
-    (``min_sep`` passed on).
+    (``min_sep`` and ``cells`` passed on).
     """
     pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
     n = len(pts)
@@ -232,7 +240,7 @@ def point_score(
     sat = 1.0 - math.exp(-n / n0)
     if hit * sat - lam * n <= 0.0:  # spacing <= 1 cannot lift it above 0
         return 0.0
-    return min(1.0, max(0.0, hit * sat * point_spacing(pts, target_area, kappa, min_sep) - lam * n))
+    return min(1.0, max(0.0, hit * sat * point_spacing(pts, target_area, kappa, min_sep, cells) - lam * n))
 
 
 def match_to_targets(instances: list[Instance], truth: Truth, config: MatchConfig) -> tuple[Matching, SimilarityParts]:
@@ -241,6 +249,13 @@ def match_to_targets(instances: list[Instance], truth: Truth, config: MatchConfi
     targets = truth.targets
     pred_boxes = np.array([box_or_none(i) for i in instances]).reshape(-1, 4)
     gt_boxes = np.array([t.box for t in targets]).reshape(-1, 4)
+    hit = None
+    if instances and targets:
+        n = instances[0].grid_n
+        if all(i.point_cells is not None and i.grid_n == n for i in instances):
+            table = truth.centre_bits(n)  # every point is a cell centre: one table lookup per point
+            if table is not None:
+                hit = hit_matrix_table([i.point_cells for i in instances], table, len(targets))
     parts = similarity_parts(
         pred_boxes,
         [i.points for i in instances],
@@ -248,7 +263,8 @@ def match_to_targets(instances: list[Instance], truth: Truth, config: MatchConfi
         [t.crop_mask for t in targets],
         truth.size,
         [t.origin for t in targets],
-        label_bits=truth.label_bits if instances and targets else None,
+        label_bits=truth.label_bits if instances and targets and hit is None else None,
+        hit=hit,
     )
     return match(parts.combine(config)), parts
 
@@ -332,6 +348,7 @@ def score_stage1(
                 hit=parts.hit[i, j],
                 origin=tgt.origin,
                 min_sep=inst.min_sep,
+                cells=inst.point_cells,
             )
         )
         pts_counts.append(len(inst.points))

@@ -241,6 +241,21 @@ class Truth:
                 bits[t.crop] |= t.crop_mask.astype(dtype) << dtype(j)
         return bits
 
+    def centre_bits(self, n: int) -> np.ndarray | None:
+        """:attr:`label_bits` at the pixel holding each cell centre of the ``n x n`` grid, ``(n * n,)``
+        indexed row-major (``cy * n + cx``; the pixel a centre's floored coordinates name); cached per ``n``."""
+        bits = self.label_bits
+        if bits is None:
+            return None
+        cache = self.__dict__.setdefault("_centre_bits", {})
+        if n not in cache:
+            h, w = self.size
+            c = np.arange(n)
+            col = np.minimum(np.maximum(np.floor((c + 0.5) * (w / n)), 0), w - 1).astype(np.int64)
+            row = np.minimum(np.maximum(np.floor((c + 0.5) * (h / n)), 0), h - 1).astype(np.int64)
+            cache[n] = bits[row[:, None], col[None, :]].reshape(-1)
+        return cache[n]
+
     @property
     def key(self) -> str:
         """Image key for decoder caches: ``image_id``, else ``image``, else the size."""

@@ -238,3 +238,38 @@ def test_decoders_that_need_pixels_load_the_truth_image_once():
     assert loaded == ["imgs/a.jpg"] and dec.calls == ["imgs/a.jpg"]
     # the weight-free default never reads pixels
     assert RewardScorer().score(wrap("<g8_r0_c0>"), t)["invalid"] == 0.0
+
+
+def test_cell_lookups_equal_the_generic_path():
+    """Plain grid answers under the raster decoder are scored in cell space (hits read from a table of the
+    label bits at cell centres, repeats counted per cell, centres from a table); every component equals the
+    generic path (decoded crops, float points), on odd image sizes and answers with repeated cells."""
+    from getok.decoding.raster import RasterDecoder
+
+    class Plain(RasterDecoder):  # not the raster type itself: the session takes the generic crop path
+        pass
+
+    rng = np.random.default_rng(3)
+    checked = 0
+    for trial in range(40):
+        h, w = (int(v) for v in rng.integers(9, 70, 2))
+        n = int(rng.choice([4, 8, 16]))
+        masks = [rect((h, w), *sorted(rng.integers(0, w, 2)), *sorted(rng.integers(0, h, 2))) for _ in range(3)]
+        masks = [m for m in masks if m.any()]
+        t = unpack_truth(pack_truth((h, w), masks, codec=f"grid:n={n}"))
+        cfg = Stage1Config(envelope="any", n0=float(rng.choice([1.0, 3.0])), spacing_kappa=float(rng.choice([0.5, 3.0])))
+        fast, slow = DecoderSession(RasterDecoder()), DecoderSession(Plain())
+        for _ in range(5):
+            lines = []
+            for _ in range(int(rng.integers(1, 4))):
+                cells = rng.integers(0, n, (int(rng.integers(1, 9)), 2))
+                if rng.random() < 0.5:
+                    cells = np.concatenate([cells, cells[:2]])  # repeated cells
+                lines.append(cells_line(cells, n))
+            a = "\n".join(lines)
+            got, want = score_stage1(a, t, fast, cfg), score_stage1(a, t, slow, cfg)
+            assert got["invalid"] == want["invalid"] == 0.0
+            for key, v in want.items():
+                assert got[key] == pytest.approx(v, abs=1e-12), (trial, key, a)
+            checked += 1
+    assert checked == 200
