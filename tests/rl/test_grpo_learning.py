@@ -1,11 +1,11 @@
-"""The documented CPU chain (slow: ~30 min on 2 cores): SFT (rl-start) → GRPO stage 1 → GRPO stage 2.
+"""The documented CPU chain (slow: ~40 min on 2 cores): SFT phase 1 (rl-copy) → SFT phase 2 (rl-start) →
+GRPO stage 1 → GRPO stage 2.
 
 The commands of docs/rl.md "Results" with the shipped configs, in a temporary directory, asserting what
-that section reports: stage 1 does not lower the reward or the held-out answers (its held-out box>mask
-gain was +0.032 / +0.005 / +0.035 before an RNG fix and +0.007 after it, so only "no loss" is asserted);
-stage 2 keeps every
-refinement valid and does no harm (its positive gain was not reached: the tiny model does not read the
-move written in the question). The fast, real version of the same machinery is tests/rl/test_grpo_run.py.
+that section reports: stage 1 does not lower the reward or the held-out answers (its held-out gains are
+small and seed-dependent, so only "no loss" is asserted); the start's refine turn reads the question's move
+(a positive held-out gain from turn 1 to turn 2), and stage 2 keeps every refinement valid, keeps the gain
+positive and does not lower it. The fast, real version of the same machinery is tests/rl/test_grpo_run.py.
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ def test_two_stage_grpo_chain_on_cpu(tmp_path):
     from getok.train.config import load_sft_config
     from getok.train.sft import run_sft
 
+    copy = load_sft_config(REPO / "configs/sft/tiny-cpu-rl-copy.yaml", [f"output_dir={tmp_path / 'copy'}"])
+    run_sft(copy, progress=False)
     sft = load_sft_config(REPO / "configs/sft/tiny-cpu-rl-start.yaml",
-                          [f"output_dir={tmp_path / 'sft'}", "eval.enabled=false"])  # fmt: skip
+                          [f"model.path={tmp_path / 'copy' / 'final'}", f"output_dir={tmp_path / 'sft'}",
+                           "eval.enabled=false"])  # fmt: skip
     run_sft(sft, progress=False)
 
     c1 = load_grpo_config(REPO / "configs/grpo/tiny-cpu-stage1.yaml",
@@ -35,7 +38,7 @@ def test_two_stage_grpo_chain_on_cpu(tmp_path):
     s1 = run_grpo(c1, progress=False)
     assert s1["train"]["reward"]["last_mean"] > s1["train"]["reward"]["first_mean"] - 0.02
     before, after = s1["eval_before"]["per_task"], s1["eval_after"]["per_task"]
-    assert before["point>mask"]["mIoU"] > 0.5  # the SFT start answers point questions (docs: 0.685)
+    assert before["point>mask"]["mIoU"] > 0.5  # the SFT start answers point questions (docs: 0.62)
     assert after["box>mask"]["mIoU"] > before["box>mask"]["mIoU"] - 0.02
     assert after["point>mask"]["mIoU"] > before["point>mask"]["mIoU"] - 0.05
 
@@ -43,6 +46,7 @@ def test_two_stage_grpo_chain_on_cpu(tmp_path):
                           [f"model.path={tmp_path / 's1' / 'final'}", f"output_dir={tmp_path / 's2'}"])  # fmt: skip
     s2 = run_grpo(c2, progress=False)
     assert s2["eval_after"]["refine_invalid_rate"] <= 0.05
-    assert s2["eval_after"]["gain"] >= min(0.0, s2["eval_before"]["gain"]) - 1e-9  # no harmful refinements
-    assert s2["eval_after"]["oracle_gain"] > 0.2  # what a refiner that reads the move would gain
+    assert s2["eval_before"]["gain"] > 0.05  # the start's refine turn reads the question's move (docs: +0.15)
+    assert s2["eval_after"]["gain"] > 0.05 and s2["eval_after"]["gain"] >= s2["eval_before"]["gain"] - 0.01
+    assert s2["eval_after"]["worse"] <= s2["eval_before"]["worse"]  # fewer harmful refinements (docs: 35 -> 7)
     assert s2["eval_after"]["mIoU_turn1"] > s2["eval_before"]["mIoU_turn1"] - 0.05

@@ -97,15 +97,23 @@ def test_train_extension_helper_adds_a_command():
 
 
 def test_rl_chain_sft_configs():
-    """The GRPO start (rl-start) and the continued-SFT experiment (rl-refine) load, and their refinement
-    entries ask point questions with anchored one-cell proposals where docs/rl.md says so."""
+    """The GRPO start (phase 1 rl-copy from the random base, phase 2 rl-start from it), the one-phase start
+    it replaced and the continued-SFT experiment (rl-refine) load, chained and with the refinement entries
+    docs/rl.md describes: phase 1 is only point questions' one-cell self-correction."""
+    copy = load_sft_config(REPO / "configs" / "sft" / "tiny-cpu-rl-copy.yaml")
     start = load_sft_config(REPO / "configs" / "sft" / "tiny-cpu-rl-start.yaml")
+    onephase = load_sft_config(REPO / "configs" / "sft" / "tiny-cpu-rl-start-onephase.yaml")
     refine = load_sft_config(REPO / "configs" / "sft" / "tiny-cpu-rl-refine.yaml")
-    assert start.model.path == "tiny" and start.data.num_samples == 24000
-    pr = [e for e in start.data.mixture if e.type == "offsets" and e.tasks == ["point>mask"]]
-    assert len(pr) == 1 and pr[0].anchor and pr[0].ks == [1, 1, 2, 3]
-    assert refine.model.path == f"{start.output_dir}/final"  # continues from rl-start's checkpoint
+    assert copy.model.path == "tiny" and onephase.model.path == "tiny"
+    (only,) = copy.data.mixture
+    assert only.type == "offsets" and only.tasks == ["point>mask"] and only.anchor and only.ks == [1]
+    assert start.model.path == f"{copy.output_dir}/final" and start.data.num_samples == 24000
+    for cfg in (start, onephase):
+        pr = [e for e in cfg.data.mixture if e.type == "offsets" and e.tasks == ["point>mask"]]
+        assert len(pr) == 1 and pr[0].anchor and pr[0].ks == [1, 1, 2, 3]
+    assert refine.model.path == f"{onephase.output_dir}/final"  # continues from the one-phase checkpoint
     (pr,) = [e for e in refine.data.mixture if e.type == "offsets"]
     assert pr.tasks == ["point>mask"] and pr.anchor and pr.ks == [1]
+    assert len({start.output_dir, onephase.output_dir, copy.output_dir, refine.output_dir}) == 4
     base = load_sft_config(TINY)
-    assert start.vocab.codecs == refine.vocab.codecs == base.vocab.codecs
+    assert copy.vocab.codecs == start.vocab.codecs == onephase.vocab.codecs == refine.vocab.codecs == base.vocab.codecs
