@@ -15,9 +15,7 @@ its own question's move than on another question's.
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -81,18 +79,12 @@ def move_probs(model_dir: str, data_dir: str, records: str) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--records", required=True, help="records.jsonl of a `getok eval --turns 2` run on --data")
-    ap.add_argument("--out", help="write the result JSON here too")
-    args = ap.parse_args(argv)
-    res = move_probs(args.model, args.data, args.records)
-    print(json.dumps(res, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
-    return 0
+    from _cli import model_data_parser, report  # the diagnostics' shared options (run as a script)
 
+    ap = model_data_parser(__doc__, "the dataset the records were made on")
+    ap.add_argument("--records", required=True, help="records.jsonl of a `getok eval --turns 2` run on --data")
+    args = ap.parse_args(argv)
+    return report(move_probs(args.model, args.data, args.records), args.out)
 
 if __name__ == "__main__":
     raise SystemExit(main())

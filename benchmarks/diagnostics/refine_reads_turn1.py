@@ -23,10 +23,7 @@ the next-token distribution of the refine turn is compared across edits of the f
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
-from pathlib import Path
 
 import numpy as np
 
@@ -153,18 +150,12 @@ def reads_turn1(model_dir: str, data_dir: str, n: int = 40, seed: int = 0) -> di
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--data", required=True, help="a dataset with grid_offset point>mask samples")
-    ap.add_argument("--n", type=int, default=40, help="questions to use")
-    ap.add_argument("--out", help="write the result JSON here too")
-    args = ap.parse_args(argv)
-    res = reads_turn1(args.model, args.data, args.n)
-    print(json.dumps(res, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
-    return 0
+    from _cli import model_data_parser, report  # the diagnostics' shared options (run as a script)
 
+    ap = model_data_parser(__doc__, "a dataset with grid_offset point>mask samples")
+    ap.add_argument("--n", type=int, default=40, help="questions to use")
+    args = ap.parse_args(argv)
+    return report(reads_turn1(args.model, args.data, args.n), args.out)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -41,3 +41,22 @@ def scene3():
     size = (64, 96)
     masks = [rect(size, 0, 0, 24, 16), rect(size, 48, 8, 96, 32), rect(size, 12, 40, 60, 64)]
     return size, masks
+
+
+def generic_raster():
+    """The raster decoder under another type: a DecoderSession then takes the generic crop path instead of
+    its cell-space shortcuts (tests compare the two)."""
+    from getok.decoding.raster import RasterDecoder
+
+    class GenericRaster(RasterDecoder):
+        pass
+
+    return GenericRaster()
+
+
+def random_rect_masks(rng, size, k: int) -> list[np.ndarray]:
+    """Up to ``k`` non-empty random rectangles on an image of ``size``."""
+    h, w = size
+    masks = [rect(size, *sorted(rng.integers(0, w, 2)), *sorted(rng.integers(0, h, 2))) for _ in range(k)]
+    return [m for m in masks if m.any()]
+

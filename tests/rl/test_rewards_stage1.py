@@ -10,7 +10,7 @@ from getok.rl.rewards_decoding import DecoderSession
 from getok.rl.rewards_stage1 import STAGE1_KEYS, point_score, point_spacing
 from getok.rl.truth import pack_truth, unpack_truth
 
-from .conftest import cells_line, disk, mask_line, rect, wrap
+from .conftest import cells_line, disk, generic_raster, mask_line, random_rect_masks, rect, wrap
 
 N = 8
 
@@ -246,19 +246,15 @@ def test_cell_lookups_equal_the_generic_path():
     generic path (decoded crops, float points), on odd image sizes and answers with repeated cells."""
     from getok.decoding.raster import RasterDecoder
 
-    class Plain(RasterDecoder):  # not the raster type itself: the session takes the generic crop path
-        pass
-
     rng = np.random.default_rng(3)
     checked = 0
     for trial in range(40):
         h, w = (int(v) for v in rng.integers(9, 70, 2))
         n = int(rng.choice([4, 8, 16]))
-        masks = [rect((h, w), *sorted(rng.integers(0, w, 2)), *sorted(rng.integers(0, h, 2))) for _ in range(3)]
-        masks = [m for m in masks if m.any()]
+        masks = random_rect_masks(rng, (h, w), 3)
         t = unpack_truth(pack_truth((h, w), masks, codec=f"grid:n={n}"))
         cfg = Stage1Config(envelope="any", n0=float(rng.choice([1.0, 3.0])), spacing_kappa=float(rng.choice([0.5, 3.0])))
-        fast, slow = DecoderSession(RasterDecoder()), DecoderSession(Plain())
+        fast, slow = DecoderSession(RasterDecoder()), DecoderSession(generic_raster())
         for _ in range(5):
             lines = []
             for _ in range(int(rng.integers(1, 4))):

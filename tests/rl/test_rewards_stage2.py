@@ -11,7 +11,7 @@ from getok.rl.rewards_decoding import crop_to_content, raster_crop
 from getok.rl.rewards_stage2 import STAGE2_KEYS, reachable_positions, refine_point_scores
 from getok.rl.truth import pack_truth, unpack_truth
 
-from .conftest import rect, wrap
+from .conftest import generic_raster, random_rect_masks, rect, wrap
 
 SPEC = "grid_offset:n=4,r=1,step=0.5"  # 32 x 32 images: 8-pixel cells, 4-pixel steps
 SIZE = (32, 32)
@@ -266,9 +266,6 @@ def test_table_lookups_equal_the_direct_computation(decoder):
     from getok.rl.rewards_decoding import DecoderSession
     from getok.rl.truth import truth_from_json
 
-    class Plain(RasterDecoder):  # not the raster type itself: the session takes the generic crop path
-        pass
-
     rng = np.random.default_rng(7)
     checked = 0
     for trial in range(60):
@@ -278,14 +275,13 @@ def test_table_lookups_equal_the_direct_computation(decoder):
         step = float(rng.choice([0.5, 0.25]))
         spec = f"grid_offset:n={n},r={r},step={step}"
         c = get_codec(spec)
-        masks = [rect((h, w), *sorted(rng.integers(0, w, 2)), *sorted(rng.integers(0, h, 2))) for _ in range(2)]
-        masks = [m for m in masks if m.any()]
+        masks = random_rect_masks(rng, (h, w), 2)
         k_inst = int(rng.integers(1, 4))
         lines = [c.encode_cells(np.unique(rng.integers(0, n, (int(rng.integers(1, 6)), 2)), axis=0)) for _ in range(k_inst)]
         t = truth_from_json(pack_truth((h, w), masks, codec=spec, task="stage2", proposal="\n".join(lines)))
         cfg = Stage2Config(envelope="any", bad_delete=float(rng.choice([0.0, -1.0])),
                            unmatched_as_empty=bool(rng.random() < 0.7))  # fmt: skip
-        dec = RasterDecoder() if decoder == "raster" else Plain()
+        dec = RasterDecoder() if decoder == "raster" else generic_raster()
         session = DecoderSession(dec)
         names = [f"<off_{dx}_{dy}>" for dx in range(-r, r + 1) for dy in range(-r, r + 1)] + ["<DELETE>"]
         geoms = c.decode(t.proposal, t.size, "mask")

@@ -1,0 +1,25 @@
+"""What the refine-turn diagnostics share: their options and how they report (printed JSON, optionally a file)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def model_data_parser(doc: str, data_help: str) -> argparse.ArgumentParser:
+    """A parser with ``--model``, ``--data`` (``data_help``) and ``--out``, described by ``doc``'s first line."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True, help=data_help)
+    ap.add_argument("--out", help="write the result JSON here too")
+    return ap
+
+
+def report(result: dict, out: str | None) -> int:
+    """Print ``result`` as JSON and write it to ``out`` when given."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+    return 0
