@@ -110,8 +110,8 @@ class GridCodec(Codec):
     def decode_one(self, line: str, size, kind: str) -> Geometry:
         n = self.n
         if kind == "mask":
-            flat = GridVertices.parse_indices(self.vertices, line)  # valid cells of the n-grid by construction
-            return Geometry._from_cells(size, np.stack([flat % n, flat // n], axis=1), n)
+            cells = GridVertices.parse_cells(self.vertices, line)  # valid cells of the n-grid by construction
+            return Geometry._from_cells(size, cells, n)
         if kind == "box":
             cells = GridVertices.parse_cells(self.vertices, line)
             if len(cells) != 2:

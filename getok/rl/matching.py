@@ -48,6 +48,7 @@ __all__ = [
     "box_l1",
     "points_in_mask",
     "hit_ratio",
+    "pixel_values",
     "hit_matrix",
     "hit_matrix_bits",
     "hit_matrix_table",
@@ -172,6 +173,16 @@ def box_l1(box_a, box_b, size: tuple[int, int]) -> float:
     return float(box_l1_matrix(box_a, box_b, size)[0, 0])
 
 
+def pixel_values(points_xy, image: np.ndarray) -> np.ndarray:
+    """Values of an ``(H, W)`` image at the pixel holding each point ``(K, 2)`` XY (floored; points on or
+    beyond the right / bottom edge read the last pixel), ``(K,)`` of the image's dtype."""
+    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    h, w = image.shape
+    col = np.minimum(np.maximum(np.floor(pts[:, 0]), 0), w - 1).astype(np.int64)
+    row = np.minimum(np.maximum(np.floor(pts[:, 1]), 0), h - 1).astype(np.int64)
+    return image.reshape(-1)[row * w + col]
+
+
 def points_in_mask(points_xy, mask: np.ndarray, origin: tuple[int, int] | None = None) -> np.ndarray:
     """Whether each point ``(K, 2)`` XY pixels falls on a mask pixel (the pixel containing it), ``(K,)``.
 
@@ -179,17 +190,13 @@ def points_in_mask(points_xy, mask: np.ndarray, origin: tuple[int, int] | None =
     pixel), or a crop of one whose top-left pixel is at ``origin = (row0, col0)`` (points outside the
     crop are outside the mask).
     """
-    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
     m = np.asarray(mask)
-    h, w = m.shape
-    col = np.floor(pts[:, 0])
-    row = np.floor(pts[:, 1])
     if origin is None:
-        col = np.minimum(np.maximum(col, 0), w - 1).astype(np.int64)
-        row = np.minimum(np.maximum(row, 0), h - 1).astype(np.int64)
-        return m.reshape(-1)[row * w + col]
-    col = col - origin[1]
-    row = row - origin[0]
+        return pixel_values(points_xy, m)
+    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    h, w = m.shape
+    col = np.floor(pts[:, 0]) - origin[1]
+    row = np.floor(pts[:, 1]) - origin[0]
     ok = (col >= 0) & (col < w) & (row >= 0) & (row < h)
     out = np.zeros(len(pts), dtype=bool)
     if ok.any():
@@ -222,11 +229,7 @@ def hit_matrix_bits(pred_points, label_bits: np.ndarray, n_targets: int) -> np.n
     counts = np.array([len(p) for p in sets], dtype=np.int64)
     if n_targets == 0 or counts.sum() == 0:
         return np.zeros((len(pred_points), n_targets))
-    pts = np.concatenate(sets, axis=0)  # (sum K_i, 2)
-    h, w = label_bits.shape
-    col = np.minimum(np.maximum(np.floor(pts[:, 0]), 0), w - 1).astype(np.int64)
-    row = np.minimum(np.maximum(np.floor(pts[:, 1]), 0), h - 1).astype(np.int64)
-    return _bit_means(label_bits.reshape(-1)[row * w + col], counts, n_targets)
+    return _bit_means(pixel_values(np.concatenate(sets, axis=0), label_bits), counts, n_targets)
 
 
 def hit_matrix_table(pred_indices, table_bits: np.ndarray, n_targets: int) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..codecs import NO_TARGET, Codec, get_codec
 from ..errors import DecodeError, GetokError
-from ..geom.grid import pixel_cell_lookup
+from ..geom.grid import grid_points, pixel_cell_lookup
 from ..geometry import Geometry
 from .rewards_common import line_key
 from .truth import Target, Truth
@@ -118,12 +118,10 @@ def _runs(m: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 
 
 @functools.lru_cache(maxsize=64)
-def cell_centre_table(n: int, h: int, w: int) -> np.ndarray:
-    """``(n * n, 2)`` XY pixel centres of the cells of an ``n x n`` grid over an ``(h, w)`` image, indexed
-    row-major (``cy * n + cx``); read-only. The same floats as ``(c + 0.5) * (w / n)`` per point."""
-    c = np.arange(n)
-    xs, ys = (c + 0.5) * (w / n), (c + 0.5) * (h / n)
-    out = np.stack([np.tile(xs, n), np.repeat(ys, n)], axis=1)
+def _cell_centres(n: int, h: int, w: int) -> np.ndarray:
+    """:func:`~getok.geom.grid.grid_points` (every cell centre, row-major), cached and read-only: the points
+    of plain grid answers, the same floats as :meth:`Geometry.cell_centers` gives the generic path."""
+    out = grid_points(n, (h, w))
     out.setflags(write=False)
     return out
 
@@ -333,7 +331,7 @@ class Instance:
             n = geometry.grid_n
             c = geometry.cells
             point_cells = c[:, 1] * n + c[:, 0]
-            points = cell_centre_table(n, h, w)[point_cells]  # cell centres, XY
+            points = _cell_centres(n, h, w)[point_cells]  # cell centres, XY
             min_sep = min(w / n, h / n)
         return cls(
             key=key,

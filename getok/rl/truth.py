@@ -44,9 +44,10 @@ import numpy as np
 
 from ..conventions import as_size
 from ..errors import DataError, GeometryError
-from ..geom.grid import pixel_cell_lookup
+from ..geom.grid import grid_points, pixel_cell_lookup
 from ..geom.masks import as_mask, box_to_mask, mask_to_box, rle_decode, rle_encode
 from ..geometry import KINDS
+from .matching import pixel_values
 
 __all__ = ["TASKS", "TRUTH_VERSION", "Target", "Truth", "pack_truth", "unpack_truth", "truth_from_json"]
 
@@ -243,17 +244,13 @@ class Truth:
 
     def centre_bits(self, n: int) -> np.ndarray | None:
         """:attr:`label_bits` at the pixel holding each cell centre of the ``n x n`` grid, ``(n * n,)``
-        indexed row-major (``cy * n + cx``; the pixel a centre's floored coordinates name); cached per ``n``."""
+        indexed row-major (``cy * n + cx``; :func:`~getok.rl.matching.pixel_values`' rule); cached per ``n``."""
         bits = self.label_bits
         if bits is None:
             return None
         cache = self.__dict__.setdefault("_centre_bits", {})
         if n not in cache:
-            h, w = self.size
-            c = np.arange(n)
-            col = np.minimum(np.maximum(np.floor((c + 0.5) * (w / n)), 0), w - 1).astype(np.int64)
-            row = np.minimum(np.maximum(np.floor((c + 0.5) * (h / n)), 0), h - 1).astype(np.int64)
-            cache[n] = bits[row[:, None], col[None, :]].reshape(-1)
+            cache[n] = pixel_values(grid_points(n, self.size), bits)
         return cache[n]
 
     @property
