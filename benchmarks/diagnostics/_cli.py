@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from getok.io import atomic_write_json
 
 
 def model_data_parser(doc: str, data_help: str) -> argparse.ArgumentParser:
@@ -17,9 +18,8 @@ def model_data_parser(doc: str, data_help: str) -> argparse.ArgumentParser:
 
 
 def report(result: dict, out: str | None) -> int:
-    """Print ``result`` as JSON and write it to ``out`` when given."""
-    text = json.dumps(result, indent=1)
-    print(text)
+    """Print ``result`` as JSON and write it to ``out`` when given (atomically: a temp file, then a rename)."""
+    print(json.dumps(result, indent=1))
     if out:
-        Path(out).write_text(text + "\n")
+        atomic_write_json(out, result)
     return 0
