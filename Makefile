@@ -5,17 +5,19 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.getok-installed
+LOCK   := requirements/lock.txt
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all demo lint bench clean
+.PHONY: install test test-all demo lint bench clean lock
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU-capable pair that makes torchvision, transformers' processors and
 	# segment-anything work; nothing installed later may replace it.
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e ".[all,test]" "torch==2.14.1" "torchvision==0.29.1"
+	# everything else at the locked versions (setup.cfg's ranges stay loose for users' own environments)
+	$(BIN)/pip install --quiet -c $(LOCK) -e ".[all,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +33,10 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check getok tests benchmarks
+
+# Rewrite the lock from the current venv after a deliberate upgrade (then rerun the demo, commit both).
+lock: $(STAMP)
+	{ sed -n '1,3p' $(LOCK); $(BIN)/pip freeze --exclude-editable | grep -v '^#'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
