@@ -45,3 +45,70 @@ def disk(size=(64, 80), center=(40, 30), radius=12) -> np.ndarray:
 @pytest.fixture
 def disk_mask():
     return disk()
+
+
+# ---------------------------------------------------------------------------------------------- kill + resume
+def _metric_steps(path: Path) -> list[int]:
+    import json
+
+    if not path.is_file():
+        return []
+    steps = []
+    for line in path.read_text().splitlines():
+        try:
+            steps.append(int(json.loads(line)["step"]))
+        except (ValueError, KeyError, TypeError):  # a line the kill cut
+            pass
+    return steps
+
+
+def run_cli(argv: list[str], log: Path, *, kill_after_step: int | None = None, timeout: float = 600) -> None:
+    """Run ``getok ARGV`` in a subprocess (stderr to ``log``). With ``kill_after_step`` the process is
+    SIGKILLed as soon as ``output_dir/metrics.jsonl`` has a row beyond that step (so the killed attempt has
+    logged past its last checkpoint); the output directory is the ``output_dir=`` argument."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = Path(next(a.split("=", 1)[1] for a in argv if a.startswith("output_dir=")))
+    cmd = [sys.executable, "-m", "getok.cli.main", *argv]
+    with open(log, "a") as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
+        t0 = time.monotonic()
+        if kill_after_step is None:
+            rc = p.wait(timeout=timeout)
+            assert rc == 0, log.read_text()[-4000:]
+            return
+        while p.poll() is None and max(_metric_steps(out / "metrics.jsonl"), default=0) <= kill_after_step:
+            assert time.monotonic() - t0 < timeout, "the run never reached the step to kill at"
+            time.sleep(0.02)
+        assert p.poll() is None, f"the run ended before it could be killed:\n{log.read_text()[-4000:]}"
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+
+
+@pytest.fixture
+def kill_and_resume(tmp_path):
+    """``f(argv, kill_after_step) -> (reference_dir, resumed_dir)``: the same command run once uninterrupted
+    and once SIGKILLed after ``kill_after_step`` then rerun (which resumes from its last checkpoint)."""
+
+    def run(argv: list[str], kill_after_step: int) -> tuple[Path, Path]:
+        ref, res = tmp_path / "reference", tmp_path / "resumed"
+        run_cli([*argv, f"output_dir={ref}"], tmp_path / "reference.log")
+        run_cli([*argv, f"output_dir={res}"], tmp_path / "resumed.log", kill_after_step=kill_after_step)
+        assert max(_metric_steps(res / "metrics.jsonl")) > kill_after_step  # the killed attempt logged past it
+        run_cli([*argv, f"output_dir={res}"], tmp_path / "resumed.log")
+        return ref, res
+
+    return run
+
+
+def safetensors_tensors(directory: Path) -> dict:
+    """Every tensor of the ``*.safetensors`` files in a directory, by name (numpy)."""
+    from safetensors.numpy import load_file
+
+    out = {}
+    for f in sorted(Path(directory).glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out

@@ -34,7 +34,6 @@ first rollout):
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -55,6 +54,7 @@ from ..train.callbacks import (
     read_metrics,
     write_checkpoint_info,
 )
+from ..train.checkpoints import truncate_jsonl
 from ..vocab.layout import VocabLayout
 from .grpo_config import GRPORunConfig, grpo_config_yaml
 
@@ -76,6 +76,7 @@ __all__ = [
 log = logging.getLogger("getok.rl.grpo")
 
 START_DIR = "start"
+PROPOSALS_FILE = "getok_proposals.json"  # stage 2's proposal store in a checkpoint (exact resume)
 
 
 # ---------------------------------------------------------------------------------------------- policy
@@ -369,14 +370,16 @@ def grpo_arguments(cfg: GRPORunConfig, output_dir: str | Path, *, progress: bool
 def _trainer_class():
     from trl import GRPOTrainer
 
-    class GetokGRPOTrainer(GRPOTrainer):
-        """``GRPOTrainer`` with stage 2's real two-turn rollouts and compact adapter saves.
+    from ..train.checkpoints import CheckpointMixin
+
+    class GetokGRPOTrainer(CheckpointMixin, GRPOTrainer):
+        """``GRPOTrainer`` with stage 2's real two-turn rollouts and getok's checkpoints.
 
         With a :class:`~getok.rl.stage2.ProposalStore` (``proposal_store=``), every generation batch is
         rewritten before the rollouts: each row's prompt becomes the two-turn conversation with the
         current policy's own greedy stage-1 answer (module docstring, step 5). The proposal generation
         runs in eval mode under a forked torch RNG, so the rollouts' sampling stream is unchanged.
-        Adapters are saved without full embedding matrices (as SFT's trainer does).
+        Checkpoints as SFT's (:mod:`getok.train.checkpoints`: compact adapters, exact full resume).
         """
 
         def __init__(self, *args, proposal_store=None, proposal_kwargs=None, **kwargs):
@@ -397,24 +400,18 @@ def _trainer_class():
             finally:
                 model.train(was)
 
+        def _save_checkpoint(self, model, trial):
+            super()._save_checkpoint(model, trial)  # the marker (CheckpointInfoCallback.on_save) comes after
+            if self.getok_proposals is not None and self.is_world_process_zero():
+                d = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+                atomic_write_json(d / PROPOSALS_FILE, self.getok_proposals.state_dict())
+
         def _generate_and_score_completions(self, inputs):
             if self.getok_proposals is not None:
                 inputs = self.getok_proposals.fill(inputs, int(self.state.global_step), self._getok_generate)
                 for k, v in self.getok_proposals.rates().items():
                     self._log_metric(f"proposals/{k}", v)
             return super()._generate_and_score_completions(inputs)
-
-        def _save(self, output_dir=None, state_dict=None):
-            from peft import PeftModel
-
-            model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-            if not isinstance(model, PeftModel):
-                return super()._save(output_dir, state_dict)
-            model.save_pretrained = functools.partial(type(model).save_pretrained, model, save_embedding_layers=False)
-            try:
-                return super()._save(output_dir, state_dict)
-            finally:
-                del model.save_pretrained
 
     return GetokGRPOTrainer
 
@@ -680,6 +677,12 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
     trainer = make_trainer(model, processor, rows, args, rewards, callbacks, store, pkw)
     if resume is not None:
         log.info("resuming from %s", resume)
+        done = read_checkpoint_info(resume)["step"]
+        if trainer.is_world_process_zero():
+            for log_file in ("metrics.jsonl", "eval_curve.jsonl"):
+                truncate_jsonl(out / log_file, done)
+        if store is not None and (resume / PROPOSALS_FILE).is_file():
+            store.load_state_dict(json.loads((resume / PROPOSALS_FILE).read_text()))
     t0w, t0c = time.perf_counter(), time.process_time()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     train_wall, train_cpu = time.perf_counter() - t0w, time.process_time() - t0c

@@ -322,6 +322,23 @@ class ProposalStore:
             out.append({**r, "prompt": msgs, "proposal": p.answer, "proposal_source": p.source})
         return out
 
+    def state_dict(self) -> dict:
+        """The store's state as JSON-able data (cached proposals and cumulative counts), for checkpoints:
+        with ``refresh_steps`` other than 1, a resumed run must reuse the proposals the killed one made."""
+        return {"cache": {k: dataclasses.asdict(p) for k, p in self.cache.items()}, "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (raises :class:`~getok.errors.DataError` on a malformed state)."""
+        try:
+            cache = {str(k): Proposal(**v) for k, v in state["cache"].items()}
+            counts = Counter({str(k): int(v) for k, v in state["counts"].items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"malformed proposal-store state: {exc}") from None
+        unknown = [k for k in cache if k not in self.samples]
+        if unknown:
+            raise DataError(f"proposal-store state names samples this run does not have (e.g. {unknown[0]!r})")
+        self.cache, self.counts, self.last = cache, counts, Counter()
+
     def rates(self, last: bool = True) -> dict[str, float]:
         """``{"policy": ..., "fallback": ..., "masked": ..., "reused": ...}`` fractions (of the last call)."""
         c = self.last if last else self.counts

@@ -24,7 +24,6 @@ first optimiser step):
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from .callbacks import (
     read_metrics,
     write_checkpoint_info,
 )
+from .checkpoints import truncate_jsonl
 from .config import SFTRunConfig, config_yaml
 
 __all__ = [
@@ -247,30 +247,16 @@ class LastTurnCollator:
 def _trainer_class():
     from trl import SFTTrainer
 
-    class GetokSFTTrainer(SFTTrainer):
-        """``SFTTrainer`` that saves adapters without full embedding matrices.
+    from .checkpoints import CheckpointMixin
 
-        peft's ``save_embedding_layers="auto"`` writes the whole embedding and head whenever the vocabulary
-        grew (1+ GB at 7B); the new rows already live in the adapter (``trainable_token_indices``) and the
-        base rows are reproduced by :func:`~getok.vocab.add_spatial_tokens` on load, so they are not saved.
-        """
+    class GetokSFTTrainer(CheckpointMixin, SFTTrainer):
+        """``SFTTrainer`` with getok's checkpoints (:mod:`getok.train.checkpoints`: compact adapters,
+        full fine-tuning checkpoints that resume exactly) and the optional last-turn loss."""
 
         def __init__(self, *args, loss_turns: str = "all", **kwargs):
             super().__init__(*args, **kwargs)
             if loss_turns == "last":
                 self.data_collator = LastTurnCollator(self.data_collator)
-
-        def _save(self, output_dir=None, state_dict=None):
-            from peft import PeftModel
-
-            model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-            if not isinstance(model, PeftModel):
-                return super()._save(output_dir, state_dict)
-            model.save_pretrained = functools.partial(type(model).save_pretrained, model, save_embedding_layers=False)
-            try:
-                return super()._save(output_dir, state_dict)
-            finally:
-                del model.save_pretrained
 
     return GetokSFTTrainer
 
@@ -438,6 +424,8 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
     trainer = make_trainer(model, processor, examples, args, callbacks, loss_turns=cfg.train.loss_turns)
     if resume is not None:
         log.info("resuming from %s", resume)
+        if state.is_main_process:
+            truncate_jsonl(out / "metrics.jsonl", read_checkpoint_info(resume)["step"])
     t0w, t0c = time.perf_counter(), cpu_seconds()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     train_wall, train_cpu = time.perf_counter() - t0w, cpu_seconds() - t0c

@@ -123,6 +123,26 @@ def test_store_fresh_refresh_and_frozen():
         frozen.proposals(["zzz"], 0, gen)
 
 
+def test_store_state_round_trips_and_rejects_garbage():
+    """What a checkpoint keeps of the store: a restored store reuses the proposals instead of generating."""
+    import json
+
+    samples = [_sample("a"), _sample("b")]
+    store = ProposalStore(samples, SPEC, refresh_steps=0)
+    store.proposals(["a", "b"], 1, _Gen(["garbage", "<g8_r3_c3>"]))
+    again = ProposalStore(samples, SPEC, refresh_steps=0)
+    again.load_state_dict(json.loads(json.dumps(store.state_dict())))
+    assert again.cache == store.cache and again.counts == store.counts
+    assert again.cache["a"].source == "fallback" and again.cache["b"].answer == "<g8_r3_c3>"
+    gen = _Gen([])
+    assert again.proposals(["a", "b"], 5, gen) == store.cache and gen.calls == []
+    ok = {"text": "", "answer": "", "source": "policy", "reason": "", "step": 0}
+    for bad in ({}, {"cache": 5, "counts": {}}, {"cache": {"a": {"text": 1}}, "counts": {}},
+                {"cache": {"a": ok}, "counts": {"generated": "x"}}, {"cache": {"zzz": ok}, "counts": {}}):
+        with pytest.raises(DataError):
+            again.load_state_dict(bad)
+
+
 def test_store_invalid_proposals_fall_back_or_mask_and_fill_rows():
     samples = [_sample("a"), _sample("b")]
     store = ProposalStore(samples, SPEC, on_invalid="fallback", seed=1)
