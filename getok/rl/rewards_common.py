@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, TypedDict
 
-from ..answers import extract_answer, parse_response
+from ..answers import extract_answer, extract_think, parse_response
 from ..codecs import NO_TARGET
 from ..codecs.tokens import TOKEN_RE
 from ..errors import ConfigError, DecodeError
@@ -81,11 +81,16 @@ def clean_response(text: str) -> str:
     if not isinstance(text, str):
         return text
     out = text.rstrip()
-    while out.endswith(_END_TOKENS):
-        for tok in _END_TOKENS:
-            if out.endswith(tok):
-                out = out[: -len(tok)].rstrip()
-    return out
+    # strip from the end by index (no token is a suffix of another, so the order does not matter); slicing
+    # per token would copy the text once per token: quadratic on a runaway "<|im_end|>" tail
+    end = len(out)
+    while True:
+        tok = next((t for t in _END_TOKENS if out.endswith(t, 0, end)), None)
+        if tok is None:
+            return out[:end]
+        end -= len(tok)
+        while end and out[end - 1].isspace():
+            end -= 1
 
 
 def completion_text(completion) -> str:
@@ -127,8 +132,7 @@ def split_envelope(response: str, envelope: str = "think") -> tuple[str, str]:
     try:
         return parse_response(text)
     except DecodeError:
-        m = re.search(r"<think>(.*?)</think>", text, re.S) if isinstance(text, str) else None
-        return (m.group(1).strip() if m else ""), extract_answer(text)
+        return extract_think(text), extract_answer(text)
 
 
 # ----------------------------------------------------------------------------------------- shaping

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codecs import NO_TARGET, Codec, get_codec
-from ..errors import DecodeError, GetokError
+from ..errors import ConfigError, DecodeError, GetokError
 from ..geom.grid import grid_points, pixel_cell_lookup
 from ..geometry import Geometry
 from .rewards_common import line_key
@@ -461,6 +461,8 @@ class DecoderSession:
         self.misses = 0
 
     def codec(self, spec: str) -> Codec:
+        if not isinstance(spec, str):
+            raise ConfigError(f"a codec spec must be a string, got {type(spec).__name__} {spec!r:.60}")
         c = self._codecs.get(spec)
         if c is None:
             c = self._codecs[spec] = get_codec(spec)

@@ -470,6 +470,8 @@ def score_stage2(
     spec = codec or truth.codec
     n_gt = truth.n_targets
     if proposal is not None:
+        if not isinstance(proposal, str):  # a pipeline's malformed proposal column, not a truth error
+            return invalid_score(STAGE2_KEYS, "bad_proposal", n_gt)
         truth = truth.with_proposal(proposal)
     if not spec:
         return invalid_score(STAGE2_KEYS, "no_codec", n_gt)

@@ -22,6 +22,11 @@ A truth with boxes but no masks (a REC query) uses the boxes' rasters as target 
 writes the cropped form (it decodes without building a full-size mask: a GRPO group decodes its truth
 once, and that is most of the reward's cost per group); both forms are read.
 
+Boxes are finite with ``x1 <= x2`` and ``y1 <= y2`` and points finite: :func:`pack_truth` refuses others,
+and :func:`unpack_truth` raises :class:`~getok.errors.DataError` naming any malformed field (``v`` other
+than 1, a non-string ``codec`` / ``proposal`` / ``image``, a NaN box ...), which the rewards score as an
+invalid truth (``reason = "bad_truth"``) instead of raising.
+
 Examples
 --------
 >>> import numpy as np
@@ -34,6 +39,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Sequence
@@ -110,7 +116,7 @@ class Target:
                 if crop.size
                 else np.zeros(4)
             )
-        box = np.asarray(box, dtype=np.float64).reshape(4)
+        box = _as_box(box)
         return cls(crop_mask=crop, origin=(r0, c0), size=(h, w), box=box, area=int(np.count_nonzero(crop)))
 
     def to_rle(self, cropped: bool = True) -> dict:
@@ -178,6 +184,42 @@ def _tight_box(m: np.ndarray) -> np.ndarray | None:
     return np.array([c1, rows[0], c2, rows[-1] + 1], dtype=np.float64)
 
 
+def _as_box(box, name: str = "box") -> np.ndarray:
+    """A ``(4,)`` float XYXY box, finite with ``x1 <= x2`` and ``y1 <= y2``; else :class:`DataError`
+    naming ``name`` (a NaN or reversed box would be scored silently as something else)."""
+    try:
+        b = np.asarray(box, dtype=np.float64).reshape(4)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"truth {name} must be [x1, y1, x2, y2], got {box!r}") from exc
+    if not np.isfinite(b).all():
+        raise DataError(f"truth {name} must be finite, got {b.tolist()}")
+    if b[2] < b[0] or b[3] < b[1]:
+        raise DataError(f"truth {name} is reversed (needs x1 <= x2 and y1 <= y2), got {b.tolist()}")
+    return b
+
+
+def _as_points(points, name: str = "points") -> tuple[np.ndarray, ...]:
+    """Per-instance ``(K, 2)`` float points, finite; else :class:`DataError` naming ``name``."""
+    try:
+        out = tuple(np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in points)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"truth {name} must be per-instance lists of [x, y]: {exc}") from exc
+    for i, p in enumerate(out):
+        if not np.isfinite(p).all():
+            raise DataError(f"truth {name}[{i}] must be finite, got {p.tolist()}")
+    return out
+
+
+def _optional_str(value, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise DataError(f"truth.{name} must be a string or null, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
+#: Caches a :class:`Truth` keeps in its ``__dict__`` (functions of ``size`` and ``targets`` only).
+_TRUTH_CACHES = ("label_bits", "_centre_bits")
+
+
 @dataclass(frozen=True, eq=False)
 class Truth:
     """Unpacked ground truth of one query.
@@ -215,10 +257,19 @@ class Truth:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", as_size(self.size))
-        if self.task not in TASKS:
+        try:
+            object.__setattr__(self, "size", as_size(self.size))
+        except GeometryError as exc:
+            raise DataError(f"truth.size: {exc}") from exc
+        for name in ("codec", "proposal", "image", "image_id"):
+            _optional_str(getattr(self, name), name)
+        if not isinstance(self.targets, tuple) or not all(isinstance(t, Target) for t in self.targets):
+            raise DataError("truth.targets must be a tuple of Target")
+        if not isinstance(self.extra, dict):
+            raise DataError(f"truth.extra must be a dict, got {type(self.extra).__name__}")
+        if not isinstance(self.task, str) or self.task not in TASKS:
             raise DataError(f"truth.task must be one of {TASKS}, got {self.task!r}")
-        if self.kind not in KINDS:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise DataError(f"truth.kind must be one of {KINDS}, got {self.kind!r}")
         for t in self.targets:
             if t.size != self.size:
@@ -262,9 +313,21 @@ class Truth:
             return str(self.image)
         return f"size:{self.size[0]}x{self.size[1]}"
 
+    def replace(self, **changes) -> Truth:
+        """A copy with some fields changed (validated as a new :class:`Truth`; an unknown name is a
+        ``TypeError``). Only the constructor's fields are copied, never the cached values in
+        ``__dict__``; those (functions of ``size`` and ``targets``) carry over when neither changes."""
+        out = dataclasses.replace(self, **changes)
+        if out.size == self.size and out.targets is self.targets:
+            for k in _TRUTH_CACHES:
+                if k in self.__dict__:
+                    v = self.__dict__[k]
+                    out.__dict__[k] = dict(v) if isinstance(v, dict) else v
+        return out
+
     def with_proposal(self, proposal: str | None) -> Truth:
         """A copy with another stage-1 proposal (e.g. the policy's own, in real two-turn rollouts)."""
-        return Truth(**{**self.__dict__, "proposal": proposal})
+        return self.replace(proposal=proposal)
 
     def to_dict(self, cropped: bool = True) -> dict:
         """The JSON-able packed form (see the module docstring); ``cropped=False`` writes full-image RLEs."""
@@ -320,7 +383,7 @@ def pack_truth(
         bs = [mask_to_box(m) for m in ms]
         bs = [b if b is not None else np.zeros(4) for b in bs]
     else:
-        bs = [np.asarray(b, dtype=np.float64).reshape(4) for b in boxes]
+        bs = [_as_box(b, f"boxes[{i}]") for i, b in enumerate(boxes)]
         if len(bs) != len(ms):
             raise DataError(f"{len(bs)} boxes for {len(ms)} masks")
     truth = Truth(
@@ -330,7 +393,7 @@ def pack_truth(
         codec=codec,
         kind=kind,
         proposal=proposal,
-        points=None if points is None else tuple(np.asarray(p, dtype=float).reshape(-1, 2) for p in points),
+        points=None if points is None else _as_points(points),
         image=image,
         image_id=image_id,
     )
@@ -355,7 +418,7 @@ def unpack_truth(truth: str | dict | Truth, **overrides) -> Truth:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if not overrides:
         return base
-    return Truth(**{**base.__dict__, **overrides})
+    return base.replace(**overrides)
 
 
 @functools.lru_cache(maxsize=512)
@@ -374,43 +437,61 @@ _KNOWN = {"v", "task", "codec", "kind", "size", "masks", "boxes", "points", "pro
 
 
 def _from_dict(d: dict) -> Truth:
-    if int(d.get("v", TRUTH_VERSION)) != TRUTH_VERSION:
-        raise DataError(f"truth version {d.get('v')} is not supported (this getok reads v{TRUTH_VERSION})")
+    """Packed dict → :class:`Truth`; any malformed field is a :class:`DataError` naming it."""
+    try:
+        return _parse_dict(d)
+    except DataError:
+        raise
+    except (GeometryError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        raise DataError(f"malformed truth: {type(exc).__name__}: {exc}") from exc
+
+
+def _list_field(d: dict, name: str) -> list | None:
+    value = d.get(name)
+    if value is not None and not isinstance(value, (list, tuple)):
+        raise DataError(f"truth {name!r} must be a list or null, got {type(value).__name__}")
+    return None if value is None else list(value)
+
+
+def _parse_dict(d: dict) -> Truth:
+    v = d.get("v", TRUTH_VERSION)
+    if isinstance(v, bool) or not isinstance(v, int) or v != TRUTH_VERSION:
+        raise DataError(f"truth version 'v' = {v!r:.60} is not supported (this getok reads v{TRUTH_VERSION})")
     if "size" not in d:
         raise DataError("truth has no 'size' [H, W]")
     try:
         size = as_size(d["size"])
-        boxes = d.get("boxes")
-        boxes = None if boxes is None else [np.asarray(b, dtype=np.float64).reshape(4) for b in boxes]
-        entries = list(d.get("masks") or [])
-        if boxes is not None and entries and len(boxes) != len(entries):
-            raise DataError(f"truth has {len(boxes)} boxes for {len(entries)} masks")
-        targets = []
-        for i, r in enumerate(entries):
-            box = None if boxes is None else boxes[i]
-            if isinstance(r, dict) and "crop" in r:
-                x1, y1, x2, y2 = (int(v) for v in r["crop"])
-                crop = rle_decode(r["rle"])
-                if crop.shape != (y2 - y1, x2 - x1):
-                    raise DataError(f"mask crop RLE of shape {crop.shape} for the box {r['crop']}")
-                targets.append(Target.from_crop(crop, (y1, x1), size, box))
-            else:
-                m = rle_decode(r)
-                if m.shape != size:
-                    raise DataError(f"truth mask shape {m.shape} differs from size (H, W)={size}")
-                targets.append(Target.from_mask(m, box))
-    except (GeometryError, ValueError, TypeError, KeyError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"malformed truth: {exc}") from exc
+    except GeometryError as exc:
+        raise DataError(f"truth 'size': {exc}") from exc
+    boxes = _list_field(d, "boxes")
+    boxes = None if boxes is None else [_as_box(b, f"boxes[{i}]") for i, b in enumerate(boxes)]
+    entries = _list_field(d, "masks") or []
+    if boxes is not None and entries and len(boxes) != len(entries):
+        raise DataError(f"truth has {len(boxes)} boxes for {len(entries)} masks")
+    targets = []
+    for i, r in enumerate(entries):
+        box = None if boxes is None else boxes[i]
+        if not isinstance(r, dict):
+            raise DataError(f"truth masks[{i}] must be an RLE object, got {type(r).__name__}")
+        if "crop" in r:
+            x1, y1, x2, y2 = (int(v) for v in r["crop"])
+            crop = rle_decode(r["rle"])
+            if crop.shape != (y2 - y1, x2 - x1):
+                raise DataError(f"mask crop RLE of shape {crop.shape} for the box {r['crop']}")
+            targets.append(Target.from_crop(crop, (y1, x1), size, box))
+        else:
+            m = rle_decode(r)
+            if m.shape != size:
+                raise DataError(f"truth mask shape {m.shape} differs from size (H, W)={size}")
+            targets.append(Target.from_mask(m, box))
     if not entries and boxes:
         targets = [Target.from_mask(box_to_mask(b, size), b) for b in boxes]
-    pts = d.get("points")
+    pts = _list_field(d, "points")
     if pts is not None:
-        try:
-            pts = tuple(np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in pts)
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"truth points must be per-instance lists of [x, y]: {exc}") from exc
+        pts = _as_points(pts)
+    image_id = d.get("image_id")
+    if isinstance(image_id, bool) or not isinstance(image_id, (str, int, type(None))):
+        raise DataError(f"truth 'image_id' must be a string, an integer or null, got {image_id!r:.60}")
     return Truth(
         size=size,
         targets=tuple(targets),
@@ -420,6 +501,6 @@ def _from_dict(d: dict) -> Truth:
         proposal=d.get("proposal"),
         points=pts,
         image=d.get("image"),
-        image_id=None if d.get("image_id") is None else str(d.get("image_id")),
+        image_id=None if image_id is None else str(image_id),
         extra={k: v for k, v in d.items() if k not in _KNOWN},
     )
