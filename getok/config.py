@@ -20,6 +20,7 @@ getok.errors.ConfigError: unknown config key 'lrr'; known keys of the top level:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["load_config", "config_to_dict", "apply_overrides", "save_config"]
+__all__ = ["load_config", "config_to_dict", "apply_overrides", "save_config", "check_numbers"]
 
 T = TypeVar("T")
 
@@ -52,6 +53,8 @@ def _convert(value: Any, typ: Any, key: str) -> Any:
                 return _convert(value, a, key)
             except ConfigError as exc:
                 errors.append(str(exc))
+        if len(errors) == 1:  # ``X | None``: X's own message ("must be a finite number", ...)
+            raise ConfigError(errors[0])
         raise ConfigError(f"config key {key!r}: {value!r} fits none of {typ}")
     if dataclasses.is_dataclass(typ):
         if isinstance(value, typ):
@@ -94,14 +97,19 @@ def _convert(value: Any, typ: Any, key: str) -> Any:
     if typ is float:
         if isinstance(value, bool):
             raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        out = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            out = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                out = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if out is None:
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(out):  # YAML's .nan / .inf, or 'nan' / 'inf' in an override
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+        return out
     if typ is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -111,6 +119,61 @@ def _convert(value: Any, typ: Any, key: str) -> Any:
             raise ConfigError(f"config key {key!r} must be one of {args}, got {value!r}")
         return value
     return value
+
+
+def _field_value_error(v, positive: bool, non_negative: bool) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    if isinstance(v, float) and not math.isfinite(v):
+        return "must be a finite number"
+    if positive and not v > 0:
+        return "must be > 0"
+    if non_negative and not v >= 0:
+        return "must be >= 0"
+    return None
+
+
+def check_numbers(obj, section: str, *, positive=(), non_negative=()) -> None:
+    """The numeric checks every config dataclass shares, done in one place (call it from ``__post_init__``).
+
+    * Every ``float`` field of ``obj`` — and every float in a list / tuple field — must be finite. NaN slips
+      through comparisons such as ``v <= 0`` and ``inf`` makes a learning rate, a clip norm or a weight
+      meaningless; either would otherwise surface later as a traceback from torch.
+    * Fields named in ``positive`` must be > 0, those in ``non_negative`` >= 0; ``None`` (an unset optional
+      field) passes.
+
+    Raises :class:`ConfigError` ``"{section}.{field} must be ..., got ..."``.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Train:
+    ...     lr: float = 1e-4
+    ...     steps: int = 10
+    >>> check_numbers(Train(lr=float("nan")), "train", positive=["lr"])
+    Traceback (most recent call last):
+    ...
+    getok.errors.ConfigError: train.lr must be a finite number, got nan
+    >>> check_numbers(Train(steps=0), "train", positive=["lr", "steps"])
+    Traceback (most recent call last):
+    ...
+    getok.errors.ConfigError: train.steps must be > 0, got 0
+    """
+    positive, non_negative = set(positive), set(non_negative)
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        pos, nonneg = f.name in positive, f.name in non_negative
+        if isinstance(v, (list, tuple)):
+            for i, item in enumerate(v):
+                problem = _field_value_error(item, pos, nonneg)
+                if problem:
+                    raise ConfigError(f"{section}.{f.name}[{i}] {problem}, got {item!r}")
+            continue
+        problem = _field_value_error(v, pos, nonneg)
+        if problem:
+            raise ConfigError(f"{section}.{f.name} {problem}, got {v!r}")
+    unknown = (positive | non_negative) - {f.name for f in dataclasses.fields(obj)}
+    if unknown:  # a typo in the caller, not in the user's config
+        raise TypeError(f"check_numbers: {type(obj).__name__} has no field(s) {sorted(unknown)}")
 
 
 def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:

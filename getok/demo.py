@@ -109,10 +109,12 @@ TRAIN_SERIES, GRPO_SERIES, EVAL_SERIES = 0, 1, 10_000
 
 # ---------------------------------------------------------------------------------------------- config
 def _positive(obj, *names: str) -> None:
+    from .config import check_numbers
+
     for n in names:
-        v = getattr(obj, n)
-        if v is None or v <= 0:
-            raise ConfigError(f"DemoConfig.{n} must be > 0, got {v!r}")
+        if getattr(obj, n) is None:
+            raise ConfigError(f"DemoConfig.{n} must be > 0, got None")
+    check_numbers(obj, "DemoConfig", positive=names)  # also: no NaN / inf in any float field
 
 
 @dataclass

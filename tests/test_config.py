@@ -56,3 +56,45 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(Run, bad)
+
+
+def test_check_numbers_shared_validator():
+    """One validator for every config dataclass: floats (and floats in lists) finite, named ranges."""
+    from getok.config import check_numbers
+
+    @dataclass
+    class Sec:
+        lr: float = 1e-4
+        clip: float | None = None
+        steps: int = 10
+        ws: list = field(default_factory=lambda: [0.5, 1.0])
+        name: str = "x"
+
+    check_numbers(Sec(), "sec", positive=["lr", "clip", "steps"], non_negative=["ws"])  # None passes
+    for kwargs, msg in [
+        ({"lr": float("nan")}, "sec.lr must be a finite number, got nan"),
+        ({"clip": float("-inf")}, "sec.clip must be a finite number, got -inf"),
+        ({"ws": [0.5, float("nan")]}, "sec.ws[1] must be a finite number, got nan"),
+        ({"ws": [0.5, -1.0]}, "sec.ws[1] must be >= 0, got -1.0"),
+        ({"lr": -1.0}, "sec.lr must be > 0, got -1.0"),
+        ({"steps": 0}, "sec.steps must be > 0, got 0"),
+    ]:
+        with pytest.raises(ConfigError) as exc:
+            check_numbers(Sec(**kwargs), "sec", positive=["lr", "clip", "steps"], non_negative=["ws"])
+        assert str(exc.value) == msg
+    with pytest.raises(TypeError, match="no field"):  # a typo in the caller is a bug, not a config error
+        check_numbers(Sec(), "sec", positive=["lrr"])
+
+
+@pytest.mark.parametrize("raw", ["nan", ".nan", "inf", "-.inf", "-inf"])
+def test_load_config_refuses_non_finite_floats(raw):
+    @dataclass
+    class Cfg:
+        lr: float = 1e-4
+        clip: float | None = None
+
+    with pytest.raises(ConfigError, match=r"^config key 'lr' must be a finite number"):
+        load_config(Cfg, None, [f"lr={raw}"])
+    with pytest.raises(ConfigError, match=r"^config key 'clip' must be a finite number"):  # through the Optional
+        load_config(Cfg, None, [f"clip={raw}"])
+    assert load_config(Cfg, None, ["lr=1e-3", "clip=null"]).lr == 1e-3

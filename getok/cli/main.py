@@ -12,7 +12,7 @@ import logging
 import sys
 
 from .._version import __version__
-from ..errors import GetokError
+from ..errors import ConfigError, GetokError
 
 #: Modules that add sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES = [
@@ -39,6 +39,25 @@ def register_extensions(modules: list[str], hook: str, subparsers) -> None:
             continue
         if hasattr(m, hook):
             getattr(m, hook)(subparsers)
+
+
+def check_counts(args, *flags: str, minimum: int = 1) -> None:
+    """Refuse count-like options below ``minimum`` before any work, naming the option.
+
+    ``--scenes -5`` would otherwise build an empty dataset and exit 0, ``--limit 0`` would mean "all".
+    Raised as a :class:`ConfigError`, so the CLI reports one line and exits 2 (argparse's own errors print a
+    usage block). Options left unset (``None``) pass.
+
+    >>> import argparse
+    >>> check_counts(argparse.Namespace(scenes=-5), "--scenes")
+    Traceback (most recent call last):
+    ...
+    getok.errors.ConfigError: --scenes must be >= 1, got -5
+    """
+    for flag in flags:
+        v = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if v is not None and v < minimum:
+            raise ConfigError(f"{flag} must be >= {minimum}, got {v}")
 
 
 def build_parser(modules: list[str] | None = None) -> argparse.ArgumentParser:

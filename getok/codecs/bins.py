@@ -22,6 +22,7 @@ from ._shapes import decode_rings, encode_rings, geometry_box, geometry_points, 
 from ._vertices import BinVertices
 from .base import Codec, register_codec
 from .polygon import _token_text
+from .tokens import check_vocab
 
 __all__ = ["BinsCodec"]
 
@@ -33,8 +34,7 @@ class BinsConfig:
     holes: bool = False
 
     def __post_init__(self):
-        if not 2 <= self.bins <= 10000:
-            raise ConfigError(f"bins.bins must be in [2, 10000], got {self.bins}")
+        check_vocab("bins", bins=self.bins)  # 2 <= bins <= MAX_BINS
         if not 0 <= self.eps < 1:
             raise ConfigError(f"bins.eps must be in [0, 1), got {self.eps}")
 

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..conventions import denormalize_points, normalize_box, normalize_points
-from ..errors import ConfigError, DecodeError
+from ..errors import DecodeError
 from ..geom.grid import mask_to_cells, sort_cells
 from ..geometry import Geometry
 from ._shapes import geometry_box, geometry_points, region_mask
 from ._vertices import GridVertices
 from .base import Codec, register_codec
 from .polygon import _token_text
+from .tokens import check_vocab
 
 __all__ = ["GridCodec"]
 
@@ -46,8 +47,7 @@ class GridConfig:
     n: int = 32
 
     def __post_init__(self):
-        if not 1 <= self.n <= 1000:
-            raise ConfigError(f"grid.n must be in [1, 1000], got {self.n}")
+        check_vocab("grid", n=self.n)  # n >= 1, n * n <= MAX_NEW_TOKENS
 
 
 def geometry_cells(g: Geometry, n: int) -> np.ndarray:

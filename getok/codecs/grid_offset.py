@@ -38,7 +38,7 @@ from ._shapes import geometry_box, geometry_points
 from ._vertices import GridOffsetVertices, split_tokens
 from .base import NO_TARGET, register_codec
 from .grid import GridCodec
-from .tokens import DELETE, offset_token
+from .tokens import DELETE, check_vocab, offset_token
 
 __all__ = ["GridOffsetCodec"]
 
@@ -50,10 +50,7 @@ class GridOffsetConfig:
     step: float = 0.5
 
     def __post_init__(self):
-        if not 1 <= self.n <= 1000:
-            raise ConfigError(f"grid_offset.n must be in [1, 1000], got {self.n}")
-        if not 0 <= self.r <= 16:
-            raise ConfigError(f"grid_offset.r must be in [0, 16], got {self.r}")
+        check_vocab("grid_offset", n=self.n, r=self.r, extra=1)  # cells + offsets + <DELETE> <= MAX_NEW_TOKENS
         if not 0 < self.step <= 1:
             raise ConfigError(f"grid_offset.step must be in (0, 1] (a fraction of a cell), got {self.step}")
 

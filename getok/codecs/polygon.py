@@ -32,6 +32,7 @@ from ..geometry import Geometry
 from ._shapes import decode_rings, encode_rings, geometry_rings
 from ._vertices import BinVertices, GridOffsetVertices, GridVertices, TextVertices, Vertices
 from .base import Codec, register_codec
+from .tokens import check_vocab
 
 __all__ = ["PolygonCodec", "make_vertices"]
 
@@ -69,8 +70,13 @@ class PolygonConfig:
             raise ConfigError(f"polygon.vertex must be one of {VERTEX_FORMATS}, got {self.vertex!r}")
         if not 0 <= self.eps < 1:
             raise ConfigError(f"polygon.eps must be in [0, 1), got {self.eps}")
-        if self.bins < 2 or self.n < 1 or self.r < 0 or not 0 < self.step <= 1 or self.max_polygons < 0:
-            raise ConfigError(f"polygon: invalid bins/n/r/step/max_polygons in {self}")
+        if not 0 < self.step <= 1 or self.max_polygons < 0:
+            raise ConfigError(f"polygon: invalid step/max_polygons in {self}")
+        # every parameter in range (unused ones too: they are part of the spec), then the tokens the vertex
+        # format adds within MAX_NEW_TOKENS
+        check_vocab("polygon", n=self.n, r=self.r, bins=self.bins, count=False)
+        used = {"bins": {"bins": self.bins}, "grid": {"n": self.n}, "grid_offset": {"n": self.n, "r": self.r}}
+        check_vocab("polygon", **used.get(self.vertex, {}))
 
 
 @register_codec

@@ -7,11 +7,18 @@
   step left and one down); generated with dx outer, dy inner, both ascending.
 * ``<DELETE>``: withdraw a proposed point.
 * 1-D bins: ``<loc_{i:04d}>`` (Pix2Seq / Florence-2 style), ``0 <= i < bins``.
+
+Vocabulary limits (:func:`check_vocab`, applied when a codec spec is parsed, before any token is made): a
+grid has ``1 <= n <= 362`` (:data:`MAX_GRID_N`), offsets ``0 <= r <= 16`` (:data:`MAX_OFFSET_R`), bins ``2 <= bins <= 10000``
+(:data:`MAX_BINS`), and one codec adds at most :data:`MAX_NEW_TOKENS` = ``1 << 17`` = 131072 tokens —
+a 362 x 362 grid. Real configurations are far below: GETok's ``n=32`` adds 1034 tokens with its offsets,
+Pix2Seq / Florence-2's 1000 bins 1000; a 7B model's embedding grows by ~0.9 GB per 131072 rows in bf16.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 
 from ..errors import ConfigError
@@ -28,9 +35,70 @@ __all__ = [
     "bin_tokens",
     "parse_bin_token",
     "TOKEN_RE",
+    "MAX_NEW_TOKENS",
+    "MAX_BINS",
+    "MAX_OFFSET_R",
+    "MAX_GRID_N",
+    "check_vocab",
 ]
 
 DELETE = "<DELETE>"
+
+#: Most tokens one codec may add to a tokenizer (a spec asking for more is refused when it is parsed).
+MAX_NEW_TOKENS = 1 << 17
+#: Largest number of 1-D bins per axis.
+MAX_BINS = 10_000
+#: Largest offset radius (``(2r + 1)^2`` offset tokens).
+MAX_OFFSET_R = 16
+#: Largest grid side: ``n * n`` cell tokens within :data:`MAX_NEW_TOKENS` (362).
+MAX_GRID_N = math.isqrt(MAX_NEW_TOKENS)
+
+
+def check_vocab(codec: str, *, n: int | None = None, r: int | None = None, bins: int | None = None,
+                extra: int = 0, count: bool = True) -> int:
+    """Validate the token-family parameters of a codec spec and return how many tokens they add.
+
+    ``n`` (grid side, ``n * n`` cell tokens), ``r`` (offset radius, ``(2r + 1)^2`` tokens), ``bins`` (one
+    token per bin) and ``extra`` (e.g. ``<DELETE>``) are what the codec *uses*; each given value must lie in
+    its range, and (with ``count``) their total must not exceed :data:`MAX_NEW_TOKENS` — so an absurd spec
+    such as ``polygon:vertex=grid,n=100000`` is refused at once instead of building 10^10 token names.
+    Raises :class:`ConfigError` naming ``codec.param`` and the limit.
+
+    >>> check_vocab("grid_offset", n=32, r=1, extra=1)
+    1034
+    >>> check_vocab("grid", n=400)
+    Traceback (most recent call last):
+    ...
+    getok.errors.ConfigError: grid.n must be in [1, 362] (n * n tokens within MAX_NEW_TOKENS = 1 << 17), got 400
+    >>> check_vocab("grid_offset", n=362, r=16)
+    Traceback (most recent call last):
+    ...
+    getok.errors.ConfigError: grid_offset.n=362 adds 132133 new tokens, more than the limit of 131072 (MAX_NEW_TOKENS = 1 << 17): use n <= 360
+    """
+    limits = (
+        ("n", n, 1, MAX_GRID_N, " (n * n tokens within MAX_NEW_TOKENS = 1 << 17)"),
+        ("r", r, 0, MAX_OFFSET_R, ""),
+        ("bins", bins, 2, MAX_BINS, ""),
+    )
+    for name, v, lo, hi, why in limits:
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{codec}.{name} must be an integer, got {v!r}")
+        if not lo <= v <= hi:
+            raise ConfigError(f"{codec}.{name} must be in [{lo}, {hi}]{why}, got {v}")
+    offsets = (2 * r + 1) ** 2 if r is not None else 0
+    total = (n * n if n is not None else 0) + offsets + (bins or 0) + extra
+    if count and total > MAX_NEW_TOKENS:
+        if n is not None:
+            what, hint = f"n={n}", f"use n <= {math.isqrt(max(MAX_NEW_TOKENS - offsets - (bins or 0) - extra, 0))}"
+        else:
+            what, hint = f"bins={bins}", f"use bins <= {MAX_NEW_TOKENS - offsets - extra}"
+        raise ConfigError(
+            f"{codec}.{what} adds {total} new tokens, more than the limit of {MAX_NEW_TOKENS} "
+            f"(MAX_NEW_TOKENS = 1 << 17): {hint}"
+        )
+    return total
 
 #: Matches any angle-bracket token (used to split answers into tokens).
 TOKEN_RE = re.compile(r"<[^<>\s]{1,32}>")

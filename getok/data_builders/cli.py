@@ -65,7 +65,10 @@ def _scene_config(args):
 
 
 def cmd_build_scenes(args) -> int:
+    from ..cli.main import check_counts
     from .scenes import write_scenes
+
+    check_counts(args, "--n", "--workers")
 
     out = write_scenes(
         args.out, args.n, args.seed, _scene_config(args), workers=args.workers, overwrite=args.overwrite,
@@ -104,8 +107,11 @@ def _load_images(args):
 
 
 def cmd_build_tasks(args) -> int:
+    from ..cli.main import check_counts
     from .dataset import build_dataset
     from .tasks import TaskConfig
+
+    check_counts(args, "--scenes", "--workers", "--expressions-per-object")
 
     cfg_kwargs = {"seed": args.seed, "think": args.think, "expressions_per_object": args.expressions_per_object}
     if args.tasks:  # "text>mask" or, without shell quoting, "text2mask"
@@ -130,7 +136,7 @@ def cmd_build_tasks(args) -> int:
         "overwrite": args.overwrite,
         "progress": not args.quiet,
     }
-    if args.scenes:
+    if args.scenes is not None:
         out = build_dataset(
             args.out, args.codec, scenes=(args.scenes, args.scene_seed), scene_config=_scene_config(args), **common
         )
@@ -148,7 +154,10 @@ def cmd_build_tasks(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from ..cli.main import check_counts
     from .export import export_dataset
+
+    check_counts(args, *(["--num-proc"] if hasattr(args, "num_proc") else []))
 
     kwargs = {"overwrite": args.overwrite}
     if args.format != "sharegpt" and args.format != "llava":

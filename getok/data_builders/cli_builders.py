@@ -124,6 +124,10 @@ def iter_images(data: Path | None = None, scenes: int | None = None, seed: int =
     """
     if (data is None) == (scenes is None):
         raise ConfigError("give exactly one of --data DIR or --scenes N")
+    if scenes is not None and scenes < 1:
+        raise ConfigError(f"--scenes must be >= 1, got {scenes}")
+    if limit is not None and limit < 1:  # 0 would silently mean "all"
+        raise ConfigError(f"--limit must be >= 1, got {limit}")
     if data is not None:
         from .sources.manifest import load_manifest
 
@@ -240,6 +244,8 @@ def build_offsets(images, codec: str, proposer: str | None, *, cfg=None, cache=N
     from .tasks import SampleList
 
     cfg = cfg or OffsetConfig()
+    if per_object < 1:
+        raise ConfigError(f"per_object must be >= 1, got {per_object}")
     fn = None
     if proposer is not None:
         from ..codecs import get_codec
@@ -286,6 +292,13 @@ def build_polygons(images, codec: str, *, cfg=None, progress=True):
 
 
 # ---------------------------------------------------------------------------------------------------- commands
+def _check_counts(args, *flags: str) -> None:
+    """``--scenes`` / ``--limit`` and the command's own ``flags`` must be >= 1 (one line, exit 2; before any work)."""
+    from ..cli.main import check_counts
+
+    check_counts(args, "--scenes", "--limit", *flags)
+
+
 def _default_proposer(args) -> str:
     return args.proposer or ("exact" if args.scenes is not None else "superpixel")
 
@@ -295,6 +308,7 @@ def _run_grid_tokens(args) -> int:
 
     from .greedy import GreedyConfig
 
+    _check_counts(args, "--max-cells")
     images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.scene_size, args.limit)
     proposer = _default_proposer(args)
     cfg = GreedyConfig(tau=args.tau, max_cells=args.max_cells)
@@ -308,6 +322,7 @@ def _run_offsets(args) -> int:
 
     from .offsets import OffsetConfig
 
+    _check_counts(args, "--k", "--per-object")
     images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.scene_size, args.limit)
     proposer = args.proposer or ("exact" if args.scenes is not None else None)
     kw = {"k": args.k}
@@ -328,6 +343,7 @@ def _run_polygons(args) -> int:
     from ..codecs import get_codec
     from .polygons import PolygonTargetConfig
 
+    _check_counts(args)
     images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.scene_size, args.limit)
     cc = get_codec(args.codec).config
     if not hasattr(cc, "eps"):

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..errors import DataError, LayoutMismatchError
+from ..errors import ConfigError, DataError, LayoutMismatchError
 from ..io import atomic_dir
 from ..vocab.layout import VocabLayout
 from .records import AnnotatedImage
@@ -247,6 +247,14 @@ def read_dataset(path: str | Path, *, expect_layout_hash: str | None = None, che
         manifest = json.loads(mp.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{mp} is not valid JSON: {exc}") from exc
+    if isinstance(manifest, list):  # an image source (procedural scenes, real-dev), not a task dataset
+        raise DataError(
+            f"{root} is an image source (its {MANIFEST_FILE} lists images, as 'getok build scenes' writes), not a "
+            f"task dataset: build one first with 'getok build tasks --data {root} --codec SPEC --out DATASET' "
+            "and pass DATASET"
+        )
+    if not isinstance(manifest, dict):
+        raise DataError(f"{mp}: expected a getok dataset manifest (a JSON object), got a {type(manifest).__name__}")
     if manifest.get("format") != DATASET_FORMAT:
         raise DataError(f"{mp}: format is {manifest.get('format')!r}, expected {DATASET_FORMAT!r}")
     sp = root / SAMPLES_FILE
@@ -379,6 +387,8 @@ def build_dataset(
         from .scenes import SceneConfig
 
         n, seed = (int(v) for v in scenes)
+        if n < 1:  # would write an empty dataset
+            raise ConfigError(f"scenes: the number of scenes must be >= 1, got {n}")
         scene_config = scene_config or SceneConfig()
         for k, start in enumerate(range(0, n, chunk_size)):
             chunks.append(_Chunk(k, scenes=(seed, start, min(chunk_size, n - start), scene_config)))

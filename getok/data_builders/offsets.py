@@ -319,7 +319,7 @@ class OffsetConfig:
         if self.k < 1:
             raise ConfigError(f"offsets.k must be >= 1, got {self.k}")
         bw = tuple(float(v) for v in self.band_weights)
-        if len(bw) != 4 or min(bw) < 0 or sum(bw) <= 0:
+        if len(bw) != 4 or not all(math.isfinite(v) and v >= 0 for v in bw) or sum(bw) <= 0:
             raise ConfigError(f"offsets.band_weights must be 4 non-negative numbers with a positive sum, got {self.band_weights}")
         object.__setattr__(self, "band_weights", bw)
         if not 0 <= self.p_true <= 1:

@@ -44,10 +44,10 @@ class PolygonTargetConfig:
     max_polygons: int | None = None
 
     def __post_init__(self):
-        if not 0 <= self.eps < 1:
+        if not 0 <= self.eps < 1:  # NaN fails too
             raise ConfigError(f"polygons.eps must be in [0, 1), got {self.eps}")
-        if self.min_area < 0:
-            raise ConfigError(f"polygons.min_area must be >= 0, got {self.min_area}")
+        if not 0 <= self.min_area < float("inf"):  # NaN fails too
+            raise ConfigError(f"polygons.min_area must be a finite number >= 0, got {self.min_area}")
         if self.max_polygons is not None and self.max_polygons < 1:
             raise ConfigError(f"polygons.max_polygons must be >= 1 or None, got {self.max_polygons}")
 

@@ -49,6 +49,7 @@ __all__ = [
     "PALETTE",
     "SIZE_CLASSES",
     "BACKGROUNDS",
+    "MAX_SCENE_SIDE",
     "SceneConfig",
     "generate_scene",
     "generate_scenes",
@@ -86,6 +87,8 @@ _SIZE_WORD = {"small": "small", "medium": "medium-sized", "large": "large"}
 _WORD_SIZE = {v: k for k, v in _SIZE_WORD.items()}
 
 BACKGROUNDS: tuple[str, ...] = ("plain", "noise", "texture")
+#: Largest scene side in pixels (scenes are drawn on float canvases; 112 feeds the tiny VLM, 224 or 448 work the same).
+MAX_SCENE_SIDE = 4096
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
 _PLURALS = {"cross": "crosses", "object": "objects"}
@@ -157,6 +160,8 @@ class SceneConfig:
             raise ConfigError(f"SceneConfig.size must be (H, W), got {self.size!r}") from exc
         if min(h, w) < 32:
             raise ConfigError(f"SceneConfig.size must be at least 32 x 32, got {self.size!r}")
+        if max(h, w) > MAX_SCENE_SIDE:  # a float32 canvas of 100000^2 pixels is 112 GiB
+            raise ConfigError(f"SceneConfig.size must be at most {MAX_SCENE_SIDE} x {MAX_SCENE_SIDE}, got {self.size!r}")
         object.__setattr__(self, "size", (h, w))
         if not 1 <= self.min_objects <= self.max_objects <= 20:
             raise ConfigError(

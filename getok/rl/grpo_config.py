@@ -38,11 +38,10 @@ getok.errors.ConfigError: rl.importance_sampling_level must be 'token' or 'seque
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import config_to_dict, load_config
+from ..config import check_numbers, config_to_dict, load_config
 from ..errors import ConfigError
 from ..train.config import EvalConfig, ScenesConfig, TuningConfig, VocabConfig
 from .rewards import RewardConfig
@@ -70,13 +69,6 @@ STAGE_TASKS = {
 }
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def _positive(obj, section: str, *names: str) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if v is not None and not v > 0:
-            raise ConfigError(f"{section}.{n} must be > 0, got {v!r}")
 
 
 @dataclass
@@ -115,7 +107,7 @@ class PolicyConfig:
             raise ConfigError("model.path must be an SFT checkpoint, a model directory or 'tiny'")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"model.dtype must be one of {_DTYPES}, got {self.dtype!r}")
-        _positive(self, "model", "min_pixels", "max_pixels")
+        check_numbers(self, "model", positive=("min_pixels", "max_pixels"))
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ConfigError(f"model.min_pixels ({self.min_pixels}) must be <= model.max_pixels ({self.max_pixels})")
 
@@ -183,10 +175,12 @@ class RLConfig:
             raise ConfigError(f"rl.stage must be 1 or 2, got {self.stage!r}")
         if self.num_generations < 2:
             raise ConfigError(f"rl.num_generations must be >= 2 (GRPO compares a group), got {self.num_generations}")
-        _positive(self, "rl", "prompts_per_step", "temperature", "max_completion_length", "num_iterations", "epsilon")
-        _positive(self, "rl", "epsilon_high")
-        if not (math.isfinite(self.beta) and self.beta >= 0):
-            raise ConfigError(f"rl.beta must be >= 0, got {self.beta!r}")
+        check_numbers(
+            self, "rl",
+            positive=("prompts_per_step", "temperature", "max_completion_length", "num_iterations", "epsilon",
+                      "epsilon_high"),
+            non_negative=("beta", "entropy_coef"),
+        )  # fmt: skip
         if self.importance_sampling_level not in ("token", "sequence"):
             raise ConfigError(
                 f"rl.importance_sampling_level must be 'token' or 'sequence' (GSPO), got {self.importance_sampling_level!r}"
@@ -195,8 +189,6 @@ class RLConfig:
             raise ConfigError(f"rl.loss_type must be one of dapo, grpo, dr_grpo, bnpo; got {self.loss_type!r}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"rl.top_p must be in (0, 1], got {self.top_p}")
-        if not (math.isfinite(self.entropy_coef) and self.entropy_coef >= 0):
-            raise ConfigError(f"rl.entropy_coef must be >= 0, got {self.entropy_coef!r}")
         if self.scale_rewards not in ("group", "batch", "none"):
             raise ConfigError(f"rl.scale_rewards must be group, batch or none; got {self.scale_rewards!r}")
 
@@ -246,7 +238,7 @@ class ProposalConfig:
             raise ConfigError(f"proposals.refresh_steps must be >= 0 (0 = never refresh), got {self.refresh_steps}")
         if self.on_invalid not in ON_INVALID:
             raise ConfigError(f"proposals.on_invalid must be one of {ON_INVALID}, got {self.on_invalid!r}")
-        _positive(self, "proposals", "max_new_tokens", "max_cells", "fallback_k", "batch_size")
+        check_numbers(self, "proposals", positive=("max_new_tokens", "max_cells", "fallback_k", "batch_size"))
 
 
 @dataclass
@@ -308,7 +300,7 @@ class GRPODataConfig:
     task_seed: int = 0
 
     def __post_init__(self):
-        _positive(self, "data", "num_samples")
+        check_numbers(self, "data", positive=("num_samples",))
         if self.codec is not None:
             from ..codecs.base import get_codec
 
@@ -363,12 +355,14 @@ class GRPOTrainConfig:
     report_to: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        _positive(self, "train", "lr", "max_steps", "grad_accum", "max_grad_norm", "logging_steps", "save_steps")
-        _positive(self, "train", "save_total_limit", "torch_threads")
+        check_numbers(
+            self, "train",
+            positive=("lr", "max_steps", "grad_accum", "max_grad_norm", "logging_steps", "save_steps",
+                      "save_total_limit", "torch_threads"),
+            non_negative=("warmup_ratio", "weight_decay"),
+        )  # fmt: skip
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.bf16 and self.fp16:
             raise ConfigError("train.bf16 and train.fp16 cannot both be true")
         if self.deepspeed is not None and not Path(self.deepspeed).is_file():

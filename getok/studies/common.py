@@ -82,6 +82,9 @@ class Budget:
     dataloader_workers: int = 1
 
     def __post_init__(self):
+        from ..config import check_numbers
+
+        check_numbers(self, "budget")  # no NaN / inf (lr, warmup_ratio)
         for name in ("steps", "batch_size", "max_length", "torch_threads"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"budget.{name} must be >= 1, got {getattr(self, name)}")

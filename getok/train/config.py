@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import config_to_dict, load_config
+from ..config import check_numbers, config_to_dict, load_config
 from ..errors import ConfigError
 
 __all__ = [
@@ -58,13 +58,6 @@ __all__ = [
 MIXTURE_TYPES = ("tasks", "offsets", "polygons", "dataset")
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def _positive(obj, *names: str) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if v is not None and v <= 0:
-            raise ConfigError(f"{type(obj).__name__}.{n} must be > 0, got {v!r}")
 
 
 @dataclass
@@ -102,7 +95,7 @@ class ModelConfig:
             raise ConfigError("model.path must be a model directory or 'tiny'")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"model.dtype must be one of {_DTYPES}, got {self.dtype!r}")
-        _positive(self, "min_pixels", "max_pixels")
+        check_numbers(self, "model", positive=("min_pixels", "max_pixels"))
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ConfigError(f"model.min_pixels ({self.min_pixels}) must be <= model.max_pixels ({self.max_pixels})")
 
@@ -145,7 +138,7 @@ class VocabConfig:
             except ConfigError as exc:
                 raise ConfigError(f"vocab.codecs: {exc}") from exc
         self.codecs = specs
-        _positive(self, "pad_to_multiple_of")
+        check_numbers(self, "vocab", positive=("pad_to_multiple_of",))
 
 
 @dataclass
@@ -182,7 +175,7 @@ class TuningConfig:
     def __post_init__(self):
         if self.mode not in ("lora", "full"):
             raise ConfigError(f"tuning.mode must be 'lora' or 'full', got {self.mode!r}")
-        _positive(self, "rank", "alpha")
+        check_numbers(self, "tuning", positive=("rank", "alpha"))
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"tuning.dropout must be in [0, 1), got {self.dropout}")
         if self.target_modules is not None:
@@ -221,7 +214,7 @@ class ScenesConfig:
     background: str = "mixed"
 
     def __post_init__(self):
-        _positive(self, "n")
+        check_numbers(self, "data.scenes", positive=("n",))
         self.scene_config()  # validates
 
     def scene_config(self):
@@ -293,9 +286,7 @@ class MixtureEntry:
     def __post_init__(self):
         if self.type not in MIXTURE_TYPES:
             raise ConfigError(f"data.mixture[].type must be one of {MIXTURE_TYPES}, got {self.type!r}")
-        if self.weight <= 0:
-            raise ConfigError(f"data.mixture[{self.label}].weight must be > 0, got {self.weight}")
-        _positive(self, "k")
+        check_numbers(self, f"data.mixture[{self.label}]", positive=("weight", "k"))
         if self.type == "dataset" and not self.path:
             raise ConfigError(f"data.mixture[{self.label}] of type 'dataset' needs a path")
         if self.tasks is not None:
@@ -360,7 +351,7 @@ class DataConfig:
     def __post_init__(self):
         if not self.mixture:
             raise ConfigError("data.mixture must have at least one entry")
-        _positive(self, "num_samples", "max_length", "workers")
+        check_numbers(self, "data", positive=("num_samples", "max_length", "workers"))
 
 
 @dataclass
@@ -434,19 +425,18 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss_turns not in ("last", "all"):
             raise ConfigError(f"train.loss_turns must be 'last' or 'all', got {self.loss_turns!r}")
-        _positive(self, "lr", "batch_size", "grad_accum", "epochs", "logging_steps", "save_steps")
-        _positive(self, "save_total_limit", "max_grad_norm")
+        check_numbers(
+            self, "train",
+            positive=("lr", "batch_size", "grad_accum", "epochs", "logging_steps", "save_steps", "save_total_limit",
+                      "max_grad_norm", "torch_threads"),
+            non_negative=("warmup_ratio", "weight_decay", "dataloader_workers"),
+        )  # fmt: skip
         if self.max_steps == 0 or self.max_steps < -1:
             raise ConfigError(f"train.max_steps must be -1 (use epochs) or > 0, got {self.max_steps}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.bf16 and self.fp16:
             raise ConfigError("train.bf16 and train.fp16 cannot both be true")
-        _positive(self, "torch_threads")
-        if self.dataloader_workers < 0:
-            raise ConfigError("train.dataloader_workers must be >= 0")
         if self.deepspeed is not None and not Path(self.deepspeed).is_file():
             raise ConfigError(f"train.deepspeed: no such file {self.deepspeed}")
         if not self.resume:
@@ -486,7 +476,7 @@ class EvalConfig:
     max_new_tokens: int = 24
 
     def __post_init__(self):
-        _positive(self, "n_scenes", "limit", "batch_size", "max_new_tokens")
+        check_numbers(self, "eval", positive=("n_scenes", "limit", "batch_size", "max_new_tokens"))
         from ..data_builders.tasks import TASKS
 
         bad = [t for t in self.tasks if t not in TASKS]

@@ -333,8 +333,10 @@ def resize_grid(
     (processor_or_tokenizer, VocabLayout)
         See :func:`rebuild_spatial_vocab`.
     """
-    if not isinstance(new_n, int) or not 1 <= new_n <= 1000:
-        raise ConfigError(f"new_n must be an int in [1, 1000], got {new_n!r}")
+    from ..codecs.tokens import MAX_GRID_N
+
+    if isinstance(new_n, bool) or not isinstance(new_n, int) or not 1 <= new_n <= MAX_GRID_N:
+        raise ConfigError(f"new_n must be an int in [1, {MAX_GRID_N}] (the codecs' grid limit), got {new_n!r}")
     tok = tokenizer_of(processor_or_tokenizer)
     objs = _codec_objs(layout.codecs)
     grids = _grid_codecs(objs)

@@ -42,7 +42,7 @@ def test_overrides_fill_nested_fields_and_lists():
         ("train.lrr=1", "unknown config key 'train.lrr'"),
         ("bogus=1", "unknown config key 'bogus'"),
         ("train.batch_size=abc", "train.batch_size' must be an integer"),
-        ("train.lr=-1", "TrainConfig.lr must be > 0"),
+        ("train.lr=-1", "train.lr must be > 0"),
         ("tuning.mode=qlora", "tuning.mode must be 'lora' or 'full'"),
         ("model.dtype=float8", "model.dtype must be one of"),
         ("vocab.codecs=[nosuchcodec]", "vocab.codecs"),
