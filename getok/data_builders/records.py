@@ -8,7 +8,9 @@ Images are ``(H, W, 3)`` uint8 RGB; masks ``(H, W)`` bool; boxes XYXY pixels (co
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,27 +22,127 @@ from ..errors import DataError, GeometryError
 from ..geom.masks import as_mask, mask_to_box, rle_decode
 from ..geometry import Geometry
 
-__all__ = ["AnnotatedObject", "AnnotatedImage", "load_image_rgb"]
+__all__ = [
+    "AnnotatedObject",
+    "AnnotatedImage",
+    "load_image_rgb",
+    "read_image_size",
+    "check_image_size",
+    "MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_SIDE",
+]
+
+#: Largest image getok reads or accepts as a declared size, in pixels (H * W): 8192 x 8192, 192 MiB of RGB
+#: and 64 MiB per decoded mask. Larger files are refused (a PNG header can claim any size and decoding it,
+#: or allocating a mask of the declared size, would exhaust memory); downscale them first.
+MAX_IMAGE_PIXELS = 8192 * 8192
+#: Longest side accepted (JPEG's own limit), so that a 1-pixel-high strip cannot claim 10^9 columns.
+MAX_IMAGE_SIDE = 65535
+_CAP = f"{MAX_IMAGE_SIDE} pixels a side, 8192 x 8192 = {MAX_IMAGE_PIXELS} pixels in all: getok.data_builders.records.MAX_IMAGE_PIXELS"
 
 
-def load_image_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB (grayscale, RGBA, CMYK, palette converted).
+def check_image_size(
+    height, width, what: str = "image", names: tuple[str, str] = ("height", "width")
+) -> tuple[int, int]:
+    """``(H, W)`` as two positive ints within :data:`MAX_IMAGE_SIDE` / :data:`MAX_IMAGE_PIXELS`.
 
-    Raises :class:`DataError` naming the file when it is missing or cannot be decoded.
+    ``height`` / ``width`` must be integers (integral floats accepted; booleans, strings, NaN and
+    fractions are not). Raises :class:`DataError` starting with ``what`` and naming the wrong value by its
+    field name (``names``).
+
+    >>> check_image_size(480, 640.0)
+    (480, 640)
+    >>> check_image_size(200000, 200000)
+    Traceback (most recent call last):
+    ...
+    getok.errors.DataError: image size 200000 x 200000 is above getok's cap (65535 pixels a side, 8192 x 8192 = 67108864 pixels in all: getok.data_builders.records.MAX_IMAGE_PIXELS)
     """
+    vals = []
+    for name, v in zip(names, (height, width)):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise DataError(f"{what} {name!r} must be an integer, got {v!r:.60}")
+        if v <= 0:
+            raise DataError(f"{what} {name!r} must be positive, got {v}")
+        vals.append(int(v))
+    h, w = vals
+    if h > MAX_IMAGE_SIDE or w > MAX_IMAGE_SIDE or h * w > MAX_IMAGE_PIXELS:
+        raise DataError(f"{what} size {h} x {w} is above getok's cap ({_CAP})")
+    return h, w
+
+
+@contextmanager
+def _open_image(p: Path):
+    """``PIL.Image.open`` (header only) with every failure, a decompression bomb included, a :class:`DataError`
+    naming the file, and the size checked against :data:`MAX_IMAGE_PIXELS` before any pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
-    p = Path(path)
     if not p.is_file():
         raise DataError(f"image file not found: {p}")
     try:
-        with Image.open(p) as im:
-            im.load()
-            if im.mode != "RGB":
-                im = im.convert("RGB")
-            return np.asarray(im, dtype=np.uint8).copy()
+        with warnings.catch_warnings():
+            # PIL warns (then refuses at twice its limit) about huge images; our own cap below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image {p} is above getok's cap ({_CAP}); PIL: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot decode image {p}: {exc}") from exc
+    with im:
+        w, h = im.size
+        check_image_size(h, w, what=f"image {p}:")
+        yield im
+
+
+def read_image_size(path: str | Path) -> tuple[int, int]:
+    """The ``(H, W)`` of an image file from its header (no pixels decoded); :class:`DataError` naming the
+    file when it is missing, unreadable or above :data:`MAX_IMAGE_PIXELS`."""
+    with _open_image(Path(path)) as im:
+        w, h = im.size
+    return int(h), int(w)
+
+
+def _to_rgb(im, p: Path) -> np.ndarray:
+    """Decoded PIL image → ``(H, W, 3)`` uint8. 16-bit grey (``I;16*``, and ``I`` holding 0..65535) keeps
+    its top 8 bits (PIL's own conversion would clip it to near-white); float images are refused."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(im)
+        if a.size and (int(a.min()) < 0 or int(a.max()) > 65535):
+            raise DataError(f"cannot decode image {p}: 32-bit integer pixels outside 0..65535 (convert it to 8 bits)")
+        grey = (a.astype(np.uint32) >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode == "F":
+        raise DataError(
+            f"cannot decode image {p}: floating-point pixels (mode F) have no fixed range; convert to 8 bits"
+        )
+    if mode != "RGB":
+        try:
+            im = im.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot convert image {p} (mode {mode}) to RGB: {exc}") from exc
+    return np.asarray(im, dtype=np.uint8).copy()
+
+
+def load_image_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB (grayscale, RGBA, CMYK, palette converted; 16-bit
+    grayscale scaled by its top 8 bits).
+
+    Raises :class:`DataError` naming the file when it is missing, cannot be decoded, is larger than
+    :data:`MAX_IMAGE_PIXELS` or has floating-point pixels.
+    """
+    from PIL import Image
+
+    p = Path(path)
+    with _open_image(p) as im:
+        try:
+            im.load()
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"image {p} is above getok's cap ({_CAP}); PIL: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot decode image {p}: {exc}") from exc
+        return _to_rgb(im, p)
 
 
 @dataclass(eq=False)

@@ -19,6 +19,7 @@ from getok.data_builders.sources import (
     safe_join,
 )
 from getok.errors import DataError
+from getok.geom.masks import rle_encode
 
 H, W = 40, 60
 
@@ -196,7 +197,10 @@ def test_coco_mask_fields_forms():
     m[3:7, 4:9] = True
     assert coco_mask_fields(_square_poly(1, 1, 5, 5), (H, W)) == {"polygons": _square_poly(1, 1, 5, 5)}
     assert coco_mask_fields(_uncompressed_rle(m), (H, W))["rle"]["counts"] == _uncompressed_rle(m)["counts"]
-    assert coco_mask_fields({"size": [H, W], "counts": "abc"}, (H, W)) == {"rle": {"size": [H, W], "counts": "abc"}}
+    comp = rle_encode(m)["counts"]  # compressed: passed through as the string, after checking it decodes
+    assert coco_mask_fields({"size": [H, W], "counts": comp}, (H, W)) == {"rle": {"size": [H, W], "counts": comp}}
+    with pytest.raises(DataError, match="compressed RLE"):  # pycocotools would read past this corrupt string
+        coco_mask_fields({"size": [H, W], "counts": "abc"}, (H, W))
     with pytest.raises(DataError, match="empty mask"):
         coco_mask_fields(_uncompressed_rle(np.zeros((H, W), bool)), (H, W))
     with pytest.raises(DataError, match="malformed mask"):

@@ -22,18 +22,22 @@ import numpy as np
 from ...errors import DataError, GetokError
 from ...geom.masks import rle_encode
 from ..records import AnnotatedImage, AnnotatedObject
-from .base import ImageCollection, coco_mask_fields, safe_join
+from .base import (
+    ImageCollection,
+    as_box,
+    as_flag,
+    as_id,
+    as_int,
+    as_list,
+    as_str,
+    as_texts,
+    check_image_size,
+    coco_mask_fields,
+    read_json,
+    safe_join,
+)
 
 __all__ = ["load_manifest", "write_manifest", "manifest_record"]
-
-
-def _expr_texts(items) -> list[str]:
-    out = []
-    for e in items or []:
-        t = e.get("text") if isinstance(e, dict) else e
-        if isinstance(t, str) and t.strip():
-            out.append(t.strip())
-    return out
 
 
 def load_manifest(
@@ -64,34 +68,39 @@ def load_manifest(
     ImageCollection
         Images in manifest order; ``image_id`` is the image file's stem; objects keep their manifest
         ``id``; attributes carry ``category_id``, ``coco_ann_id``, ``bbox_xywh``, ``area``,
-        ``category_unique_in_image``.
+        ``category_unique_in_image``. A field of the wrong type skips its object (object fields) or its
+        record (record fields), named ``<manifest path>[<index>] (<image>) ...`` with the field in the reason;
+        a record without a string ``image`` is skipped; an image path that escapes ``root`` raises.
     """
     root = Path(root)
     path = root / manifest
     if not path.is_file():
         raise DataError(f"no manifest at {path}")
-    try:
-        records = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    records = read_json(path)
     if not isinstance(records, list):
         raise DataError(f"{path}: a manifest is a JSON list of image records, got {type(records).__name__}")
     out = ImageCollection(source={"loader": "manifest", "root": str(root), "manifest": manifest}, strict=strict)
     seen: set[str] = set()
     for i, rec in enumerate(records):
-        where = f"{manifest}[{i}]"
+        where = f"{path}[{i}]"
         if not isinstance(rec, dict):
             out.skip(where, "record is not a JSON object")
             continue
         rel = rec.get("image")
+        if not isinstance(rel, str) or not rel.strip():
+            out.skip(where, f"'image' must be a non-empty path string, got {rel!r:.60}")
+            continue
         image_path = safe_join(root, rel)  # escaping paths raise, never skipped
-        where = f"{manifest}[{i}] ({rel})"
+        where = f"{path}[{i}] ({rel})"
         try:
-            h, w = int(rec["height"]), int(rec["width"])
-            if h <= 0 or w <= 0:
-                raise ValueError("non-positive size")
-        except (KeyError, TypeError, ValueError) as exc:
-            out.skip(where, f"bad or missing width/height: {exc}")
+            h, w = check_image_size(rec.get("height"), rec.get("width"), what="bad or missing width/height:")
+            objs_in = as_list(rec.get("objects"), "objects")
+            captions = as_texts(rec.get("captions"), "captions")
+            no_target = as_texts(rec.get("no_target_expressions"), "no_target_expressions")
+            groups_in = as_list(rec.get("group_expressions"), "group_expressions")
+            unverified = as_list(rec.get("unverified_expressions"), "unverified_expressions")
+        except DataError as exc:
+            out.skip(where, str(exc))
             continue
         image_id = Path(rel).stem
         if image_id in seen:
@@ -100,33 +109,33 @@ def load_manifest(
         if check_files and not image_path.is_file():
             out.skip(where, f"image file not found: {image_path}")
             continue
-        objs_in = rec.get("objects", [])
-        if not isinstance(objs_in, list):
-            out.skip(where, "'objects' is not a list")
-            continue
         objects = []
         obj_ids: set[int] = set()
         dup = False
         for j, o in enumerate(objs_in):
-            owhere = f"{where} object {o.get('id', j) if isinstance(o, dict) else j}"
+            owhere = f"{where} object [{j}]"
             if not isinstance(o, dict):
                 out.skip(owhere, "object is not a JSON object")
                 continue
             try:
-                oid = int(o.get("id", j))
-            except (TypeError, ValueError):
-                out.skip(owhere, f"bad object id: {o.get('id')!r} is not an integer")
+                oid = as_int(o.get("id", j), "id")
+            except DataError as exc:
+                out.skip(owhere, f"bad object id: {exc}")
                 continue
+            owhere = f"{where} object {oid}"
             if oid in obj_ids:
                 dup = True
                 break
             obj_ids.add(oid)
-            if o.get("iscrowd") and not include_crowd:
-                out.note("crowd_excluded")
-                continue
             try:
+                if as_flag(o.get("iscrowd"), "iscrowd") and not include_crowd:
+                    out.note("crowd_excluded")
+                    continue
                 fields = coco_mask_fields(o.get("segmentation"), (h, w))
-                category = str(o.get("category") or o.get("category_id") or "object")
+                category = as_str(o.get("category"), "category")
+                if not category:  # fall back on the category id, then on "object"
+                    cid = o.get("category_id")
+                    category = str(as_id(cid, "category_id")) if cid is not None else "object"
                 attrs = dict(o["attributes"]) if isinstance(o.get("attributes"), dict) else {}
                 attrs.update(
                     {
@@ -136,14 +145,14 @@ def load_manifest(
                     }
                 )
                 if "bbox" in o:
-                    attrs["bbox_xywh"] = list(o["bbox"])
+                    attrs["bbox_xywh"] = as_box(o["bbox"], "bbox")
                 objects.append(
                     AnnotatedObject(
                         id=oid,
                         category=category,
                         size=(h, w),
                         attributes=attrs,
-                        expressions=_expr_texts(o.get("expressions")),
+                        expressions=as_texts(o.get("expressions"), "expressions"),
                         **fields,
                     )
                 )
@@ -152,32 +161,37 @@ def load_manifest(
         if dup:
             out.skip(where, "duplicate object ids: the record is ambiguous")
             continue
-        meta = {
-            "source": "manifest",
-            "manifest_index": i,
-            "path": rel,
-            "captions": list(rec.get("captions", [])),
-        }
+        meta = {"source": "manifest", "manifest_index": i, "path": rel, "captions": captions}
         for k in ("sha256", "coco_image_id", "mode", "license"):
             if k in rec:
                 meta[k] = rec[k]
         if isinstance(rec.get("meta"), dict):
             meta.update({k: v for k, v in rec["meta"].items() if k not in meta})
-        groups = [
-            {"text": g["text"], "object_ids": [int(i) for i in g["object_ids"]]}
-            for g in rec.get("group_expressions", []) or []
-            if isinstance(g, dict) and isinstance(g.get("text"), str) and isinstance(g.get("object_ids"), list)
-        ]
+        groups = []
+        for k, g in enumerate(groups_in):
+            try:
+                if not isinstance(g, dict):
+                    raise DataError(f"not a JSON object: {g!r:.60}")
+                text = as_str(g.get("text"), "text")
+                if not text:
+                    raise DataError("'text' must be a non-empty string")
+                if g.get("object_ids") is None:
+                    raise DataError("'object_ids' is missing")
+                ids = [as_int(v, "object_ids") for v in as_list(g["object_ids"], "object_ids")]
+            except DataError as exc:
+                out.skip(f"{where} group_expressions[{k}]", str(exc))
+                continue
+            groups.append({"text": text, "object_ids": ids})
         meta["group_expressions"] = groups
-        if rec.get("unverified_expressions"):
-            meta["unverified_expressions"] = len(rec["unverified_expressions"])
+        if unverified:
+            meta["unverified_expressions"] = len(unverified)
         try:
             img = AnnotatedImage(
                 image_id=image_id,
                 size=(h, w),
                 objects=objects,
                 image_path=str(image_path),
-                no_target_expressions=_expr_texts(rec.get("no_target_expressions")),
+                no_target_expressions=no_target,
                 meta=meta,
             )
         except GetokError as exc:

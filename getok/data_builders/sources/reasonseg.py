@@ -15,7 +15,6 @@ pixel coordinates. Each image becomes one object (category ``"target"``) whose e
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,8 @@ import numpy as np
 from ...errors import DataError, GetokError
 from ...geom.masks import rle_encode
 from ...geom.polygons import polygons_to_mask
-from ..records import AnnotatedImage, AnnotatedObject
-from .base import ImageCollection
+from ..records import AnnotatedImage, AnnotatedObject, check_image_size, read_image_size
+from .base import ImageCollection, as_flag, as_points, as_str, as_texts, read_json, safe_join
 
 __all__ = ["load_reasonseg"]
 
@@ -32,17 +31,12 @@ _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 
 
 def _image_size(path: Path, anno: dict) -> tuple[int, int]:
+    """The declared ``imageHeight`` / ``imageWidth`` (checked, capped at
+    :data:`~getok.data_builders.records.MAX_IMAGE_PIXELS`), else the image file's header."""
     h, w = anno.get("imageHeight"), anno.get("imageWidth")
-    if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
-        return h, w
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:  # reads the header only
-            w, h = im.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"cannot read the size of {path}: {exc}") from exc
-    return int(h), int(w)
+    if h is None and w is None:
+        return read_image_size(path)
+    return check_image_size(h, w, what="bad imageHeight/imageWidth:", names=("imageHeight", "imageWidth"))
 
 
 def _paint(shapes: list, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -51,12 +45,15 @@ def _paint(shapes: list, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]
     for s in shapes:
         if not isinstance(s, dict):
             raise DataError("a shape is not a JSON object")
-        label = str(s.get("label", "")).lower()
+        label = (as_str(s.get("label"), "label") or "").lower()
         if label == "flag":
             continue
-        pts = np.asarray(s.get("points", []), dtype=np.float64)
-        if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3 or not np.isfinite(pts).all():
+        pts = as_points(s.get("points", []), "points")
+        if len(pts) < 3:
             raise DataError(f"shape {label!r} needs >= 3 finite [x, y] points")
+        h, w = size
+        if pts.min() < -max(h, w) or (pts - [w, h]).max() > max(h, w):
+            raise DataError(f"shape {label!r} has points far outside the {h} x {w} image")
         x, y = pts[:, 0], pts[:, 1]
         area = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
         polys.append((area, 255 if label == "ignore" else 1, pts))
@@ -75,33 +72,31 @@ def load_reasonseg(directory: str | Path, *, strict: bool = False) -> ImageColle
     ImageCollection
         One image per JSON file (sorted by name) with one ``"target"`` object; ``meta`` has
         ``is_sentence`` and ``ignore_rle`` (when the file has ignore regions). Files without a
-        usable target, without an image or with malformed shapes are skipped and listed.
+        usable target, without an image, with malformed fields (``text`` not strings, ``points`` not
+        ``[x, y]`` pairs, a declared size above :data:`~getok.data_builders.records.MAX_IMAGE_PIXELS`)
+        are skipped and listed; a JSON file or image that is a symlink leaving ``directory`` raises.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"no ReasonSeg directory at {directory}")
     out = ImageCollection(source={"loader": "reasonseg", "dir": str(directory)}, strict=strict)
     for jp in sorted(directory.glob("*.json")):
-        where = jp.name
+        where = str(jp)
+        safe_join(directory, jp.name)  # a symlink out of the directory raises, as in every loader
         img_path = next((jp.with_suffix(e) for e in _IMAGE_EXTS if jp.with_suffix(e).is_file()), None)
         if img_path is None:
             out.skip(where, "no image with the same name")
             continue
+        img_path = safe_join(directory, img_path.name)
         try:
-            raw = jp.read_bytes()
-            try:
-                anno = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                anno = json.loads(raw.decode("cp1252"))  # some ReasonSeg files are not UTF-8
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            anno = read_json(jp, encodings=("utf-8", "cp1252"))  # some ReasonSeg files are not UTF-8
+        except DataError as exc:
             out.skip(where, f"not valid JSON: {exc}")
             continue
         try:
             if not isinstance(anno, dict) or not isinstance(anno.get("shapes"), list):
                 raise DataError("expected an object with a 'shapes' list")
-            texts = anno.get("text", [])
-            texts = [texts] if isinstance(texts, str) else list(texts or [])
-            texts = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
+            texts = as_texts(anno.get("text"), "text")
             size = _image_size(img_path, anno)
             target, ignore = _paint(anno["shapes"], size)
             if not target.any():
@@ -114,7 +109,8 @@ def load_reasonseg(directory: str | Path, *, strict: bool = False) -> ImageColle
                 expressions=texts,
                 attributes={"referable_by_category": False},  # "the target" names nothing
             )
-            meta = {"source": "reasonseg", "is_sentence": bool(anno.get("is_sentence", False)), "path": img_path.name}
+            is_sentence = as_flag(anno.get("is_sentence"), "is_sentence")
+            meta = {"source": "reasonseg", "is_sentence": is_sentence, "path": img_path.name}
             if ignore.any():
                 meta["ignore_rle"] = rle_encode(ignore)
             out.append(AnnotatedImage(image_id=jp.stem, size=size, objects=[obj], image_path=str(img_path), meta=meta))

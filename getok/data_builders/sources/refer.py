@@ -25,11 +25,10 @@ Single-target sentences become the object's ``expressions``; multi-target ones g
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...errors import DataError
-from .base import ImageCollection, is_pickle_path
+from .base import ImageCollection, as_flag, as_id, as_str, as_texts, is_pickle_path, read_json
 from .coco import coco_images, read_coco_json
 
 __all__ = ["load_refer", "read_refs_json"]
@@ -48,13 +47,11 @@ def read_refs_json(path: str | Path) -> list[dict]:
         raise DataError(f"{path} {_PICKLE_ADVICE}")
     if not path.is_file():
         raise DataError(f"no refs file at {path}")
-    head = path.open("rb").read(2)
+    with path.open("rb") as f:
+        head = f.read(2)
     if head[:1] == b"\x80":  # pickle protocol marker, whatever the file is called
         raise DataError(f"{path} {_PICKLE_ADVICE}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    data = read_json(path)
     if isinstance(data, dict) and isinstance(data.get("refs"), list):
         data = data["refs"]
     if not isinstance(data, list):
@@ -62,21 +59,11 @@ def read_refs_json(path: str | Path) -> list[dict]:
     return data
 
 
-def _sentences(ref: dict) -> list[str]:
-    out = []
-    for s in ref.get("sentences", []) or []:
-        t = s.get("sent") or s.get("raw") if isinstance(s, dict) else s
-        if isinstance(t, str) and t.strip():
-            out.append(t.strip())
-    return out
-
-
 def _ann_list(ref: dict) -> list:
+    """The ref's target annotation ids (``ann_id`` one id or a list; ``-1`` / ``None`` mean no target)."""
     a = ref.get("ann_id")
-    if a is None:
-        return []
     anns = a if isinstance(a, list) else [a]
-    return [x for x in anns if x not in (-1, None)]
+    return [as_id(x, "ann_id") for x in anns if x not in (-1, None)]
 
 
 def load_refer(
@@ -127,12 +114,26 @@ def load_refer(
     )
     kept = []
     for i, r in enumerate(refs):
+        where = f"{refs_json} ref[{i}]"
         if not isinstance(r, dict) or "image_id" not in r:
-            out.skip(f"ref[{i}]", "not a ref object with an image_id")
+            out.skip(where, "not a ref object with an image_id")
             continue
-        if split is not None and r.get("split") != split:
+        try:
+            r_split = as_str(r.get("split"), "split")
+            if split is not None and r_split != split:
+                continue
+            ref = {
+                **r,
+                "image_id": as_id(r["image_id"], "image_id"),
+                "ann_id": _ann_list(r),
+                "sentences": as_texts(r.get("sentences"), "sentences", keys=("sent", "raw")),
+                "no_target": as_flag(r.get("no_target"), "no_target"),
+                "where": f"{where} (ref_id {r.get('ref_id')!r:.40}, image {r['image_id']!r:.40})",
+            }
+        except DataError as exc:
+            out.skip(where, str(exc))
             continue
-        kept.append(r)
+        kept.append(ref)
     by_coco = coco_images(
         data,
         image_root,
@@ -141,6 +142,7 @@ def load_refer(
         check_files=check_files,
         image_ids={r["image_id"] for r in kept},
         source=dataset,
+        origin=str(instances_json),
     )
     ann_to_obj = {}
     for img in by_coco.values():
@@ -148,17 +150,17 @@ def load_refer(
             ann_to_obj[o.attributes.get("coco_ann_id")] = (img, o)
     n_expr = 0
     for r in kept:
-        where = f"ref {r.get('ref_id')} (image {r['image_id']})"
+        where = r["where"]
         img = by_coco.get(r["image_id"])
         if img is None:
             out.skip(where, "its image was skipped or is not in the instances file")
             continue
-        texts = _sentences(r)
+        texts = r["sentences"]
         if not texts:
             out.skip(where, "no sentences")
             continue
-        anns = _ann_list(r)
-        if r.get("no_target") or not anns:
+        anns = r["ann_id"]
+        if r["no_target"] or not anns:
             img.no_target_expressions.extend(texts)
             n_expr += len(texts)
             continue
@@ -174,8 +176,8 @@ def load_refer(
             groups = img.meta.setdefault("group_expressions", [])
             groups.extend({"text": t, "object_ids": ids} for t in texts)
         splits = img.meta.setdefault("splits", [])
-        if r.get("split") is not None and r.get("split") not in splits:
-            splits.append(r.get("split"))
+        if r.get("split") is not None and r["split"] not in splits:
+            splits.append(r["split"])
         n_expr += len(texts)
     out.stats["expressions"] = n_expr
     return out
