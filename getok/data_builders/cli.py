@@ -113,7 +113,8 @@ def cmd_build_tasks(args) -> int:
 
     check_counts(args, "--scenes", "--workers", "--expressions-per-object")
 
-    cfg_kwargs = {"seed": args.seed, "think": args.think, "expressions_per_object": args.expressions_per_object}
+    cfg_kwargs = {"seed": args.seed, "think": args.think, "expressions_per_object": args.expressions_per_object,
+                  "strict": bool(getattr(args, "strict", False))}  # fmt: skip
     if args.tasks:  # "text>mask" or, without shell quoting, "text2mask"
         cfg_kwargs["tasks"] = tuple(t if ">" in t else t.replace("2", ">", 1) for t in _csv(args.tasks))
     if args.absent_categories:

@@ -96,7 +96,10 @@ class TaskConfig:
     min_area : int
         Objects with fewer visible pixels are skipped.
     verify_images : bool
-        Decode every image once (catching corrupt files and size mismatches) before using it.
+        Decode every image once (catching corrupt files, over-size images and size mismatches) before using it.
+    strict : bool
+        An image that fails that check stops the build with its :class:`~getok.errors.DataError` (the CLI's
+        ``--strict``); by default it is skipped and listed in the manifest's ``skipped``.
     point_candidates : int
         Interior pixels tried (deepest first) for a point whose codec rendering must land on the object.
     """
@@ -122,6 +125,7 @@ class TaskConfig:
     polyline_eps: float = 0.01
     min_area: int = 1
     verify_images: bool = True
+    strict: bool = False
     point_candidates: int = 64
 
     def __post_init__(self) -> None:
@@ -586,6 +590,8 @@ def build_tasks(
             try:
                 _verify_image(im)
             except GetokError as exc:
+                if cfg.strict:
+                    raise
                 out.skip(f"image {im.image_id}", f"unusable image: {exc}")
                 continue
         b = _Builder(im, codec, query_codec, cfg, geometry_fn, out, all_categories)

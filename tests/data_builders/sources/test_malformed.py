@@ -525,6 +525,30 @@ def test_cli_strict_build_gives_one_line_and_exit_2(tmp_path, capsys, kind, case
     assert json.loads((out / "manifest.json").read_text())["counts"]["skipped"] >= 1
 
 
+@pytest.mark.parametrize("kind", ["manifest", "coco"])
+def test_cli_strict_stops_at_an_over_size_image_file(tmp_path, capsys, kind):
+    """The records are valid; the file on disk is above the pixel cap (found when the build decodes it)."""
+    if kind == "manifest":
+        root = _write_manifest(tmp_path, _manifest_records())
+        _img(root / "images" / "b.png")
+        bad = _png_header(root / "images" / "a.png", 8193, 8192)
+        src = ["--data", str(root)]
+    else:
+        inst = _write(tmp_path / "i.json", _coco_data())
+        _img(tmp_path / "imgs" / "2.png")
+        bad = _png_header(tmp_path / "imgs" / "1.png", 8193, 8192)
+        src = ["--coco", str(inst), "--image-root", str(tmp_path / "imgs")]
+    out = tmp_path / "out"
+    rc = cli_main(["build", "tasks", *src, "--codec", "grid:n=8", "--out", str(out), "--quiet", "--strict"])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("getok: error: ") and not out.exists()
+    assert str(bad) in lines[0] and "above getok's cap" in lines[0]
+    # without --strict the image is skipped and named in the manifest
+    assert cli_main(["build", "tasks", *src, "--codec", "grid:n=8", "--out", str(out), "--quiet"]) == 0
+    skipped = json.loads((out / "manifest.json").read_text())["skipped"]
+    assert any("above getok's cap" in str(v) for v in (skipped.values() if isinstance(skipped, dict) else skipped))
+
+
 def test_cli_top_level_error_is_one_line_even_without_strict(coco_dir, capsys):
     data = _coco_data()
     data["categories"] = "x"
