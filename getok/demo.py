@@ -50,10 +50,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import ConfigError, DataError
+from .eval.baselines import BASELINES as _BASELINE_LABELS
+from .eval.baselines import BaselineGenerator
 
 __all__ = [
     "DemoConfig",
@@ -63,7 +66,6 @@ __all__ = [
     "sft_config",
     "grpo_config",
     "build_box_polygon_set",
-    "baseline_answer",
     "run_demo",
     "register",
     "main",
@@ -93,12 +95,8 @@ MODELS = (
     ("grpo2", "GRPO stage 2", "grpo2"),
 )
 
-#: Trivial answers, evaluated like a model (no weights): (key, label).
-BASELINES = (
-    ("centre", "always the centre cell (a fixed central square for polygons)"),
-    ("query", "the query's own geometry (point → its cell; box → its centre cell / its outline)"),
-    ("reference", "the reference answer (the encoded target: the codec + decoder ceiling)"),
-)
+#: Trivial answers, evaluated like a model (no weights): (key, label) (getok.eval.baselines).
+BASELINES = tuple(_BASELINE_LABELS.items())
 
 GRID_CODEC = "grid_offset:n=8,r=1,step=0.5"
 POLYGON_ASK = "<image>\nOutline the object in the box {query} with a polygon."
@@ -121,10 +119,12 @@ def _positive(obj, *names: str) -> None:
 class DemoConfig:
     """The demo's budget and task mix (everything else comes from the tiny CPU recipes).
 
-    The SFT run is ``configs/sft/tiny-cpu.yaml`` (the schema defaults) with the vocabulary, mixture, sample
-    count and steps below; the GRPO runs are ``configs/grpo/tiny-cpu-stage{1,2}.yaml`` with fewer steps and
-    prompts. Free-form ``a.b=c`` overrides of those configs go in ``sft_overrides`` / ``grpo1_overrides``
-    / ``grpo2_overrides``.
+    The SFT run is ``configs/sft/tiny-cpu.yaml`` (the schema defaults: tiny Qwen3-VL, vision warm-up) with
+    the vocabulary, mixture, sample count and steps below; each GRPO stage is the schema defaults with the
+    start policy, prompts and budget below and that stage's ``grpo1`` / ``grpo2`` settings — every GRPO
+    setting the demo changes is in those two dicts (and in ``configs/demo/tiny-cpu.yaml``), and each stage
+    writes the full config it ran as ``OUTPUT/grpo{1,2}/getok_grpo.yaml``. Free-form ``a.b=c`` overrides go
+    in ``sft_overrides`` / ``grpo1_overrides`` / ``grpo2_overrides``.
 
     Attributes
     ----------
@@ -136,6 +136,8 @@ class DemoConfig:
         Training scenes of series 0 (SFT tasks, offsets, polygons).
     polygon_eps : float
         Douglas–Peucker tolerance of the polygon answers (relative to the perimeter).
+    warmup_steps : int
+        Vision warm-up steps before SFT (``vision_warmup.steps``; 0 turns it off).
     sft_samples, sft_steps, sft_lr, sft_batch : int, int, float, int
         SFT mixture size, optimiser steps (``-1``: one epoch), learning rate, batch size.
     mixture : dict
@@ -151,6 +153,9 @@ class DemoConfig:
     grpo_generations, grpo_prompts : int
         Group size G and prompts per step.
     grpo1_lr, grpo2_lr : float
+    grpo1, grpo2 : dict
+        Each stage's settings (``rl.*``, ``proposals.*``, ``reward.*`` keys of the GRPO config), applied
+        over the schema defaults.
     eval_scenes : int
         Held-out scenes of series 10000 (each gives the ``eval_tasks`` samples and one ``box>polygon``
         sample per object).
@@ -167,23 +172,31 @@ class DemoConfig:
     torch_threads: int = 1
     train_scenes: int = 1500
     polygon_eps: float = 0.03
+    warmup_steps: int = 300
     sft_samples: int = 11200
     sft_steps: int = 700
     sft_lr: float = 2e-3
     sft_batch: int = 16
     mixture: dict[str, float] = field(
-        default_factory=lambda: {"point_box": 0.55, "text": 0.1, "offsets": 0.15, "polygons": 0.2}
+        default_factory=lambda: {"point_box": 0.25, "text": 0.4, "offsets": 0.15, "polygons": 0.2}
     )
     offsets_k: list[int] = field(default_factory=lambda: [1, 2, 4])
     grpo_scenes: int = 300
-    grpo_tasks: list[str] = field(default_factory=lambda: ["point>mask", "box>mask"])
+    grpo_tasks: list[str] = field(default_factory=lambda: ["text>mask"])
     grpo1_steps: int = 60
     grpo2_steps: int = 40
     grpo_generations: int = 8
     grpo_prompts: int = 4
     grpo1_lr: float = 1e-4
     grpo2_lr: float = 1e-4
-    eval_scenes: int = 40
+    grpo1: dict[str, Any] = field(default_factory=lambda: {
+        "rl.beta": 0.01, "rl.loss_type": "dapo", "rl.max_completion_length": 16, "rl.temperature": 1.0,
+        "rl.entropy_coef": 0.0})  # fmt: skip
+    grpo2: dict[str, Any] = field(default_factory=lambda: {
+        "rl.beta": 0.01, "rl.loss_type": "dapo", "rl.max_completion_length": 16, "rl.temperature": 1.3,
+        "rl.entropy_coef": 0.02, "proposals.refresh_steps": 1, "proposals.on_invalid": "fallback",
+        "proposals.max_new_tokens": 16, "proposals.fallback_k": 4, "reward.stage2.bad_delete": -1.0})  # fmt: skip
+    eval_scenes: int = 140
     eval_tasks: list[str] = field(default_factory=lambda: ["text>mask", "point>mask", "box>mask"])
     turns: int = 2
     eval_batch: int = 16
@@ -210,8 +223,13 @@ class DemoConfig:
             raise ConfigError("DemoConfig.offsets_k must list at least one k when the offsets weight is > 0")
         if any(k < 1 for k in self.offsets_k):
             raise ConfigError(f"DemoConfig.offsets_k must be >= 1, got {self.offsets_k}")
-        if self.viz_samples < 0:
-            raise ConfigError(f"DemoConfig.viz_samples must be >= 0, got {self.viz_samples}")
+        for name in ("viz_samples", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"DemoConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("grpo1", "grpo2"):
+            bad = [k for k in getattr(self, name) if k.split(".")[0] not in ("rl", "proposals", "reward")]
+            if bad:
+                raise ConfigError(f"DemoConfig.{name}: keys must be rl.*, proposals.* or reward.*, got {bad}")
         from .data_builders.tasks import TASKS
 
         for name in ("eval_tasks", "grpo_tasks"):
@@ -230,6 +248,7 @@ class DemoConfig:
 #: ``--fast``: the same pipeline, sized to a 1–2 minute smoke run (numbers are meaningless at this size).
 FAST: dict = {
     "train_scenes": 60,
+    "warmup_steps": 4,
     "sft_samples": 320,
     "sft_steps": 20,
     "grpo_scenes": 16,
@@ -290,6 +309,7 @@ def sft_config(cfg: DemoConfig, out: str | Path):
         "model.tiny_seed": cfg.seed,
         "vocab.codecs": [GRID_CODEC, cfg.polygon_codec],
         "vocab.init_seed": cfg.seed,
+        "vision_warmup.steps": cfg.warmup_steps,
         "data.num_samples": cfg.sft_samples,
         "data.task_seed": cfg.seed,
         "data.scenes": _scenes_section(cfg.train_scenes, TRAIN_SERIES),
@@ -306,8 +326,8 @@ def sft_config(cfg: DemoConfig, out: str | Path):
 
 
 def grpo_config(cfg: DemoConfig, out: str | Path, stage: int):
-    """GRPO stage ``stage``: ``configs/grpo/tiny-cpu-stage{1,2}.yaml`` with the demo's start policy, prompts and
-    budget; held-out evaluation is the demo's own."""
+    """GRPO stage ``stage``: the schema defaults with the demo's start policy, prompts, budget and the stage's
+    settings (``cfg.grpo1`` / ``cfg.grpo2``); held-out evaluation is the demo's own."""
     from .rl.grpo_config import load_grpo_config
 
     out = Path(out)
@@ -323,11 +343,6 @@ def grpo_config(cfg: DemoConfig, out: str | Path, stage: int):
         "rl.stage": stage,
         "rl.num_generations": cfg.grpo_generations,
         "rl.prompts_per_step": cfg.grpo_prompts,
-        "rl.beta": 0.01,
-        "rl.loss_type": "dapo",
-        "rl.max_completion_length": 16,
-        "rl.temperature": 1.0 if stage == 1 else 1.3,
-        "rl.entropy_coef": 0.0 if stage == 1 else 0.02,
         "reward.decoder": TASK_DECODER,
         "data.scenes": _scenes_section(cfg.grpo_scenes, GRPO_SERIES),
         "data.tasks": list(cfg.grpo_tasks),
@@ -340,12 +355,8 @@ def grpo_config(cfg: DemoConfig, out: str | Path, stage: int):
         "train.save_total_limit": 1,
         "train.torch_threads": cfg.torch_threads,
         "eval.enabled": False,
+        **(cfg.grpo1 if stage == 1 else cfg.grpo2),
     }
-    if stage == 2:
-        ov.update({
-            "proposals.refresh_steps": 1, "proposals.on_invalid": "fallback", "proposals.max_new_tokens": 16,
-            "proposals.fallback_k": 4, "reward.stage2.bad_delete": -1.0,
-        })  # fmt: skip
     extra = cfg.grpo1_overrides if stage == 1 else cfg.grpo2_overrides
     return load_grpo_config(None, [f"{k}={json.dumps(v)}" for k, v in ov.items()] + list(extra))
 
@@ -422,73 +433,6 @@ def build_box_polygon_set(n_scenes: int, series: int, polygon_codec: str, out_di
 
 def _fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------------------- baselines
-def _cell_token(x: float, y: float, size, n: int = 8) -> str:
-    from .codecs.tokens import grid_token
-
-    h, w = int(size[0]), int(size[1])
-    cx = min(n - 1, max(0, int(np.floor(x / w * n))))
-    cy = min(n - 1, max(0, int(np.floor(y / h * n))))
-    return grid_token(cx, cy, n)
-
-
-def baseline_answer(name: str, sample, polygon_codec: str) -> str:
-    """The answer of a trivial baseline to one sample.
-
-    Parameters
-    ----------
-    name : {"centre", "query", "reference"}
-        ``centre``: the centre cell of the 8-grid for mask tasks; for polygons the outline of the central
-        square of a quarter of the image's side. ``query``: the query's own geometry — a point query's
-        cell, the cell at a box query's centre, a box query's rectangle as the polygon; text queries fall
-        back to ``centre``. ``reference``: the sample's reference answer (its target, encoded).
-    sample : Sample
-    polygon_codec : str
-
-    Returns
-    -------
-    str
-        Answer text in the sample's codec.
-    """
-    from .codecs.base import get_codec
-    from .geometry import Geometry
-
-    if name == "reference":
-        return sample.answer
-    h, w = (int(v) for v in sample.size)
-    q = (sample.truth or {}).get("query") or {}
-    if sample.kind != "mask":
-        raise ConfigError(f"baselines answer mask samples, not {sample.kind!r} ({sample.sample_id})")
-    if sample.task == "box>polygon":
-        if name == "query" and q.get("type") == "box":
-            x1, y1, x2, y2 = (float(v) for v in q["box"])
-        elif name in ("centre", "query"):
-            s = min(h, w) / 8.0
-            x1, y1, x2, y2 = w / 2 - s, h / 2 - s, w / 2 + s, h / 2 + s
-        else:
-            raise ConfigError(f"unknown baseline {name!r}")
-        ring = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=float)
-        return get_codec(polygon_codec).encode([Geometry(size=(h, w), polygons=[ring])], "mask")
-    if name == "query" and q.get("type") == "point":
-        return _cell_token(*q["point"], (h, w))
-    if name == "query" and q.get("type") == "box":
-        x1, y1, x2, y2 = (float(v) for v in q["box"])
-        return _cell_token((x1 + x2) / 2, (y1 + y2) / 2, (h, w))
-    if name in ("centre", "query"):
-        return _cell_token(w / 2, h / 2, (h, w))
-    raise ConfigError(f"unknown baseline {name!r}")
-
-
-class _BaselineGenerator:
-    """A ``generate_fn`` for :func:`getok.eval.runner.evaluate` that answers with :func:`baseline_answer`."""
-
-    def __init__(self, name: str, polygon_codec: str) -> None:
-        self.name, self.polygon_codec = name, polygon_codec
-
-    def __call__(self, samples, *, turns_context=None, constrained=None, max_new_tokens: int = 128, **kw) -> list[str]:
-        return [baseline_answer(self.name, s, self.polygon_codec) for s in samples]
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -594,7 +538,7 @@ def _evaluate_sets(model, processor, sets: dict, out: Path, cfg: DemoConfig, nam
         summary = evaluate(
             model, processor, str(data_dir), decoder=decoder, out_dir=str(run_dir), turns=turns, oracle=True,
             batch_size=cfg.eval_batch, max_new_tokens=max_new, resume=False, progress=progress, seed=cfg.seed,
-            generate_fn=generate_fn, model_name=name,
+            generate_fn=generate_fn[key] if isinstance(generate_fn, dict) else generate_fn, model_name=name,
         )  # fmt: skip
         recs = read_records(run_dir / "records.jsonl")
         res[key] = {"tables": _table_of(recs), "selfcorrect": _selfcorrect_of(summary), "dir": str(run_dir),
@@ -625,6 +569,97 @@ def _untrained_model(cfg: DemoConfig, out: Path):
     model, processor, _, _ = setup_model(scfg, base)
     model.eval()
     return model, processor
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+#: Paired comparisons of the report: (after, before) model / baseline keys, on the first answers.
+COMPARISONS = (("sft", "baseline:centre"), ("sft", "baseline:random_object"), ("grpo1", "sft"), ("grpo2", "grpo1"),
+               ("grpo2", "sft"))  # fmt: skip
+
+
+def _per_question(run_dir: Path) -> dict[str, dict]:
+    """``{sample id: {"task", "t1", "t2", "oracle"}}`` IoUs of one evaluation run (an invalid answer scores 0;
+    ``t2`` / ``oracle`` are the turn-2 and oracle turn-2 IoUs of a self-correction run, else None)."""
+    from .eval.runner import read_records
+
+    def iou(r):
+        return float(r.get("iou") or 0.0) if r else 0.0
+
+    out = {}
+    for r in read_records(Path(run_dir) / "records.jsonl"):
+        turns = r.get("turns") or [r]
+        orc = r.get("oracle") or []
+        out[r["id"]] = {"task": r["task"], "t1": iou(turns[0]), "t2": iou(turns[1]) if len(turns) > 1 else None,
+                        "oracle": iou(orc[0]) if orc else None}  # fmt: skip
+    return out
+
+
+def compare_runs(results: dict, kinds: dict[str, str] | None = None) -> dict:
+    """Paired statistics over the same held-out questions (:func:`getok.eval.stats.paired_comparison`).
+
+    Returns ``{"stages": [...], "selfcorrect": [...], "kinds": {...}}``: each stage of :data:`COMPARISONS`
+    against the one before per task; each model's turn 2 against its turn 1 (and the oracle's turn 2) per mask
+    task; and text>mask per expression kind (``kinds``: sample id → kind) with bootstrap intervals.
+    """
+    from .eval.stats import bootstrap_mean, paired_comparison
+
+    def runs(key):
+        group, name = ("baselines", key.split(":", 1)[1]) if key.startswith("baseline:") else ("models", key)
+        r = results[group].get(name)
+        if not r:
+            return None
+        q = {}
+        for part in ("tasks", "polygons"):
+            d = (r.get(part) or {}).get("dir")
+            if d and Path(d, "records.jsonl").is_file():
+                q.update(_per_question(Path(d)))
+        return q
+
+    def rnd(d):
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+    cache = {}
+    out: dict = {"stages": [], "selfcorrect": [], "kinds": {}}
+    for after, before in COMPARISONS:
+        a = cache.setdefault(after, runs(after))
+        b = cache.setdefault(before, runs(before))
+        if not a or not b:
+            continue
+        for task in sorted({v["task"] for v in a.values()}):
+            ids = sorted(i for i in a if a[i]["task"] == task and i in b)
+            if before.startswith("baseline:") and task != "text>mask":
+                continue
+            c = paired_comparison([b[i]["t1"] for i in ids], [a[i]["t1"] for i in ids])
+            out["stages"].append({"model": after, "vs": before, "task": task, **rnd(c)})
+    for name in (k for k, _, _ in MODELS if k != "untrained"):
+        q = cache.setdefault(name, runs(name))
+        if not q:
+            continue
+        for task in sorted({v["task"] for v in q.values() if v["t2"] is not None}):
+            ids = sorted(i for i in q if q[i]["task"] == task and q[i]["t2"] is not None)
+            c = paired_comparison([q[i]["t1"] for i in ids], [q[i]["t2"] for i in ids])
+            o = paired_comparison([q[i]["t1"] for i in ids], [q[i]["oracle"] or 0.0 for i in ids])
+            out["selfcorrect"].append({"model": name, "task": task, **rnd(c), "oracle": round(o["after"], 4),
+                                       "oracle_diff": round(o["diff"], 4)})  # fmt: skip
+    if kinds:
+        for key in [k for k, _, _ in MODELS] + [f"baseline:{b}" for b, _ in BASELINES]:
+            q = cache.setdefault(key, runs(key))
+            if not q:
+                continue
+            by: dict[str, list] = {}
+            for i, v in q.items():
+                if v["task"] == "text>mask" and i in kinds:
+                    by.setdefault(kinds[i], []).append(v["t1"])
+            out["kinds"][key] = {k: rnd(bootstrap_mean(v)) for k, v in sorted(by.items())}
+    return out
+
+
+def _expression_kinds(data_dir: Path) -> dict[str, str]:
+    from .data_builders.dataset import read_dataset
+    from .data_builders.scenes import expression_kind
+
+    return {s.sample_id: expression_kind(s.truth["query"]["text"]) for s in read_dataset(data_dir, check_images=False)
+            if s.task == "text>mask" and (s.truth or {}).get("query", {}).get("type") == "text"}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -766,6 +801,65 @@ def _turn2_gains(sc: dict):
     return t1, t2, o2, diff(t1, t2), diff(t1, o2)
 
 
+def _lock_line(diff) -> str:
+    if diff is None:
+        return "Versions: no `requirements/lock.txt` beside this install (not a checkout); see `run.json`."
+    if not diff:
+        return "Versions: every recorded package matches `requirements/lock.txt` (what `make demo` installs)."
+    return ("**Versions differ from `requirements/lock.txt`** — numbers may not match the committed report: "
+            + ", ".join(f"{k} {v['installed']} (lock {v['lock']})" for k, v in sorted(diff.items())) + ".")
+
+
+def _tiny_name(info: dict) -> str:
+    tiny = ((info.get("sft") or {}).get("config") or {}).get("model", {}).get("tiny") or {}
+    fam = tiny.get("family", "qwen3_vl")
+    return {"qwen3_vl": "Qwen3-VL", "qwen2_5_vl": "Qwen2.5-VL"}.get(fam, fam)
+
+
+def _label(key: str) -> str:
+    if key.startswith("baseline:"):
+        return key.split(":", 1)[1].replace("_", " ")
+    return {k: lab for k, lab, _ in MODELS}.get(key, key)
+
+
+def _comparison_sections(comp: dict) -> list[str]:
+    """Markdown for :func:`compare_runs`: paired stage comparisons, self-correction, text>mask by kind."""
+    L: list[str] = []
+    if comp.get("stages"):
+        L += [
+            "## Is each difference real? (paired over the same held-out questions)",
+            "",
+            "Mean difference of per-question IoU (first answers) with a 95 % bootstrap interval over questions, the "
+            "questions that got better / worse, and a two-sided sign test on those counts. *Significant*: p < 0.05 "
+            "and the interval excludes 0.",
+            "",
+            "| model | compared with | task | n | mIoU before | mIoU after | difference [95 % CI] | better / worse | p | significant |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in comp["stages"]:
+            L.append(
+                f"| {_label(c['model'])} | {_label(c['vs'])} | {c['task']} | {c['n']} | {_f(c['before'])} | "
+                f"{_f(c['after'])} | {_f(c['diff'], signed=True)} [{_f(c['lo'], signed=True)}, {_f(c['hi'], signed=True)}] | "
+                f"{c['improved']} / {c['worse']} | {c['p']:.2g} | {'**yes**' if c['significant'] else 'no'} |"
+            )
+        L.append("")
+    if comp.get("kinds"):
+        kinds = sorted({k for v in comp["kinds"].values() for k in v})
+        L += [
+            "## text>mask by expression type (mIoU [95 % bootstrap CI])",
+            "",
+            "| model | " + " | ".join(f"{k} (n={next(v[k]['n'] for v in comp['kinds'].values() if k in v)})"
+                                     for k in kinds) + " |",
+            "|" + "---|" * (len(kinds) + 1),
+        ]  # fmt: skip
+        for key, by in comp["kinds"].items():
+            cells = [f"{_f(by[k]['mean'])} [{_f(by[k]['lo'])}, {_f(by[k]['hi'])}]" if k in by else "–" for k in kinds]
+            name = f"baseline: {_label(key)}" if key.startswith("baseline:") else f"**{_label(key)}**"
+            L.append(f"| {name} | " + " | ".join(cells) + " |")
+        L.append("")
+    return L
+
+
 def summary_markdown(results: dict, info: dict) -> str:
     """``summary.md``: the tables of the demo (see the module docstring) from the collected results."""
     tasks = _task_columns(results)
@@ -780,9 +874,12 @@ def summary_markdown(results: dict, info: dict) -> str:
         f"{info['machine']['cpus']} CPU cores, getok {info['versions'].get('getok')}, torch {info['versions'].get('torch')}, "
         f"transformers {info['versions'].get('transformers')}, trl {info['versions'].get('trl')}.",
         "",
-        "Procedural 112-px scenes → the tiny offline Qwen2.5-VL (random weights, 3.7 M parameters) with the "
+        _lock_line(info.get("versions_vs_lock")),
+        "",
+        f"Procedural 112-px scenes → the tiny offline {_tiny_name(info)} (random weights) with the "
         f"grid + offset vocabulary `{GRID_CODEC}` (8 × 8 cells, 9 half-cell offsets, `<DELETE>`) and polygon "
-        f"answers written with the same tokens (`{cfg['polygon_codec']}`) → SFT ({info['sft']['steps']} steps of "
+        f"answers written with the same tokens (`{cfg['polygon_codec']}`) → vision warm-up "
+        f"({cfg.get('warmup_steps', 0)} steps) → SFT ({info['sft']['steps']} steps of "
         f"{cfg['sft_batch']}) → GRPO stage 1 ({cfg['grpo1_steps']} steps) → GRPO stage 2 with real two-turn "
         f"rollouts ({cfg['grpo2_steps']} steps) → held-out evaluation ({cfg['eval_scenes']} scenes of series "
         f"{EVAL_SERIES}, greedy decoding).",
@@ -816,10 +913,9 @@ def summary_markdown(results: dict, info: dict) -> str:
             + " | ".join(_f(_metric(r, t, "gIoU")) for t in tasks)
             + f" | {_f(inv(r), pct=True)} |"
         )
+    L += ["", "![mIoU by model](figures/miou_by_model.png)", ""]
+    L += _comparison_sections(info.get("comparisons") or {})
     L += [
-        "",
-        "![mIoU by model](figures/miou_by_model.png)",
-        "",
         "## Two-turn self-correction (mask tasks; turn 2 refines turn 1's cells with offsets / `<DELETE>`)",
         "",
         "| model | n | turn 1 = no refinement | turn 2 (the model's refinement) | gain | improved / worse / same | "
@@ -844,6 +940,24 @@ def summary_markdown(results: dict, info: dict) -> str:
         "Hard-Delete): what a perfect refiner would gain from the same proposal. Point score: +1 a point ends "
         "on the object (or a valid delete), −1 a move leaves it, averaged over points.",
         "",
+    ]
+    sc_rows = (info.get("comparisons") or {}).get("selfcorrect") or []
+    if sc_rows:
+        L += [
+            "Per task, paired over the same questions (turn 2 vs turn 1; 95 % bootstrap interval, sign test):",
+            "",
+            "| model | task | n | turn 1 | turn 2 | gain [95 % CI] | better / worse | p | significant | oracle turn 2 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in sc_rows:
+            L.append(
+                f"| {_label(c['model'])} | {c['task']} | {c['n']} | {_f(c['before'])} | {_f(c['after'])} | "
+                f"{_f(c['diff'], signed=True)} [{_f(c['lo'], signed=True)}, {_f(c['hi'], signed=True)}] | "
+                f"{c['improved']} / {c['worse']} | {c['p']:.2g} | {'**yes**' if c['significant'] else 'no'} | "
+                f"{_f(c['oracle'])} |"
+            )
+        L.append("")
+    L += [
         "## Polygon mode (`box>polygon`: the object in a query box, answered as a polygon in the same tokens)",
         "",
         "| model | n | mIoU | Acc@0.5 | invalid | tokens / object | boundary F |",
@@ -925,66 +1039,66 @@ def summary_markdown(results: dict, info: dict) -> str:
 
 
 def _findings(results: dict, info: dict) -> list[str]:
-    """Plain statements, computed from the numbers where they can be."""
+    """Plain statements, each computed from the numbers (and the paired tests) it states."""
     out = []
     m, b = results["models"], results["baselines"]
+    comp = info.get("comparisons") or {}
 
     def g(res, t):
         return _metric(res, t, "gIoU") if res else None
 
+    def pair(after, before, task):
+        return next((c for c in comp.get("stages", []) if (c["model"], c["vs"], c["task"]) == (after, before, task)),
+                    None)  # fmt: skip
+
+    def said(c):
+        if not c:
+            return "not compared"
+        return (f"{_f(c['diff'], signed=True)} [{_f(c['lo'], signed=True)}, {_f(c['hi'], signed=True)}], "
+                f"{c['improved']} better / {c['worse']} worse, p = {c['p']:.2g}")  # fmt: skip
+
     un, final = m.get("untrained"), m.get("grpo2") or m.get("grpo1") or m.get("sft")
     inv_un = ((un or {}).get("tasks") or {}).get("tables", {}).get("all", {}).get("invalid_rate")
     inv_fi = ((final or {}).get("tasks") or {}).get("tables", {}).get("all", {}).get("invalid_rate")
-    out.append(
-        f"- **The answer grammar is learned.** Invalid answers: untrained {_f(inv_un, pct=True)} → final "
-        f"{_f(inv_fi, pct=True)} (the untrained model never writes a parseable answer)."
-    )
-    for t in ("point>mask", "box>mask", "box>polygon"):
-        sft, c, q = g(m.get("sft"), t), g(b.get("centre"), t), g(b.get("query"), t)
-        if sft is None:
-            continue
-        learned = c is not None and sft > c + 0.1
-        verdict = (
-            "well above the location prior: the position is written in the question as tokens, and the model "
-            "has learned to read it" if learned else
-            "not above the location prior at this budget (the position is in the question, but the model has "
-            "not yet learned to read it)"
-        )  # fmt: skip
-        out.append(
-            f"- **{t}**: SFT mIoU {_f(sft)} vs untrained {_f(g(un, t))}, always-centre {_f(c)}, "
-            f"query-only heuristic {_f(q)}; final (GRPO-2) {_f(g(final, t))} — {verdict}."
-        )
+    out.append(f"- **The answer grammar is learned.** Invalid answers: untrained {_f(inv_un, pct=True)} → final "
+               f"{_f(inv_fi, pct=True)}.")  # fmt: skip
     t = "text>mask"
-    if g(m.get("sft"), t) is not None:
+    sft = g(m.get("sft"), t)
+    if sft is not None:
+        vc, vr = pair("sft", "baseline:centre", t), pair("sft", "baseline:random_object", t)
+        if vr and vr["significant"] and vr["diff"] > 0:
+            verdict = "the model finds the object the sentence names, from the pixels, more often than a random object of the scene"
+        elif vc and vc["significant"] and vc["diff"] > 0:
+            verdict = ("the model finds objects from the pixels (above the centre prior) but not reliably the one the "
+                       "sentence names (not above a random object of the scene)")  # fmt: skip
+        else:
+            verdict = "not above the location prior: the model does not find objects from the pixels at this budget"
         out.append(
-            f"- **text>mask does not learn here**: SFT {_f(g(m.get('sft'), t))}, final {_f(g(final, t))} vs "
-            f"always-centre {_f(g(b.get('centre'), t))}. Finding an object described in words means reading its "
-            "position from pixels; the random 2-block vision tower with only rotary (relative) positions does "
-            "not learn that in minutes (docs/training.md, docs/rl.md). This is the gap to a pretrained 7B base, "
-            "which brings grounding with it: the miniature cannot say anything about GETok's REC / RES numbers."
+            f"- **text>mask (find the named object from pixels)**: SFT {_f(sft)} vs always-centre "
+            f"{_f(g(b.get('centre'), t))} ({said(vc)}), a random object of the scene {_f(g(b.get('random_object'), t))} "
+            f"({said(vr)}), ceiling {_f(g(b.get('reference'), t))} — {verdict}."
         )
-    sc = ((final or {}).get("tasks") or {}).get("selfcorrect")
-    if sc:
-        t1, t2, o2, gain, og = _turn2_gains(sc)
+        c1 = pair("grpo1", "sft", t)
+        if c1:
+            out.append(f"- **GRPO stage 1 on text>mask**: {_f(c1['before'])} → {_f(c1['after'])} ({said(c1)}): "
+                       + ("a significant gain." if c1["significant"] and c1["diff"] > 0 else
+                          "a significant loss." if c1["significant"] else "no significant change."))  # fmt: skip
+    for t in ("point>mask", "box>mask", "box>polygon"):
+        s_, c, q = g(m.get("sft"), t), g(b.get("centre"), t), g(b.get("query"), t)
+        if s_ is None:
+            continue
+        rel = "above" if c is not None and s_ > c + 0.1 else "not clearly above"
+        rel_q = "above" if q is not None and s_ > q else "below"
+        out.append(f"- **{t}** (the position is written in the question): SFT {_f(s_)}, {rel} always-centre {_f(c)} "
+                   f"and {rel_q} the query-only answer {_f(q)}; final {_f(g(final, t))}.")  # fmt: skip
+    sc = [c for c in comp.get("selfcorrect", []) if c["model"] == ("grpo2" if m.get("grpo2") else "sft")]
+    for c in sc:
         out.append(
-            f"- **Self-correction**: the final model's refinement turn changes mIoU by {_f(gain, signed=True)} "
-            f"({t2.get('improved', '–')} samples improved, {t2.get('worse', '–')} worse; refinements invalid "
-            f"{_f(t2.get('refine_invalid_rate'), pct=True)}); the oracle refinement of the same proposals gains "
-            f"{_f(og, signed=True)}. The protocol, rewards and two-turn RL rollouts run end to end; at this size "
-            "stage 2 learns the refinement grammar and to keep good points, not to move near misses onto the "
-            "object (docs/rl.md measured the same at 200 steps)."
-        )
-    g1, s1 = info["training"].get("grpo1") or {}, m.get("sft")
-    if g1:
-        rw = g1.get("reward") or {}
-        out.append(
-            f"- **GRPO stage 1**: training reward {_f(rw.get('first_mean'))} → {_f(rw.get('last_mean'))} over "
-            f"{g1.get('steps')} steps; held-out point>mask {_f(g(s1, 'point>mask'))} → {_f(g(m.get('grpo1'), 'point>mask'))}, "
-            f"box>mask {_f(g(s1, 'box>mask'))} → {_f(g(m.get('grpo1'), 'box>mask'))} (n ≈ {_n_of(results, 'point>mask')} "
-            "each: differences under ~0.1 are within sampling noise)."
+            f"- **Self-correction, {c['task']}** ({_label(c['model'])}): turn 2 vs turn 1 {_f(c['before'])} → "
+            f"{_f(c['after'])} ({said(c)}); the oracle refinement of the same proposals reaches {_f(c['oracle'])}."
         )
     out.append(
-        "- **Scale.** 8 × 8 cells on 112-px scenes, a 3.7 M-parameter model trained for minutes: the numbers "
+        "- **Scale.** 8 × 8 cells on 112-px scenes, a 3.5 M-parameter model trained for minutes: the numbers "
         "compare the stages of one pipeline with each other and with trivial answers; they are not estimates "
         "of what GETok or SimpleSeg reach at 7B."
     )
@@ -1004,6 +1118,29 @@ def _versions() -> dict:
         except metadata.PackageNotFoundError:
             out[pkg] = None
     return out
+
+
+def lock_differences(versions: dict, lock: str | Path | None = None) -> dict | None:
+    """``{package: {"installed", "lock"}}`` for every package of ``versions`` whose installed version differs
+    from ``requirements/lock.txt`` (the versions ``make demo`` installs); None when there is no lock file
+    (getok installed from a wheel).
+
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "lock.txt")
+    >>> _ = open(f, "w").write("# comment\\ntorch==2.14.1\\nTransformers==5.23.0\\n")
+    >>> lock_differences({"torch": "2.14.1", "transformers": "5.25.0", "numpy": "2.0"}, f)
+    {'transformers': {'installed': '5.25.0', 'lock': '5.23.0'}}
+    """
+    path = Path(lock) if lock else Path(__file__).resolve().parents[1] / "requirements" / "lock.txt"
+    if not path.is_file():
+        return None
+    pinned = {}
+    for line in path.read_text().splitlines():
+        name, sep, ver = line.split("#", 1)[0].strip().partition("==")
+        if sep:
+            pinned[name.strip().lower().replace("_", "-")] = ver.strip()
+    return {k: {"installed": v, "lock": pinned[k.lower()]} for k, v in versions.items()
+            if k.lower() in pinned and v is not None and pinned[k.lower()] != v}  # fmt: skip
 
 
 def _loadavg():
@@ -1069,9 +1206,15 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
 
     # 2. trivial baselines
     def baselines_stage() -> dict:
-        return {b: _evaluate_sets(None, None, sets, out / "eval" / f"baseline-{b}", cfg, f"baseline:{b}",
-                                  generate_fn=_BaselineGenerator(b, cfg.polygon_codec), progress=False)
-                for b, _ in BASELINES}  # fmt: skip
+        from .data_builders.dataset import read_dataset
+
+        res = {}
+        for b, _ in BASELINES:
+            gens = {key: BaselineGenerator(b, cfg.polygon_codec, samples=read_dataset(data_dir, check_images=False),
+                                           seed=cfg.seed) for key, (data_dir, *_) in sets.items()}  # fmt: skip
+            res[b] = _evaluate_sets(None, None, sets, out / "eval" / f"baseline-{b}", cfg, f"baseline:{b}",
+                                    generate_fn=gens, progress=False)  # fmt: skip
+        return res
 
     base_m = stages.run("baselines", "trivial answers (centre cell, the query's geometry, the reference)",
                         {"eval": eval_key, "baselines": [b for b, _ in BASELINES]}, baselines_stage)  # fmt: skip
@@ -1143,6 +1286,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
     # report (always rewritten from the markers)
     results = {"models": {k: v["result"] for k, v in model_m.items()},
                "baselines": base_m["result"]}  # fmt: skip
+    comparisons = compare_runs(results, _expression_kinds(out / "data" / "eval-tasks"))
     plot_training_curves(out, out / "figures" / "training_curves.png")
     plot_miou(results, out / "figures" / "miou_by_model.png")
     for stage in ("grpo1", "grpo2"):
@@ -1161,7 +1305,8 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
             "vocab_init": sft_cfg.vocab.init_seed,
             "scene_series": {"sft": TRAIN_SERIES, "grpo": GRPO_SERIES, "held_out": EVAL_SERIES},
         },  # fmt: skip
-        "versions": _versions(),
+        "versions": (versions := _versions()),
+        "versions_vs_lock": lock_differences(versions),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -1177,6 +1322,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
             "cpu_s": round(sum(m["cpu_s"] for m in stage_info.values()), 1),
         },  # fmt: skip
         "results": results,
+        "comparisons": comparisons,
     }
     prev = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
     invocation = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - (time.perf_counter() - t_start))),

@@ -19,7 +19,6 @@ from getok.demo import (
     BASELINES,
     STAGES,
     DemoConfig,
-    baseline_answer,
     build_box_polygon_set,
     grpo_config,
     load_demo_config,
@@ -27,6 +26,7 @@ from getok.demo import (
     sft_config,
 )
 from getok.errors import ConfigError
+from getok.eval.baselines import baseline_answer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,8 +193,9 @@ def _check_report(out: Path, summary: Path) -> dict:
     # the reference answers score where the trivial ones do not (the tables measure something)
     ref, centre = res["baselines"]["reference"], res["baselines"]["centre"]
     assert ref["tasks"]["tables"]["all"]["gIoU"] > centre["tasks"]["tables"]["all"]["gIoU"]
-    # the untrained model never writes a valid answer
-    assert res["models"]["untrained"]["tasks"]["tables"]["all"]["invalid_rate"] == 1.0
+    # the untrained model mostly writes no valid answer (a random vocabulary row can happen to be a grid
+    # token): invalid answers are counted, not dropped
+    assert res["models"]["untrained"]["tasks"]["tables"]["all"]["invalid_rate"] > 0.5
     return info
 
 

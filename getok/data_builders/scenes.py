@@ -56,6 +56,8 @@ __all__ = [
     "iter_scenes",
     "scene_seed",
     "resolve_expression",
+    "expression_kind",
+    "EXPRESSION_KINDS",
     "plural",
     "scene_summary",
     "label_map_from_objects",
@@ -389,6 +391,38 @@ def _parse_np(words: list[str]) -> tuple[str | None, str | None, str | None] | N
     if not noun:
         return None
     return size, color, (None if noun == "object" else noun)
+
+
+#: What :func:`expression_kind` returns.
+EXPRESSION_KINDS: tuple[str, ...] = ("colour", "shape", "superlative", "relation", "plural", "other")
+
+
+def expression_kind(text: str) -> str:
+    """The kind of a scene expression, for per-kind scores: ``relation`` (``the <np> left of the <np>``),
+    ``superlative`` (``the largest <np>``), ``plural`` (``all the <np>``), or an attribute phrase that names a
+    ``colour`` (``the [small] red [circle|object]``) or only a ``shape`` (``the [small] circle``); ``other``
+    for text outside the grammar.
+
+    >>> [expression_kind(t) for t in ("the red circle", "the small star", "the leftmost red object",
+    ...                               "the circle left of the blue square", "all the circles", "a dog")]
+    ['colour', 'shape', 'superlative', 'relation', 'plural', 'other']
+    """
+    words = text.strip().lower().split()
+    if words[:2] == ["all", "the"]:
+        return "plural"
+    if words[:1] != ["the"]:
+        return "other"
+    words = words[1:]
+    for rel in _RELATIONS:
+        rw = rel.split()
+        if any(words[i : i + len(rw)] == rw and words[i + len(rw)] == "the" for i in range(1, len(words) - len(rw))):
+            return "relation"
+    if words and words[0] in _SUPERLATIVES:
+        return "superlative"
+    np_ = _parse_np(words)
+    if np_ is None:
+        return "other"
+    return "colour" if np_[1] else ("shape" if np_[2] else "other")
 
 
 def resolve_expression(

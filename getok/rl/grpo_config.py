@@ -40,10 +40,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import check_numbers, config_to_dict, load_config
 from ..errors import ConfigError
-from ..train.config import EvalConfig, ScenesConfig, TuningConfig, VocabConfig
+from ..train.config import EvalConfig, ScenesConfig, TinyModelSource, TuningConfig, VocabConfig
 from .rewards import RewardConfig
 from .rewards_stage1 import Stage1Config
 from .rewards_stage2 import Stage2Config
@@ -72,7 +73,7 @@ _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
-class PolicyConfig:
+class PolicyConfig(TinyModelSource):
     """The starting policy (the SFT model GRPO improves, and the KL anchor).
 
     Attributes
@@ -85,6 +86,8 @@ class PolicyConfig:
     base : str, optional
         Base model of a LoRA checkpoint (default: the one its ``getok_checkpoint.json`` records).
     tiny_seed : int
+    tiny : dict
+        Overrides of the tiny model's :class:`~getok.vocab.tiny.TinyModelConfig` (as in SFT's ``model.tiny``).
     dtype : str
         ``auto`` (the checkpoint's), ``float32``, ``bfloat16``, ``float16``.
     min_pixels, max_pixels : int, optional
@@ -96,6 +99,7 @@ class PolicyConfig:
     path: str = "tiny"
     base: str | None = None
     tiny_seed: int = 0
+    tiny: dict[str, Any] = field(default_factory=dict)
     dtype: str = "auto"
     min_pixels: int | None = 56 * 56
     max_pixels: int | None = 112 * 112
@@ -110,10 +114,9 @@ class PolicyConfig:
         check_numbers(self, "model", positive=("min_pixels", "max_pixels"))
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ConfigError(f"model.min_pixels ({self.min_pixels}) must be <= model.max_pixels ({self.max_pixels})")
+        if self.tiny:
+            self.tiny_config()  # unknown fields / bad values fail here
 
-    @property
-    def is_tiny(self) -> bool:
-        return self.path == "tiny"
 
 
 @dataclass

@@ -10,7 +10,10 @@ Qwen2.5-VL, the ``grid_offset:n=8`` vocabulary, procedural scenes, full fine-tun
 Sections (YAML keys):
 
 * ``model`` — :class:`ModelConfig`: ``path`` (a local model directory, or ``tiny`` for the embedded tiny
-  model), dtype, image size bounds (``min_pixels`` / ``max_pixels``).
+  model, with ``tiny`` overrides of its :class:`~getok.vocab.tiny.TinyModelConfig`), dtype, image size
+  bounds (``min_pixels`` / ``max_pixels``).
+* ``vision_warmup`` — :class:`VisionWarmupConfig`: the tiny recipe's synthetic warm-up of the vision tower
+  before SFT (:mod:`getok.train.vision_warmup`; ``steps: 0`` turns it off, as for a pretrained encoder).
 * ``vocab`` — :class:`VocabConfig`: codec specs whose tokens are added, row init and its seed.
 * ``tuning`` — :class:`TuningConfig`: ``mode: lora | full``; LoRA rank / alpha / dropout / target regex;
   whether the new token rows train; what full fine-tuning trains.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import check_numbers, config_to_dict, load_config
 from ..errors import ConfigError
@@ -47,6 +51,7 @@ __all__ = [
     "DataConfig",
     "TrainConfig",
     "EvalConfig",
+    "VisionWarmupConfig",
     "SFTRunConfig",
     "MIXTURE_TYPES",
     "load_sft_config",
@@ -60,8 +65,23 @@ MIXTURE_TYPES = ("tasks", "offsets", "polygons", "dataset")
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
+class TinyModelSource:
+    """What SFT's and GRPO's ``model`` sections share: ``path: tiny`` names the embedded tiny model, built from
+    ``tiny_seed``, the pixel bounds and the ``tiny`` overrides."""
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.path == "tiny"
+
+    def tiny_config(self):
+        """The :class:`~getok.vocab.tiny.TinyModelConfig` of ``path: tiny`` (seed, pixel bounds, overrides)."""
+        from ..vocab.tiny import TinyModelConfig
+
+        return TinyModelConfig.for_run(self)
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(TinyModelSource):
     """Which VLM to fine-tune.
 
     Attributes
@@ -71,6 +91,9 @@ class ModelConfig:
         the embedded tiny Qwen2.5-VL (random weights, :mod:`getok.vocab.tiny`) into ``OUTPUT/base``.
     tiny_seed : int
         Weight seed of the tiny model.
+    tiny : dict
+        Overrides of the tiny model's :class:`~getok.vocab.tiny.TinyModelConfig` (``family``, sizes, chat
+        template); empty: the embedded default. Ignored for a model directory.
     dtype : str
         ``auto`` (the checkpoint's), ``float32``, ``bfloat16``, ``float16``.
     min_pixels, max_pixels : int, optional
@@ -84,6 +107,7 @@ class ModelConfig:
 
     path: str = "tiny"
     tiny_seed: int = 0
+    tiny: dict[str, Any] = field(default_factory=dict)
     dtype: str = "auto"
     min_pixels: int | None = 56 * 56
     max_pixels: int | None = 112 * 112
@@ -98,10 +122,9 @@ class ModelConfig:
         check_numbers(self, "model", positive=("min_pixels", "max_pixels"))
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ConfigError(f"model.min_pixels ({self.min_pixels}) must be <= model.max_pixels ({self.max_pixels})")
+        if self.tiny:
+            self.tiny_config()  # unknown fields / bad values fail here, before anything is built
 
-    @property
-    def is_tiny(self) -> bool:
-        return self.path == "tiny"
 
 
 @dataclass
@@ -158,7 +181,9 @@ class TuningConfig:
         Full: with ``new_rows_only`` the old rows stay frozen.
     train_vision, train_merger, train_embeddings, new_rows_only : bool
         Full fine-tuning: train the vision blocks, the vision → language merger, the embedding / head
-        (all rows, or only the new ones with ``new_rows_only``).
+        (all rows, or only the new ones with ``new_rows_only``). The vision blocks stay frozen by default:
+        a pretrained encoder, or the tiny model's warmed-up one, whose per-token features full-rate SFT
+        would wash out (docs/tiny_grounding.md: text>mask 0.134 trained vs 0.28 frozen at 300-600 steps).
     """
 
     mode: str = "full"
@@ -167,7 +192,7 @@ class TuningConfig:
     dropout: float = 0.05
     target_modules: str | None = None
     train_new_rows: bool = True
-    train_vision: bool = True
+    train_vision: bool = False
     train_merger: bool = True
     train_embeddings: bool = True
     new_rows_only: bool = False
@@ -484,11 +509,58 @@ class EvalConfig:
             raise ConfigError(f"eval.tasks must be a non-empty subset of {TASKS}, got {bad}")
 
 
+#: Vision warm-up steps of the embedded tiny model when ``vision_warmup.steps`` is not set (docs/tiny_grounding.md).
+TINY_WARMUP_STEPS = 300
+
+
+@dataclass
+class VisionWarmupConfig:
+    """The synthetic warm-up of the vision tower before SFT (:func:`getok.train.vision_warmup.warm_up_vision`).
+
+    Attributes
+    ----------
+    steps : int, optional
+        Optimiser steps; 0 skips it. ``None`` (the default): :data:`TINY_WARMUP_STEPS` for the embedded tiny
+        model, 0 for a model directory (a pretrained encoder needs no warm-up).
+    batch_size : int
+        Images per step (training scenes of ``data.scenes``).
+    lr : float
+        AdamW learning rate (cosine schedule with a 5 % warm-up).
+    align : float
+        Weight of the cell-alignment loss (an object's image token names its cell through the grid tokens'
+        input rows); 0 trains only the colour / shape heads.
+    background : float
+        Weight (relative to ``align``) of pushing background tokens to name no cell.
+    temperature : float
+        Of the cosine similarities in the alignment loss.
+    seed : int
+    """
+
+    steps: int | None = None
+    batch_size: int = 32
+    lr: float = 2.0e-3
+    align: float = 1.0
+    background: float = 1.0
+    temperature: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        check_numbers(self, "vision_warmup", positive=("batch_size", "lr", "temperature"),
+                      non_negative=("steps", "align", "background", "seed"))  # fmt: skip
+
+    def steps_for(self, model: ModelConfig) -> int:
+        """The steps this run warms up for (``steps``, or the default for ``model``)."""
+        if self.steps is not None:
+            return int(self.steps)
+        return TINY_WARMUP_STEPS if model.is_tiny else 0
+
+
 @dataclass
 class SFTRunConfig:
     """One SFT run (see the module docstring for the sections)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    vision_warmup: VisionWarmupConfig = field(default_factory=VisionWarmupConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
     data: DataConfig = field(default_factory=DataConfig)

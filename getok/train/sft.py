@@ -3,8 +3,9 @@
 :func:`run_sft` is the whole run, in this order (everything that can fail on bad input fails before the
 first optimiser step):
 
-1. the base model: ``model.path`` or, for ``tiny``, the embedded tiny Qwen2.5-VL written to ``OUTPUT/base``
-   (so adapters and merges refer to a real directory);
+1. the base model: ``model.path`` or, for ``tiny``, the embedded tiny model written to ``OUTPUT/base`` (so
+   adapters and merges refer to a real directory); with vision warm-up steps (by default only for the tiny model) its
+   vision tower is warmed up first (:mod:`getok.train.vision_warmup`) and ``OUTPUT/base-warm`` becomes the base;
 2. the vocabulary: :func:`~getok.vocab.add_spatial_tokens` with ``vocab.codecs`` (a model that already has
    them, e.g. a merged getok checkpoint, is validated instead); image size bounds on the processor;
 3. the data: the mixture as a dataset directory (``OUTPUT/data/train``), every mixture codec / dataset
@@ -47,6 +48,7 @@ from .config import SFTRunConfig, config_yaml
 __all__ = [
     "run_sft",
     "prepare_base",
+    "prepare_warm_base",
     "setup_model",
     "setup_tuning",
     "set_pixel_bounds",
@@ -84,15 +86,10 @@ def prepare_base(cfg: SFTRunConfig, output_dir: str | Path) -> Path:
         if not (p / "config.json").is_file():
             raise ConfigError(f"model.path {p} is not a model directory (no config.json); use 'tiny' or a local dir")
         return p
-    from ..vocab.tiny import TinyModelConfig, build_tiny_model, read_tiny_config
+    from ..vocab.tiny import build_tiny_model, read_tiny_config
 
     base = Path(output_dir) / "base"
-    kw = {"seed": cfg.model.tiny_seed}
-    if cfg.model.min_pixels is not None:
-        kw["min_pixels"] = cfg.model.min_pixels
-    if cfg.model.max_pixels is not None:
-        kw["max_pixels"] = cfg.model.max_pixels
-    want = TinyModelConfig(**kw)
+    want = cfg.model.tiny_config()
     if base.exists():
         have = read_tiny_config(base)
         if have != want:
@@ -100,6 +97,55 @@ def prepare_base(cfg: SFTRunConfig, output_dir: str | Path) -> Path:
         return base
     build_tiny_model(base, want)
     return base
+
+
+WARM_DIR = "base-warm"
+_WARM_INFO = "getok_vision_warmup.json"
+
+
+def prepare_warm_base(cfg: SFTRunConfig, base: Path, output_dir: str | Path, *, progress: bool = True) -> Path:
+    """``base`` with the vocabulary added and the vision tower warmed up (``vision_warmup.steps > 0``),
+    written once to ``OUTPUT/base-warm`` (reused when its settings match); ``base`` itself otherwise.
+
+    The warmed directory is the base of the run: LoRA adapters and resumed runs refer to it, so the vision
+    weights the warm-up changed are part of every checkpoint's starting point.
+    """
+    wc = cfg.vision_warmup
+    steps = wc.steps_for(cfg.model)
+    if not steps:
+        return Path(base)
+    import dataclasses
+
+    from ..data_builders.scenes import generate_scenes
+    from ..vocab import add_spatial_tokens, load_model_and_processor, save_with_layout, validate_layout
+    from .vision_warmup import warm_up_vision
+
+    out = Path(output_dir) / WARM_DIR
+    wc = dataclasses.replace(wc, steps=steps)
+    from ..vocab.tiny import read_tiny_config
+
+    tiny = read_tiny_config(base)  # a tiny base is named by its settings, so a moved run directory still matches
+    key = {"base": tiny.to_dict() if tiny is not None else str(Path(base).resolve()), "vision_warmup": dataclasses.asdict(wc), "codecs": cfg.vocab.codecs,
+           "init": cfg.vocab.init, "init_seed": cfg.vocab.init_seed, "scenes": dataclasses.asdict(cfg.data.scenes),
+           "min_pixels": cfg.model.min_pixels, "max_pixels": cfg.model.max_pixels}  # fmt: skip
+    if (out / _WARM_INFO).is_file():
+        info = json.loads((out / _WARM_INFO).read_text())
+        if info.get("key") == key:
+            return out
+        raise DataError(f"{out} was warmed up with other settings; remove it or change output_dir")
+    m = cfg.model
+    model, processor = load_model_and_processor(base, dtype=None if m.dtype == "auto" else m.dtype,
+                                                 trust_remote_code=m.trust_remote_code)  # fmt: skip
+    set_pixel_bounds(processor, m.min_pixels, m.max_pixels)
+    layout = add_spatial_tokens(processor, model, cfg.vocab.codecs, init=cfg.vocab.init, seed=cfg.vocab.init_seed,
+                                pad_to_multiple_of=cfg.vocab.pad_to_multiple_of)  # fmt: skip
+    validate_layout(layout, processor, model)
+    sc = cfg.data.scenes
+    scenes = generate_scenes(sc.n, seed=sc.seed, cfg=sc.scene_config())
+    stats = warm_up_vision(model, processor, layout, scenes, wc, progress=progress)
+    save_with_layout(model, processor, layout, out, overwrite=True)  # a directory without the marker is redone
+    atomic_write_json(out / _WARM_INFO, {"key": key, "stats": stats})  # the marker, last
+    return out
 
 
 def setup_model(cfg: SFTRunConfig, base: str | Path):
@@ -392,7 +438,7 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
         if state.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / CONFIG_FILE, config_yaml(cfg))
-        base = prepare_base(cfg, out)
+        base = prepare_warm_base(cfg, prepare_base(cfg, out), out, progress=progress)
         train_dir = build_mixture(cfg.data, cfg.vocab.codecs, out / "data" / "train", seed=cfg.seed, progress=progress)
         if eval_dir is not None:
             build_eval_set(cfg.eval, cfg.data, cfg.eval.codec or cfg.vocab.codecs[0], eval_dir)

@@ -22,10 +22,13 @@ __all__ = ["register", "main"]
 
 
 def _add_tiny(sub) -> None:
-    p = sub.add_parser("tiny-model", help="the tiny offline Qwen2.5-VL (random weights, local tokenizer)")
+    p = sub.add_parser("tiny-model", help="the tiny offline Qwen-VL (random weights, local tokenizer)")
     tsub = p.add_subparsers(dest="tiny_command", metavar="ACTION", required=True)
     q = tsub.add_parser("init", help="build the tiny model into DIR")
     q.add_argument("dir", type=Path)
+    q.add_argument("--family", default=None, choices=("qwen3_vl", "qwen2_5_vl"),
+                   help="model family (default qwen3_vl: the CPU grounding recipe; docs/tiny_grounding.md)")
+    q.add_argument("--patch", type=int, default=None, help="vision patch size in pixels (default 7: 14-px tokens)")
     q.add_argument("--layers", type=int, default=None, help="text decoder layers (default 4)")
     q.add_argument("--hidden", type=int, default=None, help="text hidden size (default 256; vision out follows)")
     q.add_argument("--intermediate", type=int, default=None, help="text MLP size (default 512)")
@@ -34,7 +37,8 @@ def _add_tiny(sub) -> None:
     q.add_argument("--mrope-section", type=str, default=None, help="e.g. 8,12,12 (must sum to head_dim/2)")
     q.add_argument("--vision-depth", type=int, default=None)
     q.add_argument("--vision-hidden", type=int, default=None)
-    q.add_argument("--fullatt", type=str, default=None, help="full-attention vision blocks, e.g. 1 (default: the last)")
+    q.add_argument("--fullatt", type=str, default=None,
+                   help="qwen2_5_vl: full-attention vision blocks, e.g. 1 (default: the last)")
     q.add_argument("--tied", action="store_true", help="tie the output head to the input embedding")
     q.add_argument("--min-pixels", type=int, default=None)
     q.add_argument("--max-pixels", type=int, default=None)
@@ -97,7 +101,7 @@ def cmd_tiny_init(args) -> int:
         ("layers", "num_layers"), ("hidden", "hidden_size"), ("intermediate", "intermediate_size"),
         ("heads", "num_heads"), ("kv_heads", "num_kv_heads"), ("vision_depth", "vision_depth"),
         ("vision_hidden", "vision_hidden_size"), ("min_pixels", "min_pixels"), ("max_pixels", "max_pixels"),
-        ("vocab_multiple", "vocab_multiple"),
+        ("vocab_multiple", "vocab_multiple"), ("family", "family"), ("patch", "patch_size"),
     ):
         v = getattr(args, opt)
         if v is not None:
@@ -126,7 +130,7 @@ def cmd_tiny_init(args) -> int:
     t0 = time.perf_counter()
     out = build_tiny_model(args.dir, cfg, overwrite=args.overwrite)
     n = _param_count(out)
-    print(f"tiny Qwen2.5-VL written to {out} ({n / 1e6:.2f} M parameters, {time.perf_counter() - t0:.1f} s)")
+    print(f"tiny {cfg.family} written to {out} ({n / 1e6:.2f} M parameters, {time.perf_counter() - t0:.1f} s)")
     return 0
 
 

@@ -1,15 +1,28 @@
-"""A tiny, offline Qwen2.5-VL: random weights from a config, a locally trained tokenizer, a real processor.
+"""A tiny, offline Qwen-VL: random weights from a config, a locally trained tokenizer, a real processor.
 
 ``build_tiny_model(out_dir, TinyModelConfig())`` writes a directory that the stock Auto classes load with
 ``HF_HUB_OFFLINE=1``::
 
-    AutoModelForImageTextToText.from_pretrained(out_dir)   # Qwen2_5_VLForConditionalGeneration
-    AutoProcessor.from_pretrained(out_dir)                 # Qwen2_5_VLProcessor
+    AutoModelForImageTextToText.from_pretrained(out_dir)   # Qwen3VLForConditionalGeneration
+    AutoProcessor.from_pretrained(out_dir)                 # Qwen3VLProcessor
 
 It is the embedded default model for everything in getok that needs a VLM on a CPU: the code paths are the
-ones a real ``Qwen/Qwen2.5-VL-7B-Instruct`` directory takes (same classes, same chat format, same special
-tokens, same image processor), only the sizes differ. A 112 x 112 image becomes 16 image tokens, 224 x 224
-becomes 64.
+ones a real ``Qwen/Qwen3-VL-8B-Instruct`` (``family="qwen3_vl"``, the default) or
+``Qwen/Qwen2.5-VL-7B-Instruct`` (``family="qwen2_5_vl"``) directory takes (same classes, same special
+tokens, same image processor), only the sizes differ.
+
+Why the default differs from the 7B recipe's base (docs/tiny_grounding.md has the measurements):
+
+* **Qwen3-VL, not Qwen2.5-VL**: its vision tower adds a learned absolute position table to the patches, so
+  an image token's *content* says where it is. Qwen2.5-VL's tower has only rotary positions, and a tiny
+  random language model cannot read a position back out of M-RoPE in a CPU budget.
+* **Patch 7** (a 14-px merged unit): a 112-px scene is 8 x 8 image tokens, one per cell of the 8 x 8 answer
+  grid, instead of 4 x 4 tokens that each hold four answer cells.
+* **The question before the image** (``text_before_image``) and no system turn: with causal attention the
+  image tokens then read the question and can mark the object it names; with the image first, a tiny model
+  never learned to bind the words to the pixels.
+
+A 7B model keeps its own chat template and sizes; none of this applies to it.
 
 Contents of the directory:
 
@@ -18,12 +31,12 @@ Contents of the directory:
   built-in corpus (any text encodes), Qwen's special tokens, eos ``<|im_end|>``, pad ``<|endoftext|>``,
   left padding;
 * ``chat_template.jinja`` — a Qwen-style ChatML template whose assistant turns sit inside
-  ``{% generation %}`` markers (TRL's ``assistant_only_loss`` needs them);
-* ``processor_config.json`` / image and video processor configs — Qwen2-VL processors with configurable
-  min / max pixels;
+  ``{% generation %}`` markers (TRL's ``assistant_only_loss`` needs them), :func:`chat_template`;
+* ``processor_config.json`` / image and video processor configs — Qwen2-VL image processors with
+  configurable min / max pixels;
 * ``getok_tiny.json`` — the :class:`TinyModelConfig` it was built from.
 
-Build time on a 2-core CPU: about 3 s (tokenizer training included); 3.64 M parameters with the defaults.
+Build time on a 2-core CPU: about 3 s (tokenizer training included); 3.5 M parameters with the defaults.
 """
 
 from __future__ import annotations
@@ -40,6 +53,8 @@ __all__ = [
     "TINY_CONFIG_FILE",
     "QWEN_SPECIAL_TOKENS",
     "CHAT_TEMPLATE",
+    "FAMILIES",
+    "chat_template",
     "build_tiny_model",
     "make_tiny_model",
     "build_tiny_tokenizer",
@@ -75,74 +90,121 @@ _SPLIT_REGEX = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
-#: ChatML with Qwen's image / video placeholders; assistant content (and its ``<|im_end|>``) inside
-#: ``{% generation %}`` so ``return_assistant_tokens_mask`` marks exactly what the model must learn to write.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if loop.first and message['role'] != 'system' -%}"
-    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}"
-    "{%- endif -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{{- '<|im_start|>assistant\\n' -}}"
-    "{% generation %}"
-    "{%- if message['content'] is string -%}{{- message['content'] -}}"
-    "{%- else -%}{%- for item in message['content'] -%}"
-    "{%- if item['type'] == 'text' -%}{{- item['text'] -}}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{- '<|im_end|>' -}}"
-    "{% endgeneration %}"
-    "{{- '\\n' -}}"
-    "{%- else -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
-    "{%- if message['content'] is string -%}{{- message['content'] -}}"
-    "{%- else -%}{%- for item in message['content'] -%}"
+_MEDIA = (
     "{%- if item['type'] == 'image' or 'image' in item or 'image_url' in item -%}"
     "{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
     "{%- elif item['type'] == 'video' or 'video' in item -%}"
     "{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
-    "{%- elif 'text' in item -%}{{- item['text'] -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{- '<|im_end|>\\n' -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
+_IS_MEDIA = "(item['type'] in ('image', 'video') or 'image' in item or 'image_url' in item or 'video' in item)"
+
+
+def chat_template(system_prompt: str | None = "You are a helpful assistant.", text_before_image: bool = False) -> str:
+    """ChatML with Qwen's image / video placeholders.
+
+    Assistant content (and its ``<|im_end|>``) sits inside ``{% generation %}`` so
+    ``return_assistant_tokens_mask`` marks exactly what the model must learn to write. ``system_prompt``
+    ``None`` writes no system turn; ``text_before_image`` renders a user turn's text items before its images
+    (the order of the items is otherwise kept).
+
+    >>> "<|im_start|>system" in chat_template(None)
+    False
+    """
+    system = ""
+    if system_prompt is not None:
+        if "'" in system_prompt or "{" in system_prompt:
+            raise ConfigError("system_prompt must not contain quotes or braces")
+        system = (
+            "{%- if loop.first and message['role'] != 'system' -%}"
+            f"{{{{- '<|im_start|>system\\n{system_prompt}<|im_end|>\\n' -}}}}"
+            "{%- endif -%}"
+        )
+    text_item = "{%- if 'text' in item -%}{{- item['text'] -}}{%- endif -%}"
+    if text_before_image:
+        user_items = (
+            "{%- for item in message['content'] -%}{%- if not " + _IS_MEDIA + " -%}" + text_item
+            + "{%- endif -%}{%- endfor -%}"
+            "{%- for item in message['content'] -%}" + _MEDIA + "{%- endif -%}{%- endfor -%}"
+        )
+    else:
+        user_items = "{%- for item in message['content'] -%}" + _MEDIA + "{%- elif 'text' in item -%}{{- item['text'] -}}{%- endif -%}{%- endfor -%}"
+    return (
+        "{%- for message in messages -%}"
+        + system
+        + "{%- if message['role'] == 'assistant' -%}"
+        "{{- '<|im_start|>assistant\\n' -}}"
+        "{% generation %}"
+        "{%- if message['content'] is string -%}{{- message['content'] -}}"
+        "{%- else -%}{%- for item in message['content'] -%}"
+        "{%- if item['type'] == 'text' -%}{{- item['text'] -}}{%- endif -%}"
+        "{%- endfor -%}{%- endif -%}"
+        "{{- '<|im_end|>' -}}"
+        "{% endgeneration %}"
+        "{{- '\\n' -}}"
+        "{%- else -%}"
+        "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+        "{%- if message['content'] is string -%}{{- message['content'] -}}"
+        "{%- else -%}" + user_items + "{%- endif -%}"
+        "{{- '<|im_end|>\\n' -}}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+    )
+
+
+#: The Qwen2.5-VL-style template (system turn, images where the message puts them).
+CHAT_TEMPLATE = chat_template()
+
+#: Model families the tiny builder knows.
+FAMILIES = ("qwen3_vl", "qwen2_5_vl")
+_FAMILY_THETA = {"qwen3_vl": 5_000_000.0, "qwen2_5_vl": 1_000_000.0}
 
 
 @dataclass(frozen=True)
 class TinyModelConfig:
-    """Sizes of the tiny Qwen2.5-VL (defaults: ~3.5 M parameters).
+    """Family and sizes of the tiny model (defaults: the CPU grounding recipe, ~3.5 M parameters).
 
+    ``family``: ``qwen3_vl`` (default) or ``qwen2_5_vl`` (:data:`FAMILIES`).
     Text model: ``hidden_size`` (must equal ``vision_out_hidden_size``), ``num_layers`` decoder layers with
     ``num_heads`` query and ``num_kv_heads`` key/value heads; multimodal RoPE sections ``mrope_section``
-    (temporal, height, width) must sum to ``head_dim / 2`` with ``head_dim = hidden_size / num_heads``.
-    Vision tower: ``vision_depth`` blocks of width ``vision_hidden_size``, patch ``patch_size`` pixels,
-    window attention of ``window_size`` pixels except the blocks in ``fullatt_block_indexes``.
+    (temporal, height, width) must sum to ``head_dim / 2`` with ``head_dim = hidden_size / num_heads``
+    (interleaved for Qwen3-VL); ``rope_theta`` ``None`` takes the family's (5e6 / 1e6).
+    Vision tower: ``vision_depth`` blocks of width ``vision_hidden_size``, patch ``patch_size`` pixels merged
+    ``spatial_merge_size`` x ``spatial_merge_size`` into one image token (the "unit" is their product: 14 px,
+    so a 112-px scene is 8 x 8 tokens). Qwen3-VL: a learned absolute position table of
+    ``num_position_embeddings`` entries (a square, interpolated to the patch grid) and DeepStack features
+    from ``deepstack_visual_indexes``; Qwen2.5-VL: window attention of ``window_size`` pixels except the
+    blocks in ``fullatt_block_indexes``.
+    Chat template: ``system_prompt`` (``None``: no system turn) and ``text_before_image`` (:func:`chat_template`).
     Tokenizer: BPE with at most ``bpe_vocab_size`` entries (256 bytes + merges) before the special tokens;
     ``vocab_multiple`` pads the model's embedding rows to a multiple (Qwen pads 151665 tokens to 152064
     rows; 1 = no padding). Image processor: ``min_pixels`` / ``max_pixels`` (H * W after resizing).
     """
 
+    family: str = "qwen3_vl"
     hidden_size: int = 256
     intermediate_size: int = 512
     num_layers: int = 4
     num_heads: int = 4
     num_kv_heads: int = 2
     mrope_section: tuple[int, int, int] = (8, 12, 12)
-    rope_theta: float = 1_000_000.0
+    rope_theta: float | None = None
     max_position_embeddings: int = 4096
     vision_depth: int = 2
     vision_hidden_size: int = 128
     vision_intermediate_size: int = 256
     vision_num_heads: int = 4
     vision_out_hidden_size: int = 256
-    patch_size: int = 14
+    patch_size: int = 7
     spatial_merge_size: int = 2
     temporal_patch_size: int = 2
+    num_position_embeddings: int = 256
+    deepstack_visual_indexes: tuple[int, ...] = ()
     window_size: int = 112
     fullatt_block_indexes: tuple[int, ...] = (1,)
     tie_word_embeddings: bool = False
+    system_prompt: str | None = None
+    text_before_image: bool = True
     bpe_vocab_size: int = 1024
     vocab_multiple: int = 1
     min_pixels: int = 56 * 56
@@ -151,13 +213,21 @@ class TinyModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ConfigError(f"TinyModelConfig.family must be one of {list(FAMILIES)}, got {self.family!r}")
         object.__setattr__(self, "mrope_section", tuple(int(v) for v in self.mrope_section))
         object.__setattr__(self, "fullatt_block_indexes", tuple(int(v) for v in self.fullatt_block_indexes))
+        object.__setattr__(self, "deepstack_visual_indexes", tuple(int(v) for v in self.deepstack_visual_indexes))
+        if self.rope_theta is None:
+            object.__setattr__(self, "rope_theta", _FAMILY_THETA[self.family])
+        if not (isinstance(self.rope_theta, (int, float)) and self.rope_theta > 0):
+            raise ConfigError(f"TinyModelConfig.rope_theta must be > 0, got {self.rope_theta!r}")
+        object.__setattr__(self, "rope_theta", float(self.rope_theta))
         for name in (
             "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "vision_depth",
             "vision_hidden_size", "vision_intermediate_size", "vision_num_heads", "vision_out_hidden_size",
             "patch_size", "spatial_merge_size", "temporal_patch_size", "window_size", "vocab_multiple",
-            "max_position_embeddings",
+            "max_position_embeddings", "num_position_embeddings",
         ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -183,14 +253,20 @@ class TinyModelConfig:
                 f"TinyModelConfig.vision_out_hidden_size ({self.vision_out_hidden_size}) must equal "
                 f"hidden_size ({self.hidden_size}): the merger feeds image tokens into the text model"
             )
-        if any(not 0 <= i < self.vision_depth for i in self.fullatt_block_indexes):
-            raise ConfigError(
-                f"TinyModelConfig.fullatt_block_indexes {list(self.fullatt_block_indexes)} must lie in "
-                f"[0, vision_depth={self.vision_depth})"
-            )
+        for name in ("fullatt_block_indexes", "deepstack_visual_indexes"):
+            idx = getattr(self, name)
+            if any(not 0 <= i < self.vision_depth for i in idx):
+                raise ConfigError(f"TinyModelConfig.{name} {list(idx)} must lie in [0, vision_depth={self.vision_depth})")
         unit = self.patch_size * self.spatial_merge_size
-        if self.window_size % unit:
+        if self.family == "qwen2_5_vl" and self.window_size % unit:
             raise ConfigError(f"TinyModelConfig.window_size must be a multiple of patch * merge = {unit}")
+        if round(self.num_position_embeddings**0.5) ** 2 != self.num_position_embeddings:
+            raise ConfigError(
+                f"TinyModelConfig.num_position_embeddings must be a square (a side x side table), "
+                f"got {self.num_position_embeddings}"
+            )
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise ConfigError(f"TinyModelConfig.system_prompt must be a string or None, got {self.system_prompt!r}")
         if not 256 < self.bpe_vocab_size <= 100_000:
             raise ConfigError(f"TinyModelConfig.bpe_vocab_size must be in (256, 100000], got {self.bpe_vocab_size}")
         if not unit * unit <= self.min_pixels <= self.max_pixels:
@@ -205,7 +281,13 @@ class TinyModelConfig:
         d = asdict(self)
         d["mrope_section"] = list(self.mrope_section)
         d["fullatt_block_indexes"] = list(self.fullatt_block_indexes)
+        d["deepstack_visual_indexes"] = list(self.deepstack_visual_indexes)
         return d
+
+    @property
+    def unit(self) -> int:
+        """Pixels per side of one image token (``patch_size * spatial_merge_size``)."""
+        return self.patch_size * self.spatial_merge_size
 
     @classmethod
     def from_dict(cls, d: dict) -> TinyModelConfig:
@@ -213,7 +295,27 @@ class TinyModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"TinyModelConfig has no field(s) {unknown}")
+        if "family" not in d:  # written before the family existed: the Qwen2.5-VL tiny model of its time
+            d = {"family": "qwen2_5_vl", "patch_size": 14, "system_prompt": "You are a helpful assistant.",
+                 "text_before_image": False, **d}  # fmt: skip
         return cls(**d)
+
+    @classmethod
+    def for_run(cls, model_cfg) -> TinyModelConfig:
+        """The tiny model a run config's ``model`` section asks for: its ``tiny_seed``, pixel bounds and
+        ``tiny`` overrides (SFT's ``ModelConfig`` and GRPO's ``PolicyConfig`` both have them)."""
+        kw = {"seed": model_cfg.tiny_seed}
+        for k in ("min_pixels", "max_pixels"):
+            if getattr(model_cfg, k, None) is not None:
+                kw[k] = getattr(model_cfg, k)
+        over = dict(model_cfg.tiny or {})
+        unknown = sorted(set(over) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"model.tiny has no field(s) {unknown}; see getok.vocab.tiny.TinyModelConfig")
+        for k in ("mrope_section", "fullatt_block_indexes", "deepstack_visual_indexes"):
+            if isinstance(over.get(k), list):
+                over[k] = tuple(over[k])
+        return cls(**{**kw, **over})
 
 
 # ---------------------------------------------------------------------------------------------- tokenizer
@@ -258,38 +360,39 @@ def _train_tokenizer(cfg: TinyModelConfig):
             "vision_start_token": "<|vision_start|>",
             "vision_end_token": "<|vision_end|>",
         },
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template(cfg.system_prompt, cfg.text_before_image),
     )
 
 
 def _make_processor(cfg: TinyModelConfig, tokenizer):
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+    from transformers import Qwen2VLImageProcessor
+
+    if cfg.family == "qwen3_vl":
+        from transformers import Qwen3VLProcessor as Processor
+        from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor as Video
+    else:
+        from transformers import Qwen2_5_VLProcessor as Processor
+        from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor as Video
 
     common = dict(
         patch_size=cfg.patch_size,
         temporal_patch_size=cfg.temporal_patch_size,
         merge_size=cfg.spatial_merge_size,
-        min_pixels=cfg.min_pixels,
-        max_pixels=cfg.max_pixels,
     )
-    image_processor = Qwen2VLImageProcessor(**common)
-    video_processor = Qwen2VLVideoProcessor(**common)
-    return Qwen2_5_VLProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        video_processor=video_processor,
-        chat_template=CHAT_TEMPLATE,
+    image_processor = Qwen2VLImageProcessor(**common, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+    video_processor = Video(**common, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+    template = chat_template(cfg.system_prompt, cfg.text_before_image)
+    return Processor(
+        image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor, chat_template=template
     )
 
 
 # ------------------------------------------------------------------------------------------------- model
 def _model_config(cfg: TinyModelConfig, tokenizer):
-    from transformers import Qwen2_5_VLConfig
-
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     rows = len(tokenizer)
     rows = -(-rows // cfg.vocab_multiple) * cfg.vocab_multiple
+    rope = {"rope_type": "default", "rope_theta": cfg.rope_theta, "mrope_section": list(cfg.mrope_section)}
     text = dict(
         vocab_size=rows,
         hidden_size=cfg.hidden_size,
@@ -298,13 +401,6 @@ def _model_config(cfg: TinyModelConfig, tokenizer):
         num_attention_heads=cfg.num_heads,
         num_key_value_heads=cfg.num_kv_heads,
         max_position_embeddings=cfg.max_position_embeddings,
-        max_window_layers=cfg.num_layers,
-        use_sliding_window=False,
-        rope_parameters={
-            "rope_type": "default",
-            "rope_theta": cfg.rope_theta,
-            "mrope_section": list(cfg.mrope_section),
-        },
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
@@ -319,17 +415,36 @@ def _model_config(cfg: TinyModelConfig, tokenizer):
         patch_size=cfg.patch_size,
         spatial_merge_size=cfg.spatial_merge_size,
         temporal_patch_size=cfg.temporal_patch_size,
-        window_size=cfg.window_size,
-        fullatt_block_indexes=list(cfg.fullatt_block_indexes),
     )
-    return Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
+    tokens = dict(
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=cfg.tie_word_embeddings,
+    )
+    if cfg.family == "qwen3_vl":
+        from transformers import Qwen3VLConfig
+
+        text.update(head_dim=cfg.hidden_size // cfg.num_heads, rope_parameters={**rope, "mrope_interleaved": True})
+        vision.update(
+            num_position_embeddings=cfg.num_position_embeddings,
+            deepstack_visual_indexes=list(cfg.deepstack_visual_indexes),
+        )
+        return Qwen3VLConfig(text_config=text, vision_config=vision, **tokens)
+    from transformers import Qwen2_5_VLConfig
+
+    text.update(max_window_layers=cfg.num_layers, use_sliding_window=False, rope_parameters=rope)
+    vision.update(window_size=cfg.window_size, fullatt_block_indexes=list(cfg.fullatt_block_indexes))
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **tokens)
+
+
+def _model_class(cfg: TinyModelConfig):
+    import transformers
+
+    return getattr(
+        transformers,
+        "Qwen3VLForConditionalGeneration" if cfg.family == "qwen3_vl" else "Qwen2_5_VLForConditionalGeneration",
     )
 
 
@@ -344,11 +459,12 @@ def make_tiny_model(config: TinyModelConfig | None = None):
     Returns
     -------
     (model, processor)
-        ``Qwen2_5_VLForConditionalGeneration`` in eval mode (float32, CPU) and ``Qwen2_5_VLProcessor``.
-        Deterministic: the same config gives bit-identical weights and the same tokenizer on every call.
+        ``Qwen3VLForConditionalGeneration`` / ``Qwen2_5_VLForConditionalGeneration`` (per ``family``) in
+        eval mode (float32, CPU) and its processor. Deterministic: the same config gives bit-identical
+        weights and the same tokenizer on every call.
     """
     import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import GenerationConfig
 
     cfg = config or TinyModelConfig()
     tokenizer = _train_tokenizer(cfg)
@@ -356,7 +472,7 @@ def make_tiny_model(config: TinyModelConfig | None = None):
     mcfg = _model_config(cfg, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = Qwen2_5_VLForConditionalGeneration(mcfg)
+        model = _model_class(cfg)(mcfg)
     model.eval()
     eos = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
     model.generation_config = GenerationConfig(
@@ -366,7 +482,7 @@ def make_tiny_model(config: TinyModelConfig | None = None):
 
 
 def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None, overwrite: bool = False) -> Path:
-    """Build the tiny Qwen2.5-VL and write it (model, processor, ``getok_tiny.json``) to ``out_dir`` atomically.
+    """Build the tiny model and write it (model, processor, ``getok_tiny.json``) to ``out_dir`` atomically.
 
     Parameters
     ----------

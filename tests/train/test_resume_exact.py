@@ -57,7 +57,7 @@ def test_a_checkpoint_that_does_not_fit_the_model_stops_the_resume(tmp_path):
            for k, v in safetensors_tensors(ckpt).items()}  # the names transformers 5 writes by default
     assert sum(k.startswith("visual.") for k in old) > 0
     save_file(old, str(ckpt / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(DataError, match="do not match the model: 80 missing"):
+    with pytest.raises(DataError, match=r"do not match the model: [1-9]\d+ missing"):
         run_sft(load_sft_config("configs/sft/tiny-cpu.yaml", [*base, "train.max_steps=6"]), progress=False)
 
 

@@ -54,7 +54,7 @@ def test_lora_config_targets_language_model_only(load_tiny):
     assert len(lora_modules) == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
     assert all("language_model" in n and "visual" not in n for n in lora_modules)
     with pytest.raises(ConfigError, match="vision tower"):
-        lora_config_for(model, layout, target_modules=r".*\.(mlp\.gate_proj)")
+        lora_config_for(model, layout, target_modules=r".*\.attn\.qkv")  # the vision attention (both families)
     with pytest.raises(ConfigError, match="matches no module"):
         lora_config_for(model, layout, target_modules=r"nothing")
     with pytest.raises(ConfigError, match="rank"):

@@ -1,4 +1,5 @@
-"""The tiny offline Qwen2.5-VL: Auto classes, processor, chat template, determinism, loader."""
+"""The tiny offline Qwen-VL (Qwen3-VL by default, Qwen2.5-VL on request): Auto classes, processor, chat
+template, determinism, loader."""
 
 from __future__ import annotations
 
@@ -22,14 +23,14 @@ def test_default_config_sizes_and_auto_classes_offline(tmp_path, image112, monke
     out = build_tiny_model(tmp_path / "tiny", TinyModelConfig())
     model = AutoModelForImageTextToText.from_pretrained(out)
     proc = AutoProcessor.from_pretrained(out)
-    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
-    assert type(proc).__name__ == "Qwen2_5_VLProcessor"  # not a bare tokenizer
+    assert type(model).__name__ == "Qwen3VLForConditionalGeneration"
+    assert type(proc).__name__ == "Qwen3VLProcessor"  # not a bare tokenizer
     tc, vc = model.config.text_config, model.config.vision_config
     assert (tc.hidden_size, tc.intermediate_size, tc.num_hidden_layers) == (256, 512, 4)
     assert (tc.num_attention_heads, tc.num_key_value_heads) == (4, 2)
-    assert tc.rope_parameters["mrope_section"] == [8, 12, 12]
-    assert (vc.depth, vc.hidden_size, vc.out_hidden_size, vc.patch_size, vc.window_size) == (2, 128, 256, 14, 112)
-    assert list(vc.fullatt_block_indexes) == [1]
+    assert tc.rope_parameters["mrope_section"] == [8, 12, 12] and tc.rope_parameters["mrope_interleaved"]
+    assert (vc.depth, vc.hidden_size, vc.out_hidden_size, vc.patch_size) == (2, 128, 256, 7)
+    assert vc.num_position_embeddings == 256 and list(vc.deepstack_visual_indexes) == []
     assert not model.config.tie_word_embeddings
     n = sum(p.numel() for p in model.parameters())
     assert 3.0e6 < n < 4.5e6, n
@@ -41,13 +42,39 @@ def test_default_config_sizes_and_auto_classes_offline(tmp_path, image112, monke
 
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Segment the dog."}]}]
     text = proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    assert text.endswith("<|im_start|>assistant\n")
+    # the recipe's template: no system turn, the question before the image
+    assert text == "<|im_start|>user\nSegment the dog.<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n<|im_start|>assistant\n"
     enc = proc(text=[text], images=[image112], return_tensors="pt")
-    assert int((enc["input_ids"] == model.config.image_token_id).sum()) == 16  # 112 px -> 4 x 4 merged patches
+    assert int((enc["input_ids"] == model.config.image_token_id).sum()) == 64  # 112 px -> 8 x 8 tokens of 14 px
     with torch.no_grad():
         out_ids = model.generate(**enc, max_new_tokens=4, do_sample=False)
     n_in = enc["input_ids"].shape[1]
     assert n_in < out_ids.shape[1] <= n_in + 4
+
+
+def test_qwen2_5_vl_family_keeps_its_template_and_tokens(image112):
+    from getok.vocab.tiny import CHAT_TEMPLATE, make_tiny_model
+
+    cfg = TinyModelConfig(family="qwen2_5_vl", patch_size=14, system_prompt="You are a helpful assistant.",
+                          text_before_image=False, num_layers=1)  # fmt: skip
+    model, proc = make_tiny_model(cfg)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration" and cfg.rope_theta == 1e6
+    assert proc.chat_template == CHAT_TEMPLATE  # the Qwen2.5-VL-style template of earlier versions, unchanged
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Segment the dog."}]}]
+    text = proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>")
+    enc = proc(text=[text], images=[image112], return_tensors="pt")
+    assert int((enc["input_ids"] == model.config.image_token_id).sum()) == 16  # 28-px tokens
+
+
+def test_old_tiny_config_files_read_as_the_qwen2_5_model_they_describe():
+    old = TinyModelConfig(family="qwen2_5_vl", patch_size=14, system_prompt="You are a helpful assistant.",
+                          text_before_image=False).to_dict()  # fmt: skip
+    for k in ("family", "system_prompt", "text_before_image", "num_position_embeddings", "deepstack_visual_indexes"):
+        old.pop(k)  # what getok_tiny.json held before these fields existed
+    cfg = TinyModelConfig.from_dict(old)
+    assert (cfg.family, cfg.patch_size, cfg.text_before_image) == ("qwen2_5_vl", 14, False)
+    assert cfg.system_prompt == "You are a helpful assistant."
 
 
 def test_chat_template_marks_assistant_tokens(tiny_dirs):
@@ -102,6 +129,9 @@ def test_tied_variant_is_tied_after_reload(load_tiny):
         (dict(vision_out_hidden_size=128), "vision_out_hidden_size"),
         (dict(num_kv_heads=3), "num_kv_heads"),
         (dict(fullatt_block_indexes=(5,)), "fullatt_block_indexes"),
+        (dict(deepstack_visual_indexes=(2,)), "deepstack_visual_indexes"),
+        (dict(family="llava"), "family"),
+        (dict(num_position_embeddings=200), "num_position_embeddings"),
         (dict(min_pixels=10), "min_pixels"),
         (dict(num_layers=0), "num_layers"),
     ],
@@ -128,7 +158,7 @@ def test_ensure_processor_rebuilds_from_bare_tokenizer(tiny_dirs):
 
     tok = AutoTokenizer.from_pretrained(tiny_dirs["untied"])
     proc = ensure_processor(tok, tiny_dirs["untied"])
-    assert type(proc).__name__ == "Qwen2_5_VLProcessor" and proc.tokenizer is tok
+    assert type(proc).__name__ == "Qwen3VLProcessor" and proc.tokenizer is tok
     assert proc.image_processor.size["longest_edge"] == 448 * 448
 
 

@@ -17,11 +17,18 @@ def test_cli_round_trip(tmp_path, capsys):
     assert "fullatt_block_indexes" in capsys.readouterr().err
     assert not tiny.exists()
     assert main(["tiny-model", "init", str(tiny), "--layers", "1", "--vision-depth", "1", "--tied", "--hidden", "128"]) == 0
-    assert "M parameters" in capsys.readouterr().out
+    assert "tiny qwen3_vl written" in capsys.readouterr().out
     model = AutoModelForImageTextToText.from_pretrained(tiny)
+    assert type(model).__name__ == "Qwen3VLForConditionalGeneration"
     assert model.config.tie_word_embeddings and model.config.text_config.num_hidden_layers == 1
-    assert list(model.config.vision_config.fullatt_block_indexes) == [0]
+    assert model.config.vision_config.patch_size == 7
     assert model.config.text_config.rope_parameters["mrope_section"] == [4, 6, 6]
+    q25 = tmp_path / "q25"
+    assert main(["tiny-model", "init", str(q25), "--family", "qwen2_5_vl", "--patch", "14", "--layers", "1",
+                 "--vision-depth", "1"]) == 0
+    m25 = AutoModelForImageTextToText.from_pretrained(q25)
+    assert type(m25).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert list(m25.config.vision_config.fullatt_block_indexes) == [0]
 
     assert main(["vocab", "resize-grid", "--model", str(tiny), "--new-n", "8", "--out", str(g8)]) == 2
     assert "no getok_layout.json" in capsys.readouterr().err

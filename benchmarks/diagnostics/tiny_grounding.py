@@ -1,0 +1,255 @@
+"""Diagnostic: what makes the tiny offline VLM find a named object from pixels (text>mask), one factor at a time.
+
+Each variant is the embedded tiny recipe (``configs/sft/tiny-cpu.yaml``: tiny Qwen3-VL, 7-px patches, the
+vision warm-up) with one change, trained on text>mask alone (the task that needs pixels) for ``--steps``
+steps of 16, a checkpoint every ``--every`` steps; every checkpoint answers the same held-out text>mask
+questions (scene series 10000, greedy decoding, the exact-region decoder) — a learning curve in the real
+metric, mIoU. Beside it: the trivial baselines (always the centre cell; a random object of the image — finds
+*an* object, ignores which one is named) and the ceiling (the reference answer), and the final checkpoint's
+score per expression type with a bootstrap interval. The last checkpoint of each variant is compared with
+the recipe's on the same questions (paired bootstrap + sign test).
+
+    python benchmarks/diagnostics/tiny_grounding.py                     # every variant → results/diagnostics/tiny_grounding.json
+    python benchmarks/diagnostics/tiny_grounding.py --only recipe no_warmup --steps 300 --every 100
+
+A variant takes ~0.8 s a step on one core plus ~20 s per checkpoint evaluation; runs are kept under
+``--work`` and reused (delete a variant's directory to redo it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: name: (what changes, SFT overrides on top of the recipe). One factor per variant.
+VARIANTS = {
+    "recipe": ("the embedded default", []),
+    "train_vision": ("SFT also trains the warmed-up vision tower", ["tuning.train_vision=true"]),
+    "no_warmup": ("no vision warm-up (a random, frozen vision tower)", ["vision_warmup.steps=0"]),
+    "no_warmup_train_vision": ("no warm-up, vision tower trained by SFT (the previous default's training)",
+                               ["vision_warmup.steps=0", "tuning.train_vision=true"]),
+    "warmup_appearance_only": ("warm-up on colour / shape only (no cell alignment)", ["vision_warmup.align=0"]),
+    "patch14": ("14-px patches: 16 image tokens (2 x 2 answer cells each)", ["model.tiny.patch_size=14"]),
+    "qwen2_5_vl": ("tiny Qwen2.5-VL (rotary-only vision tower, no position table; warm-up on appearance only)",
+                   ["model.tiny.family=qwen2_5_vl", "vision_warmup.align=0"]),
+    "image_first": ("image before the question in the prompt", ["model.tiny.text_before_image=false"]),
+    "mean_init": ("new token rows start at the mean row (the 7B choice) instead of a 2-D code", ["vocab.init=mean"]),
+}
+TASK = "text>mask"
+DECODER = "proposals:proposer=exact,n=8"
+EVAL_SERIES = 10_000
+
+
+def sft_overrides(steps: int, every: int, out: Path, extra: list[str]) -> list[str]:
+    return [
+        f"output_dir={out}",
+        f"train.max_steps={steps}",
+        f"train.save_steps={every}",
+        "train.save_total_limit=1000",
+        f"data.num_samples={steps * 16}",
+        'data.mixture=[{type: tasks, weight: 1, tasks: ["text>mask"], greedy: exact}]',
+        "eval.enabled=false",
+        *extra,
+    ]
+
+
+def eval_set(work: Path, n_scenes: int) -> Path:
+    from getok.train.config import EvalConfig, load_sft_config
+    from getok.train.data import build_eval_set
+
+    cfg = load_sft_config(REPO / "configs/sft/tiny-cpu.yaml", [])
+    ev = EvalConfig(n_scenes=n_scenes, seed=EVAL_SERIES, tasks=[TASK])
+    return build_eval_set(ev, cfg.data, cfg.vocab.codecs[0], work / f"eval-{n_scenes}")
+
+
+def score(model, processor, data: Path, out: Path, generate_fn=None) -> dict:
+    """Per-question IoU (sample order) of one model or baseline."""
+    from getok.eval.runner import evaluate, read_records
+
+    evaluate(model, processor, str(data), decoder=DECODER, out_dir=str(out), turns=1, batch_size=32,
+             max_new_tokens=16, resume=True, progress=False, generate_fn=generate_fn)  # fmt: skip
+    recs = read_records(out / "records.jsonl")
+    return {r["id"]: float(r.get("iou") or 0.0) for r in recs}
+
+
+def summarise(ious: dict, ids: list[str], kinds: dict) -> dict:
+    from getok.eval.stats import bootstrap_mean
+
+    v = [ious[i] for i in ids]
+    out = {"miou": round(sum(v) / len(v), 4)}
+    ci = bootstrap_mean(v)
+    out["ci"] = [round(ci["lo"], 4), round(ci["hi"], 4)]
+    by = {}
+    for i in ids:
+        by.setdefault(kinds[i], []).append(ious[i])
+    out["by_kind"] = {k: {"n": len(x), "miou": round(sum(x) / len(x), 4)} for k, x in sorted(by.items())}
+    return out
+
+
+def run_variant(name: str, args, data: Path, ids: list[str], kinds: dict) -> dict:
+    import torch
+
+    from getok.train.config import load_sft_config
+    from getok.train.sft import run_sft
+    from getok.vocab import load_model_and_processor
+
+    what, extra = VARIANTS[name]
+    out = args.work / name
+    cfg = load_sft_config(REPO / "configs/sft/tiny-cpu.yaml",
+                          sft_overrides(args.steps, args.every, out, [*args.set, *extra]))  # fmt: skip
+    t0, c0 = time.perf_counter(), time.process_time()
+    if not (out / "final").is_dir():
+        run_sft(cfg, progress=not args.quiet)
+    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    curve = []
+    for step in range(args.every, args.steps + 1, args.every):
+        ck = out / f"checkpoint-{step}"
+        model, proc = load_model_and_processor(ck)
+        model.eval()
+        with torch.inference_mode():
+            ious = score(model, proc, data, out / "eval" / f"step-{step}")
+        row = {"step": step, **summarise(ious, ids, kinds)}
+        curve.append(row)
+        print(f"  {name} step {step}: mIoU {row['miou']:.3f} {row['ci']}", flush=True)
+    loss = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    loss = [r for r in loss if "loss" in r]
+    warm = out / "base-warm" / "getok_vision_warmup.json"
+    return {
+        "what": what,
+        "overrides": extra,
+        "curve": curve,
+        "loss_first_last": [loss[0]["loss"], loss[-1]["loss"]] if loss else None,
+        "vision_warmup": json.loads(warm.read_text())["stats"] if warm.is_file() else None,
+        "train_wall_s": round(train_s, 1),
+        "train_cpu_s": round(train_cpu, 1),
+        "final_ious": [ious[i] for i in ids],
+    }
+
+
+DOC = REPO / "docs" / "tiny_grounding.md"
+BEGIN, END = "<!-- tiny_grounding.py:begin -->", "<!-- tiny_grounding.py:end -->"
+
+
+def markdown(res: dict) -> str:
+    """The tables of one result: learning curves (mIoU per checkpoint) beside the baselines and the ceiling,
+    the paired comparison of each variant's last checkpoint with the recipe's, and mIoU by expression type."""
+    st, base, var = res["settings"], res["baselines"], res["variants"]
+    steps = sorted({r["step"] for v in var.values() for r in v["curve"]})
+    L = [f"Held-out text>mask, {st['questions']} questions ({st['eval_scenes']} scenes of series {EVAL_SERIES}), "
+         f"mIoU of greedy answers through `{st['decoder']}`; training: text>mask only, batch {st['batch']}"
+         + (f", `{' '.join(st['set'])}`" if st.get("set") else "") + ". Command: `python benchmarks/diagnostics/"
+         f"tiny_grounding.py --steps {st['steps']} --every {st['every']}`.", ""]  # fmt: skip
+    L += ["| variant | what changes | " + " | ".join(f"step {s}" for s in steps)
+          + " | last vs recipe [95 % CI] | p | train wall / CPU s |",
+          "|---|---|" + "---|" * len(steps) + "---|---|---|"]  # fmt: skip
+    for name, v in var.items():
+        by = {r["step"]: r for r in v["curve"]}
+        cells = [f"{by[s]['miou']:.3f}" if s in by else "–" for s in steps]
+        c = v.get("vs_recipe")
+        cmp_ = f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]" if c else "–"
+        p = f"{c['p']:.2g}" if c else "–"
+        L.append(f"| `{name}` | {v['what']} | " + " | ".join(cells)
+                 + f" | {cmp_} | {p} | {v['train_wall_s']:.0f} / {v['train_cpu_s']:.0f} |")  # fmt: skip
+    for b, lab in (("centre", "always the centre cell"), ("random_object", "a random object of the scene"),
+                   ("reference", "the reference answer (ceiling)")):  # fmt: skip
+        L.append(f"| baseline | {lab} | " + " | ".join(f"{base[b]['miou']:.3f}" for _ in steps) + " | – | – | – |")
+    kinds = sorted(res["kinds"])
+    L += ["", "Last checkpoint by expression type (mIoU):", "",
+          "| variant | " + " | ".join(f"{k} (n={res['kinds'][k]})" for k in kinds) + " |",
+          "|---|" + "---|" * len(kinds)]  # fmt: skip
+    rows = [(f"`{n}`", v["curve"][-1]["by_kind"]) for n, v in var.items() if v["curve"]]
+    rows += [(f"baseline: {b}", base[b]["by_kind"]) for b in ("centre", "random_object", "reference")]
+    for name, by in rows:
+        L.append(f"| {name} | " + " | ".join(f"{by[k]['miou']:.3f}" if k in by else "–" for k in kinds) + " |")
+    return "\n".join(L) + "\n"
+
+
+def write_doc(res: dict, doc: Path = DOC) -> None:
+    """Replace the generated block of ``docs/tiny_grounding.md`` with :func:`markdown` of ``res``."""
+    from getok.io import atomic_write_text
+
+    text = doc.read_text()
+    a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
+    atomic_write_text(doc, text[:a] + "\n" + markdown(res) + text[b:])
+
+
+def main(argv=None) -> int:
+    from _cli import report
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="+", choices=sorted(VARIANTS), help="variants to run (default: all)")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--every", type=int, default=150)
+    ap.add_argument("--eval-scenes", type=int, default=150, help="held-out scenes (about 2 questions each)")
+    ap.add_argument("--work", type=Path, default=Path("runs/diag-grounding"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks/results/diagnostics/tiny_grounding.json"))
+    ap.add_argument("--set", nargs="*", default=[], metavar="A.B=C",
+                    help="SFT overrides for every variant (before the variant's own), e.g. train.lr=1e-3")
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--doc", action="store_true", help="only rewrite the table in docs/tiny_grounding.md from --out")
+    args = ap.parse_args(argv)
+    if args.doc:
+        write_doc(json.loads(Path(args.out).read_text()))
+        return 0
+    if args.every <= 0 or args.steps % args.every:
+        ap.error("--steps must be a positive multiple of --every")
+
+    import torch
+
+    from getok.data_builders.dataset import read_dataset
+    from getok.data_builders.scenes import expression_kind
+    from getok.eval.baselines import BaselineGenerator
+    from getok.eval.stats import paired_comparison
+
+    torch.set_num_threads(1)
+    args.work.mkdir(parents=True, exist_ok=True)
+    data = eval_set(args.work, args.eval_scenes)
+    samples = list(read_dataset(data, check_images=False))
+    ids = [s.sample_id for s in samples]
+    kinds = {s.sample_id: expression_kind(s.truth["query"]["text"]) for s in samples}
+    base = {}
+    for b in ("centre", "random_object", "reference"):
+        ious = score(None, None, data, args.work / "eval" / f"baseline-{b}",
+                     generate_fn=BaselineGenerator(b, samples=samples, seed=0))  # fmt: skip
+        base[b] = summarise(ious, ids, kinds)
+    prev = {}
+    old = Path(args.out)
+    if old.is_file():  # keep variants run earlier with the same settings
+        o = json.loads(old.read_text())
+        same = ("steps", "every", "eval_scenes", "set")
+        if all(o.get("settings", {}).get(k) == (args.set if k == "set" else getattr(args, k)) for k in same):
+            prev = o.get("variants", {})
+    res = dict(prev)
+    for name in args.only or list(VARIANTS):
+        print(f"{name}: {VARIANTS[name][0]}", flush=True)
+        res[name] = run_variant(name, args, data, ids, kinds)
+    if "recipe" in res:
+        for name, r in res.items():
+            if name != "recipe" and r.get("final_ious"):
+                c = paired_comparison(res["recipe"]["final_ious"], r["final_ious"])
+                r["vs_recipe"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in c.items()}
+    result = {
+        "what": __doc__.splitlines()[0],
+        "settings": {"steps": args.steps, "every": args.every, "batch": 16, "eval_scenes": args.eval_scenes,
+                     "set": args.set, "questions": len(ids), "task": TASK, "decoder": DECODER,
+                     "recipe": "configs/sft/tiny-cpu.yaml"},  # fmt: skip
+        "kinds": {k: sum(1 for i in ids if kinds[i] == k) for k in sorted(set(kinds.values()))},
+        "baselines": base,
+        "variants": res,
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": 1},
+    }
+    rc = report(result, args.out)
+    if Path(args.out).resolve() == (REPO / "benchmarks/results/diagnostics/tiny_grounding.json").resolve():
+        write_doc(result)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""The synthetic vision warm-up: per-token targets, what it trains (only the vision tower), that it learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from getok.data_builders.scenes import PALETTE, SHAPES, SceneConfig, generate_scenes
+from getok.train.config import VisionWarmupConfig
+from getok.train.vision_warmup import image_token_grid, token_targets
+
+SPEC = "grid_offset:n=8,r=1,step=0.5"
+
+
+def test_token_targets_read_the_object_under_each_token_centre():
+    scenes = generate_scenes(6, seed=3, cfg=SceneConfig(min_objects=2, max_objects=3))
+    for s in scenes:
+        t = token_targets(s, (8, 8), 8, list(PALETTE), list(SHAPES))
+        lm = s.meta["label_map"]
+        for k in range(64):
+            r, c = divmod(k, 8)
+            lab = lm[int((r + 0.5) * 14), int((c + 0.5) * 14)]
+            assert t["object"][k] == (lab > 0) and t["cell"][k] == k
+            if lab > 0:
+                o = s.objects[lab - 1]
+                assert t["colour"][k] == 1 + list(PALETTE).index(o.attributes["color"])
+                assert t["shape"][k] == 1 + list(SHAPES).index(o.category)
+            else:
+                assert t["colour"][k] == t["shape"][k] == 0
+        # a coarser token grid (4 x 4 tokens over an 8-grid): each token names the cell under its centre
+        coarse = token_targets(s, (4, 4), 8, list(PALETTE), list(SHAPES))
+        assert coarse["cell"].tolist() == [(2 * r + 1) * 8 + (2 * c + 1) for r in range(4) for c in range(4)]
+
+
+def test_warm_up_trains_only_the_vision_tower_and_learns_its_targets():
+    import torch
+
+    from getok.train.vision_warmup import warm_up_vision
+    from getok.vocab import add_spatial_tokens, make_tiny_model
+    from getok.vocab.tiny import TinyModelConfig
+
+    model, proc = make_tiny_model(TinyModelConfig(num_layers=1))
+    layout = add_spatial_tokens(proc, model, [SPEC], init="2d")
+    assert image_token_grid(proc, (112, 112)) == (8, 8)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    flags = {k: p.requires_grad for k, p in model.named_parameters()}
+    scenes = generate_scenes(64, seed=0, cfg=SceneConfig(min_objects=1, max_objects=3))
+    stats = warm_up_vision(model, proc, layout, scenes, VisionWarmupConfig(steps=120, batch_size=16), progress=False)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("visual" in k for k in changed)  # the language model and its rows are untouched
+    assert any("pos_embed" in k for k in changed) and any("merger" in k for k in changed)
+    assert {k: p.requires_grad for k, p in model.named_parameters()} == flags
+    # learned beyond the trivial answers: colour / shape beyond "always background" (~0.8 of tokens), and
+    # object tokens name their own cell far above chance (1 / 64)
+    obj_share = np.mean([token_targets(s, (8, 8), 8, stats["colours"], stats["shapes"])["object"].mean() for s in scenes])
+    assert stats["colour_acc"] > 1 - obj_share + 0.5 * obj_share, stats
+    assert stats["cell_acc"] > 0.3, stats
+    assert stats["loss_last"] < stats["loss_first"] - 1.0, stats
+
+
+def test_a_vocabulary_without_grid_tokens_warms_up_on_appearance_only(caplog):
+    from getok.errors import ConfigError
+    from getok.train.vision_warmup import warm_up_vision
+    from getok.vocab import add_spatial_tokens, make_tiny_model
+    from getok.vocab.tiny import TinyModelConfig
+
+    model, proc = make_tiny_model(TinyModelConfig(num_layers=1))
+    layout = add_spatial_tokens(proc, model, ["bins:bins=32"])
+    before = {k: v.clone() for k, v in model.state_dict().items() if "visual" in k}
+    with caplog.at_level("WARNING", logger="getok.train.vision_warmup"):
+        st = warm_up_vision(model, proc, layout, generate_scenes(2, 0), VisionWarmupConfig(steps=2, batch_size=2),
+                            progress=False)  # fmt: skip
+    assert st["cell_acc"] is None and "no grid codec" in st["align_skipped"] and "cell alignment skipped" in caplog.text
+    assert any(not np.array_equal(before[k].numpy(), v.numpy()) for k, v in model.state_dict().items() if k in before)
+    with pytest.raises(ConfigError, match="vision_warmup.lr"):
+        VisionWarmupConfig(lr=float("nan"))
+
+
+def test_warmup_runs_by_default_only_for_the_tiny_model():
+    from getok.train.config import TINY_WARMUP_STEPS, ModelConfig, load_sft_config
+
+    cfg = load_sft_config(None, [])
+    assert cfg.vision_warmup.steps is None and cfg.vision_warmup.steps_for(cfg.model) == TINY_WARMUP_STEPS > 0
+    assert cfg.vision_warmup.steps_for(ModelConfig(path="/models/qwen2.5-vl-7b")) == 0
+    assert load_sft_config(None, ["vision_warmup.steps=0"]).vision_warmup.steps_for(cfg.model) == 0
+
+
+def test_the_warmed_base_is_written_once_and_guarded(tmp_path):
+    from getok.errors import DataError
+    from getok.train.config import load_sft_config
+    from getok.train.sft import prepare_base, prepare_warm_base
+
+    ov = [f"output_dir={tmp_path}", "vision_warmup.steps=2", "vision_warmup.batch_size=2", "data.scenes.n=4"]
+    cfg = load_sft_config(None, ov)
+    base = prepare_base(cfg, tmp_path)
+    warm = prepare_warm_base(cfg, base, tmp_path, progress=False)
+    assert warm == tmp_path / "base-warm" and (warm / "getok_vision_warmup.json").is_file()
+    mtime = (warm / "getok_vision_warmup.json").stat().st_mtime_ns
+    assert prepare_warm_base(cfg, base, tmp_path, progress=False) == warm  # reused, not redone
+    assert (warm / "getok_vision_warmup.json").stat().st_mtime_ns == mtime
+    with pytest.raises(DataError, match="other settings"):
+        prepare_warm_base(load_sft_config(None, [*ov, "vision_warmup.lr=1e-3"]), base, tmp_path, progress=False)
+    assert prepare_warm_base(load_sft_config(None, [*ov, "vision_warmup.steps=0"]), base, tmp_path) == base
