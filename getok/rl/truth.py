@@ -257,10 +257,13 @@ class Truth:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from ..data_builders.records import check_image_size
+
         try:
             object.__setattr__(self, "size", as_size(self.size))
         except GeometryError as exc:
             raise DataError(f"truth.size: {exc}") from exc
+        check_image_size(*self.size, what="truth.size")  # a mask of that size must fit in memory
         for name in ("codec", "proposal", "image", "image_id"):
             _optional_str(getattr(self, name), name)
         if not isinstance(self.targets, tuple) or not all(isinstance(t, Target) for t in self.targets):

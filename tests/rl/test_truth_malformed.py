@@ -95,6 +95,7 @@ MALFORMED = [
     ("size", "ab", "size"),
     ("size", [None, 3], "size"),
     ("size", [0, 4], "size"),
+    ("size", [200000, 200000], "above getok's cap"),  # a full-size mask would need 40 GB
     ("masks", 5, "masks"),
     ("masks", "abc", "masks"),
     ("masks", [5], r"masks\[0\]"),
