@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
-    v = subparsers.add_parser("viz", help="render a run's per-sample overlays (PNG) and a sortable index.html")
+    v = subparsers.add_parser("viz", help="render a run's per-sample overlays (PNG) and an index.html (sortable, filterable by task and IoU change)")
     v.add_argument("--run", type=Path, required=True, help="run directory of getok eval")
     v.add_argument("--out", type=Path, default=None, help="output directory (default RUN/viz)")
     v.add_argument("--limit", type=int, default=None, help="render the first N records")

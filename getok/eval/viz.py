@@ -206,6 +206,9 @@ def render_run(
 ) -> dict:
     """Render every record of a run (or ``ids`` / the first ``limit``) and write ``index.html``.
 
+    The index has one row per chosen record (its question, each turn's answer and IoU, the change, the
+    overlay, or why none was drawn) under the whole run's summary tables (:mod:`getok.eval.report`).
+
     Returns
     -------
     dict
@@ -213,7 +216,7 @@ def render_run(
         (``{id: reason}`` for records whose sample or image is missing).
     """
     from .generate import load_sample_image
-    from .report import write_index
+    from .report import question_text, write_index
     from .runner import SUMMARY_FILE
     from .scoring import truth_union
 
@@ -255,5 +258,7 @@ def render_run(
     summary = None
     if (run / SUMMARY_FILE).is_file():
         summary = json.loads((run / SUMMARY_FILE).read_text())
-    index = write_index(out, records, {k: str(Path(v).relative_to(out)) for k, v in pngs.items()}, info=info, summary=summary)
+    questions = {str(r.get("id")): question_text(samples[str(r.get("id"))]) for r in chosen if str(r.get("id")) in samples}
+    index = write_index(out, chosen, {k: str(Path(v).relative_to(out)) for k, v in pngs.items()}, info=info, summary=summary,
+                        questions=questions, skipped=skipped, n_run=len(records))  # fmt: skip
     return {"out": str(out), "pngs": pngs, "index": str(index), "skipped": skipped}
