@@ -801,6 +801,13 @@ def _turn2_gains(sc: dict):
     return t1, t2, o2, diff(t1, t2), diff(t1, o2)
 
 
+def _p(p: float, eq: bool = False) -> str:
+    """A p-value as a reader wants it: ``< 0.0001`` rather than a rounded 0."""
+    if p < 1e-4:
+        return "< 0.0001"
+    return ("= " if eq else "") + f"{p:.2g}"
+
+
 def _lock_line(diff) -> str:
     if diff is None:
         return "Versions: no `requirements/lock.txt` beside this install (not a checkout); see `run.json`."
@@ -840,7 +847,7 @@ def _comparison_sections(comp: dict) -> list[str]:
             L.append(
                 f"| {_label(c['model'])} | {_label(c['vs'])} | {c['task']} | {c['n']} | {_f(c['before'])} | "
                 f"{_f(c['after'])} | {_f(c['diff'], signed=True)} [{_f(c['lo'], signed=True)}, {_f(c['hi'], signed=True)}] | "
-                f"{c['improved']} / {c['worse']} | {c['p']:.2g} | {'**yes**' if c['significant'] else 'no'} |"
+                f"{c['improved']} / {c['worse']} | {_p(c['p'])} | {'**yes**' if c['significant'] else 'no'} |"
             )
         L.append("")
     if comp.get("kinds"):
@@ -953,7 +960,7 @@ def summary_markdown(results: dict, info: dict) -> str:
             L.append(
                 f"| {_label(c['model'])} | {c['task']} | {c['n']} | {_f(c['before'])} | {_f(c['after'])} | "
                 f"{_f(c['diff'], signed=True)} [{_f(c['lo'], signed=True)}, {_f(c['hi'], signed=True)}] | "
-                f"{c['improved']} / {c['worse']} | {c['p']:.2g} | {'**yes**' if c['significant'] else 'no'} | "
+                f"{c['improved']} / {c['worse']} | {_p(c['p'])} | {'**yes**' if c['significant'] else 'no'} | "
                 f"{_f(c['oracle'])} |"
             )
         L.append("")
@@ -1055,7 +1062,7 @@ def _findings(results: dict, info: dict) -> list[str]:
         if not c:
             return "not compared"
         return (f"{_f(c['diff'], signed=True)} [{_f(c['lo'], signed=True)}, {_f(c['hi'], signed=True)}], "
-                f"{c['improved']} better / {c['worse']} worse, p = {c['p']:.2g}")  # fmt: skip
+                f"{c['improved']} better / {c['worse']} worse, p {_p(c['p'], eq=True)}")  # fmt: skip
 
     un, final = m.get("untrained"), m.get("grpo2") or m.get("grpo1") or m.get("sft")
     inv_un = ((un or {}).get("tasks") or {}).get("tables", {}).get("all", {}).get("invalid_rate")

@@ -196,6 +196,13 @@ def _check_report(out: Path, summary: Path) -> dict:
     # the untrained model mostly writes no valid answer (a random vocabulary row can happen to be a grid
     # token): invalid answers are counted, not dropped
     assert res["models"]["untrained"]["tasks"]["tables"]["all"]["invalid_rate"] > 0.5
+    # paired comparisons between stages, per task, with the counts the sign test used
+    comp = info["comparisons"]
+    rows = {(c["model"], c["vs"], c["task"]) for c in comp["stages"]}
+    assert ("grpo1", "sft", "text>mask") in rows and ("sft", "baseline:random_object", "text>mask") in rows
+    assert all(c["improved"] + c["worse"] <= c["n"] and 0 <= c["p"] <= 1 for c in comp["stages"])
+    assert {c["model"] for c in comp["selfcorrect"]} == {"sft", "grpo1", "grpo2"}
+    assert set(comp["kinds"]["sft"]) <= {"colour", "shape", "superlative", "relation", "plural", "other"}
     return info
 
 
@@ -256,12 +263,14 @@ def test_full_demo_shows_learning(tmp_path):
                 return r[key]["tables"][task]["gIoU"]
         raise KeyError(task)
 
-    assert res["models"]["untrained"]["tasks"]["tables"]["all"]["invalid_rate"] == 1.0
+    assert res["models"]["untrained"]["tasks"]["tables"]["all"]["invalid_rate"] > 0.9
     assert res["models"]["sft"]["tasks"]["tables"]["all"]["invalid_rate"] < 0.05
     for task in ("point>mask", "box>mask", "box>polygon"):  # query-conditioned: learned
         assert g("models", "sft", task) > g("baselines", "centre", task) + 0.1, task
-    # text>mask: the location prior (within noise of always answering the centre cell)
-    assert abs(g("models", "sft", "text>mask") - g("baselines", "centre", "text>mask")) < 0.15
+    # text>mask: found from the pixels, far above the location prior (paired over the same questions)
+    comp = json.loads((out / "run.json").read_text())["comparisons"]["stages"]
+    (vs_centre,) = [c for c in comp if (c["model"], c["vs"], c["task"]) == ("sft", "baseline:centre", "text>mask")]
+    assert vs_centre["significant"] and vs_centre["lo"] > 0.15, vs_centre
 
 
 def test_bad_config_file_is_a_config_error(tmp_path):
