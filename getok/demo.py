@@ -172,10 +172,10 @@ class DemoConfig:
     torch_threads: int = 1
     train_scenes: int = 1500
     polygon_eps: float = 0.03
-    warmup_steps: int = 300
+    warmup_steps: int = 450
     sft_samples: int = 11200
     sft_steps: int = 700
-    sft_lr: float = 2e-3
+    sft_lr: float = 1e-3
     sft_batch: int = 16
     mixture: dict[str, float] = field(
         default_factory=lambda: {"point_box": 0.25, "text": 0.4, "offsets": 0.15, "polygons": 0.2}

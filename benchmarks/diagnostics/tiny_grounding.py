@@ -171,13 +171,67 @@ def markdown(res: dict) -> str:
     return "\n".join(L) + "\n"
 
 
-def write_doc(res: dict, doc: Path = DOC) -> None:
-    """Replace the generated block of ``docs/tiny_grounding.md`` with :func:`markdown` of ``res``."""
+PROBES = REPO / "benchmarks/results/diagnostics/tiny_grounding_probes.json"
+PBEGIN, PEND = "<!-- tiny_grounding.py:probes:begin -->", "<!-- tiny_grounding.py:probes:end -->"
+
+
+def merge_probes(paths: list[str]) -> dict:
+    """Short runs of the recipe with one ``--set`` change each (same steps / eval set), compared with the first
+    (the recipe itself) on the same questions at the last checkpoint."""
+    from getok.eval.stats import paired_comparison
+
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    base = runs[0]
+    keys = ("steps", "every", "eval_scenes", "questions")
+    for r in runs[1:]:
+        if any(r["settings"][k] != base["settings"][k] for k in keys):
+            raise SystemExit(f"probes differ in {keys}: {r['settings']} vs {base['settings']}")
+    rows = []
+    b_ious = base["variants"]["recipe"]["final_ious"]
+    for r in runs:
+        v = r["variants"]["recipe"]
+        c = paired_comparison(b_ious, v["final_ious"]) if r is not base else None
+        rows.append({"set": r["settings"]["set"], "curve": [{"step": x["step"], "miou": x["miou"], "ci": x["ci"]}
+                                                          for x in v["curve"]],
+                     "vs_first": {k: (round(x, 4) if isinstance(x, float) else x) for k, x in c.items()} if c else None,
+                     "train_wall_s": v["train_wall_s"], "train_cpu_s": v["train_cpu_s"]})  # fmt: skip
+    return {"what": "probes: the recipe with one change each, short runs", "settings": base["settings"],
+            "baselines": {k: {"miou": v["miou"], "ci": v["ci"]} for k, v in base["baselines"].items()},
+            "rows": rows, "machine": base.get("machine")}  # fmt: skip
+
+
+def probes_markdown(p: dict) -> str:
+    st = p["settings"]
+    steps = [x["step"] for x in p["rows"][0]["curve"]]
+    L = [f"Short runs ({st['steps']} steps, text>mask only, {st['questions']} held-out questions; the first row is the "
+         "recipe itself, each other row changes one setting), compared with the first row on the same questions:",
+         "", "| change | " + " | ".join(f"step {s}" for s in steps) + " | vs the recipe [95 % CI] | better / worse | p |",
+         "|---|" + "---|" * len(steps) + "---|---|---|"]  # fmt: skip
+    for i, r in enumerate(p["rows"]):
+        c = r["vs_first"]
+        name = "(the recipe)" if i == 0 else "`" + " ".join(r["set"]) + "`"
+        tail = (f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['improved']} / {c['worse']} | {c['p']:.2g}"
+                if c else "– | – | –")  # fmt: skip
+        L.append(f"| {name} | " + " | ".join(f"{x['miou']:.3f}" for x in r["curve"]) + f" | {tail} |")
+    return "\n".join(L) + "\n"
+
+
+def _replace_block(text: str, begin: str, end: str, body: str) -> str:
+    a, b = text.index(begin) + len(begin), text.index(end)
+    return text[:a] + "\n" + body + text[b:]
+
+
+def write_doc(res: dict | None, doc: Path = DOC) -> None:
+    """Rewrite the generated blocks of ``docs/tiny_grounding.md``: :func:`markdown` of ``res`` and, when
+    committed, the probes table."""
     from getok.io import atomic_write_text
 
     text = doc.read_text()
-    a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
-    atomic_write_text(doc, text[:a] + "\n" + markdown(res) + text[b:])
+    if res is not None:
+        text = _replace_block(text, BEGIN, END, markdown(res))
+    if PROBES.is_file() and PBEGIN in text:
+        text = _replace_block(text, PBEGIN, PEND, probes_markdown(json.loads(PROBES.read_text())))
+    atomic_write_text(doc, text)
 
 
 def main(argv=None) -> int:
@@ -194,7 +248,16 @@ def main(argv=None) -> int:
                     help="SFT overrides for every variant (before the variant's own), e.g. train.lr=1e-3")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--doc", action="store_true", help="only rewrite the table in docs/tiny_grounding.md from --out")
+    ap.add_argument("--merge-probes", nargs="+", metavar="JSON",
+                    help="combine short runs written with --out (the recipe first, then one --set change each) into "
+                         "results/diagnostics/tiny_grounding_probes.json and its table in the doc")
     args = ap.parse_args(argv)
+    if args.merge_probes:
+        from getok.io import atomic_write_json
+
+        atomic_write_json(PROBES, merge_probes(args.merge_probes))
+        write_doc(None)
+        return 0
     if args.doc:
         write_doc(json.loads(Path(args.out).read_text()))
         return 0
