@@ -22,7 +22,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,10 +103,10 @@ def run_variant(name: str, args, data: Path, ids: list[str], kinds: dict) -> dic
     out = args.work / name
     cfg = load_sft_config(REPO / "configs/sft/tiny-cpu.yaml",
                           sft_overrides(args.steps, args.every, out, [*args.set, *extra]))  # fmt: skip
-    t0, c0 = time.perf_counter(), time.process_time()
     if not (out / "final").is_dir():
         run_sft(cfg, progress=not args.quiet)
-    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    tr = json.loads((out / "summary.json").read_text())["train"]  # the run's own timing (also when reused)
+    train_s, train_cpu = tr["train_wall_s"] + tr.get("setup_wall_s", 0.0), tr["train_cpu_s"]
     curve = []
     for step in range(args.every, args.steps + 1, args.every):
         ck = out / f"checkpoint-{step}"
@@ -127,7 +126,7 @@ def run_variant(name: str, args, data: Path, ids: list[str], kinds: dict) -> dic
         "curve": curve,
         "loss_first_last": [loss[0]["loss"], loss[-1]["loss"]] if loss else None,
         "vision_warmup": json.loads(warm.read_text())["stats"] if warm.is_file() else None,
-        "train_wall_s": round(train_s, 1),
+        "train_wall_s": round(train_s, 1),  # warm-up + data + SFT steps
         "train_cpu_s": round(train_cpu, 1),
         "final_ious": [ious[i] for i in ids],
     }
@@ -147,14 +146,14 @@ def markdown(res: dict) -> str:
          + (f", `{' '.join(st['set'])}`" if st.get("set") else "") + ". Command: `python benchmarks/diagnostics/"
          f"tiny_grounding.py --steps {st['steps']} --every {st['every']}`.", ""]  # fmt: skip
     L += ["| variant | what changes | " + " | ".join(f"step {s}" for s in steps)
-          + " | last vs recipe [95 % CI] | p | train wall / CPU s |",
+          + " | last vs recipe [95 % CI] | p | wall s (warm-up + SFT) / SFT CPU s |",
           "|---|---|" + "---|" * len(steps) + "---|---|---|"]  # fmt: skip
     for name, v in var.items():
         by = {r["step"]: r for r in v["curve"]}
         cells = [f"{by[s]['miou']:.3f}" if s in by else "–" for s in steps]
         c = v.get("vs_recipe")
         cmp_ = f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]" if c else "–"
-        p = f"{c['p']:.2g}" if c else "–"
+        p = ("< 0.0001" if c["p"] < 1e-4 else f"{c['p']:.2g}") if c else "–"
         L.append(f"| `{name}` | {v['what']} | " + " | ".join(cells)
                  + f" | {cmp_} | {p} | {v['train_wall_s']:.0f} / {v['train_cpu_s']:.0f} |")  # fmt: skip
     for b, lab in (("centre", "always the centre cell"), ("random_object", "a random object of the scene"),
@@ -210,7 +209,8 @@ def probes_markdown(p: dict) -> str:
     for i, r in enumerate(p["rows"]):
         c = r["vs_first"]
         name = "(the recipe)" if i == 0 else "`" + " ".join(r["set"]) + "`"
-        tail = (f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['improved']} / {c['worse']} | {c['p']:.2g}"
+        tail = (f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['improved']} / {c['worse']} | "
+                + ("< 0.0001" if c["p"] < 1e-4 else f"{c['p']:.2g}")
                 if c else "– | – | –")  # fmt: skip
         L.append(f"| {name} | " + " | ".join(f"{x['miou']:.3f}" for x in r["curve"]) + f" | {tail} |")
     return "\n".join(L) + "\n"
