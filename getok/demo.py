@@ -196,7 +196,7 @@ class DemoConfig:
         "rl.beta": 0.01, "rl.loss_type": "dapo", "rl.max_completion_length": 16, "rl.temperature": 1.3,
         "rl.entropy_coef": 0.02, "proposals.refresh_steps": 1, "proposals.on_invalid": "fallback",
         "proposals.max_new_tokens": 16, "proposals.fallback_k": 4, "reward.stage2.bad_delete": -1.0})  # fmt: skip
-    eval_scenes: int = 140
+    eval_scenes: int = 150
     eval_tasks: list[str] = field(default_factory=lambda: ["text>mask", "point>mask", "box>mask"])
     turns: int = 2
     eval_batch: int = 16
@@ -1231,7 +1231,8 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
         model, proc = _untrained_model(cfg, out)
         return _evaluate_sets(model, proc, sets, out / "eval" / "untrained", cfg, "untrained", progress=progress)
 
-    keys["sft"] = {"sft": config_to_dict(sft_cfg), "data": keys["data"]}
+    # training depends on the training data only: other held-out settings re-evaluate, never retrain
+    keys["sft"] = {"sft": config_to_dict(sft_cfg), "data": {k: keys["data"][k] for k in ("train_scenes", "polygon_codec")}}
     model_m = {"untrained": stages.run("eval-untrained", "evaluate the untrained model (vocabulary added)",
                                        {"eval": eval_key, "model": keys["sft"]}, untrained_stage)}  # fmt: skip
 

@@ -9,7 +9,7 @@ Sections (YAML keys):
 
 * ``model`` — :class:`PolicyConfig`: the starting policy: an SFT checkpoint directory of
   ``getok train sft`` (full, LoRA adapter or merged), a plain local model directory, or ``tiny``
-  (the embedded tiny Qwen2.5-VL with the vocabulary added, untrained: for tests).
+  (the embedded tiny model with the vocabulary added, untrained: for tests).
 * ``vocab`` — :class:`~getok.train.config.VocabConfig` (SFT's): the codecs added to ``tiny`` / a plain
   model directory; an SFT checkpoint brings its own layout (checked against ``data.codec``).
 * ``tuning`` — :class:`~getok.train.config.TuningConfig` (SFT's): ``lora`` (LoRA on the language model +

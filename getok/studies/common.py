@@ -70,6 +70,10 @@ class Budget:
         Longest training sample in tokens (image tokens included); longer ones are dropped and counted.
     torch_threads, dataloader_workers : int
         CPU settings (one intra-op thread and one worker: the fastest on 2 cores, ``docs/training.md``).
+    vision_warmup : int, optional
+        Vision warm-up steps of the tiny model before SFT (``vision_warmup.steps``; None: the SFT default,
+        0: none). Every arm gets the same warm-up (it reads the scenes, not the arm's vocabulary, except
+        that a vocabulary without grid tokens warms up on appearance only: docs/tiny_grounding.md).
     """
 
     steps: int = 200
@@ -80,6 +84,7 @@ class Budget:
     max_length: int = 448
     torch_threads: int = 1
     dataloader_workers: int = 1
+    vision_warmup: int | None = None
 
     def __post_init__(self):
         from ..config import check_numbers
@@ -92,6 +97,8 @@ class Budget:
             raise ConfigError(f"budget.lr must be > 0, got {self.lr}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"budget.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.vision_warmup is not None and self.vision_warmup < 0:
+            raise ConfigError(f"budget.vision_warmup must be >= 0, got {self.vision_warmup}")
         if self.dataloader_workers < 0:
             raise ConfigError(f"budget.dataloader_workers must be >= 0, got {self.dataloader_workers}")
 
@@ -112,7 +119,7 @@ class SceneSeries:
     n_eval, eval_seed : int
         Held-out scenes (series ``eval_seed``, must differ from ``train_seed``).
     size : int
-        Square scene side in pixels (112: 16 image tokens for the tiny model).
+        Square scene side in pixels (112: 64 image tokens for the default tiny model).
     min_objects, max_objects : int
     """
 
@@ -356,6 +363,7 @@ def sft_config(
             f"data.num_samples={budget.samples}",
             f"data.max_length={int(budget.max_length)}",
             "eval.enabled=false",
+            *([f"vision_warmup.steps={int(budget.vision_warmup)}"] if budget.vision_warmup is not None else []),
         ],
     )
     cfg.model.path = str(model_path)

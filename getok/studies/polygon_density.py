@@ -145,7 +145,7 @@ class DensityConfig:
 
 
 FAST_OVERRIDES = [
-    "budget.steps=3", "budget.batch_size=2", "budget.dataloader_workers=0", "scenes.n_train=6", "scenes.n_eval=2",
+    "budget.steps=3", "budget.batch_size=2", "budget.dataloader_workers=0", "budget.vision_warmup=2", "scenes.n_train=6", "scenes.n_eval=2",
     "seeds=[0]", "eval_batch_size=8", "eps_oracle=[0.01, 0.04]", "eps_trained=[0.05]", "max_new_tokens=64",
 ]  # fmt: skip
 

@@ -182,7 +182,7 @@ class RepresentationsConfig:
 
 #: ``--fast``: a few steps on a handful of scenes (CI: the whole path, not the numbers).
 FAST_OVERRIDES = [
-    "budget.steps=3", "budget.batch_size=2", "budget.dataloader_workers=0", "scenes.n_train=6", "scenes.n_eval=2",
+    "budget.steps=3", "budget.batch_size=2", "budget.dataloader_workers=0", "budget.vision_warmup=2", "scenes.n_train=6", "scenes.n_eval=2",
     "seeds=[0]", "eval_batch_size=8",
 ]  # fmt: skip
 
@@ -456,6 +456,6 @@ def _plot(result: dict):
     axes[1].set_xlabel("target tokens per object (model's tokenizer)")
     axes[1].set_ylabel("mIoU")
     axes[1].set_title("cost vs quality")
-    fig.suptitle("Representations in miniature: tiny Qwen2.5-VL, procedural scenes, equal budget", fontsize=10)
+    fig.suptitle("Representations in miniature: tiny VLM, procedural scenes, equal budget", fontsize=10)
     fig.tight_layout()
     return fig

@@ -102,7 +102,7 @@ class ResizeConfig:
 
 
 FAST_OVERRIDES = [
-    "budget.steps=3", "budget.batch_size=2", "budget.dataloader_workers=0", "finetune.steps=2",
+    "budget.steps=3", "budget.batch_size=2", "budget.dataloader_workers=0", "budget.vision_warmup=2", "finetune.steps=2", "finetune.vision_warmup=2",
     "finetune.batch_size=2", "finetune.dataloader_workers=0", "scenes.n_train=6", "scenes.n_eval=2", "seeds=[0]",
     "directions=[[4,8]]", "eval_batch_size=8",
 ]  # fmt: skip

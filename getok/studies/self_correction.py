@@ -131,7 +131,7 @@ class SelfCorrectStudyConfig:
 
 
 FAST_OVERRIDES = [
-    "budget.steps=3", "budget.batch_size=2", "budget.dataloader_workers=0", "scenes.n_train=6", "scenes.n_eval=2",
+    "budget.steps=3", "budget.batch_size=2", "budget.dataloader_workers=0", "budget.vision_warmup=2", "scenes.n_train=6", "scenes.n_eval=2",
     "seeds=[0]", "eval_batch_size=8",
 ]  # fmt: skip
 

@@ -88,7 +88,7 @@ class ModelConfig(TinyModelSource):
     ----------
     path : str
         A local model directory (``Qwen2.5-VL-7B-Instruct``, a merged getok checkpoint) or ``tiny``: build
-        the embedded tiny Qwen2.5-VL (random weights, :mod:`getok.vocab.tiny`) into ``OUTPUT/base``.
+        the embedded tiny model (a Qwen3-VL by default; random weights, :mod:`getok.vocab.tiny`) into ``OUTPUT/base``.
     tiny_seed : int
         Weight seed of the tiny model.
     tiny : dict

@@ -141,7 +141,8 @@ def prepare_warm_base(cfg: SFTRunConfig, base: Path, output_dir: str | Path, *, 
                                 pad_to_multiple_of=cfg.vocab.pad_to_multiple_of)  # fmt: skip
     validate_layout(layout, processor, model)
     sc = cfg.data.scenes
-    scenes = generate_scenes(sc.n, seed=sc.seed, cfg=sc.scene_config())
+    # no more scenes than the warm-up can draw (a short warm-up on a large scene series)
+    scenes = generate_scenes(min(sc.n, steps * wc.batch_size), seed=sc.seed, cfg=sc.scene_config())
     stats = warm_up_vision(model, processor, layout, scenes, wc, progress=progress)
     save_with_layout(model, processor, layout, out, overwrite=True)  # a directory without the marker is redone
     atomic_write_json(out / _WARM_INFO, {"key": key, "stats": stats})  # the marker, last

@@ -3,7 +3,7 @@
 Slow (~8 min on one core): the recipe (configs/sft/tiny-cpu.yaml: tiny Qwen3-VL, vision warm-up, frozen
 vision tower) trained on text>mask alone for 300 steps of 16, then greedy answers to ~300 held-out questions
 (series 10000) against always answering the centre cell, paired over the same questions. Measured
-(docs/tiny_grounding.md): 0.28 vs 0.10 for the centre cell; the assertion asks for a sign test at p < 0.001
+(docs/tiny_grounding.md, probes): 0.284 vs 0.075 for the centre cell; the assertion asks for a sign test at p < 0.001
 and a gain whose 95 % interval lies above +0.05, which a model at the prior passes with probability ~0.
 """
 

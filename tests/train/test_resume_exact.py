@@ -17,7 +17,7 @@ from getok.train.callbacks import read_metrics
 from tests.conftest import safetensors_tensors
 
 SFT = [
-    "train", "sft", "--quiet", "configs/sft/tiny-cpu.yaml", "data.scenes.n=24", "data.num_samples=96", "train.batch_size=4",
+    "train", "sft", "--quiet", "configs/sft/tiny-cpu.yaml", "vision_warmup.steps=2", "data.scenes.n=24", "data.num_samples=96", "train.batch_size=4",
     "train.lr=5e-3", "train.logging_steps=1", "eval.enabled=false", "train.max_steps=12", "train.save_steps=4",
     "tuning.rank=8",
 ]  # fmt: skip

@@ -18,6 +18,7 @@ from getok.train.config import load_sft_config
 REPO = Path(__file__).resolve().parents[2]
 
 FAST = [
+    "vision_warmup.steps=2",  # the warm-up runs (its code path), briefly
     "data.scenes.n=24",
     "data.num_samples=96",
     "train.batch_size=8",
@@ -69,7 +70,7 @@ def test_lora_loss_falls_and_checkpoints_describe_themselves(lora_run):
     for d in (out / "checkpoint-4", out / "checkpoint-8", out / "final"):
         info = json.loads((d / CHECKPOINT_INFO_FILE).read_text())
         assert info["codecs"] == cfg.vocab.codecs and info["tuning"] == "lora"
-        assert Path(info["base_model"]) == (out / "base").resolve()
+        assert Path(info["base_model"]) == (out / "base-warm").resolve()  # the warmed-up tiny base
         assert (d / "getok_layout.json").is_file() and (d / "adapter_model.safetensors").is_file()
         assert load_sft_config(d / CONFIG_FILE).train.max_steps == 8
     # adapters hold the LoRA weights and the new rows, not whole embedding matrices
