@@ -808,6 +808,14 @@ def _p(p: float, eq: bool = False) -> str:
     return ("= " if eq else "") + f"{p:.2g}"
 
 
+def _train_loadavg(info: dict):
+    """The load average at the start of the invocation that ran SFT (a re-render runs nothing)."""
+    for inv in reversed(info.get("invocations") or []):
+        if "sft" in (inv.get("ran") or []):
+            return inv.get("loadavg_start")
+    return info["machine"].get("loadavg_start")
+
+
 def _lock_line(diff) -> str:
     if diff is None:
         return "Versions: no `requirements/lock.txt` beside this install (not a checkout); see `run.json`."
@@ -1022,9 +1030,10 @@ def summary_markdown(results: dict, info: dict) -> str:
     L.append(f"| **total** | | **{_fmt_s(tw)}** | **{_fmt_s(tc)}** |")
     L += [
         "",
-        f"Target: ≤ 15 min on 2 cores. CPU time counts this process and its finished children (the SFT data "
+        f"Target: ≤ 15 min on 2 cores — {'met' if tw <= 15 * 60 else f'**not met** ({_fmt_s(tw)} wall)'}. "
+        "CPU time counts this process and its finished children (the SFT data "
         f"loader worker); wall time also counts waiting for a CPU when other jobs share the machine "
-        f"(load average at the start of this invocation: {info['machine'].get('loadavg_start')}).",
+        f"(load average when the training ran: {_train_loadavg(info)}).",
         "",
         "## What this miniature shows, and what it cannot",
         "",
