@@ -3,7 +3,8 @@
 The end-to-end test runs ``--fast`` (the same stages at a smoke size, ~30 s of CPU) into a temporary
 directory, reruns it (every stage skipped), runs it again elsewhere with the same seed (same numbers) and
 checks that another seed is refused in the same directory. The full demo (``-m slow``) asserts what
-``summary.md`` claims: the query-conditioned tasks learn, text>mask stays at the prior.
+``summary.md`` claims: the query-conditioned tasks learn, and text>mask is found from the pixels
+(paired, far above the always-centre prior).
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ def test_cli_registers_demo():
 # ---------------------------------------------------------------------------------------------- the full demo
 @pytest.mark.slow
 def test_full_demo_shows_learning(tmp_path):
-    """The shipped budget (~15 min on 2 idle cores): what summary.md says the miniature learns."""
+    """The shipped budget (~17 min on 2 cores): what summary.md says the miniature learns."""
     out = tmp_path / "demo"
     run_demo(load_demo_config(), out, progress=False)
     res = json.loads((out / "run.json").read_text())["results"]
