@@ -1,7 +1,7 @@
 """The main job: ``getok demo --out DIR`` runs the whole GETok pipeline in miniature and writes a report.
 
-Procedural scenes → the tiny offline Qwen2.5-VL with the grid + offset vocabulary (``grid_offset:n=8``) and
-polygon answers written with the same tokens (``polygon:vertex=grid_offset,n=8``) → SFT
+Procedural scenes → the tiny offline Qwen3-VL with the grid + offset vocabulary (``grid_offset:n=8``) and
+polygon answers written with the same tokens (``polygon:vertex=grid_offset,n=8``) → vision warm-up + SFT
 (:func:`getok.train.sft.run_sft`) → GRPO stage 1 and stage 2 (:func:`getok.rl.grpo.run_grpo`) → held-out
 evaluation of every model (:func:`getok.eval.runner.evaluate`, two-turn self-correction with the oracle and
 no-refinement baselines, polygon answers through the ``polygon`` decoder) and of trivial answer baselines
@@ -29,11 +29,11 @@ gives the same numbers; only the timings differ.
 **Budget.** The defaults (:class:`DemoConfig`, repeated in ``configs/demo/tiny-cpu.yaml``) are sized for
 about 17 minutes on 2 cores (the 15-minute target is not met yet: docs/tiny_grounding.md); ``--fast`` (:data:`FAST`) is a 1–2 minute smoke run of the same code.
 
-The task mix follows what the tiny random-weight model can learn in minutes (``docs/training.md``,
-``docs/rl.md``): queries that carry their answer's position in tokens (``point>mask``, ``box>mask``, and
-polygons asked for the object in a box, ``box>polygon``) are learned; localising an object from pixels
-(``text>mask``) is not, and stays at the location prior — it is kept in the mixture and the tables so that
-the report shows both.
+The task mix: finding the object a sentence names from pixels (``text>mask``, 40 % of SFT and the GRPO
+prompts), which the warmed-up tiny model learns far above the location prior (docs/tiny_grounding.md), and
+queries that carry their answer's position in tokens (``point>mask``, ``box>mask``, and polygons asked for
+the object in a box, ``box>polygon``). Every stage is compared with the one before on the same held-out
+questions (:func:`compare_runs`).
 """
 
 from __future__ import annotations
