@@ -57,6 +57,7 @@ import numpy as np
 from .errors import ConfigError, DataError
 from .eval.baselines import BASELINES as _BASELINE_LABELS
 from .eval.baselines import BaselineGenerator
+from .eval.stats import format_diff, format_p
 
 __all__ = [
     "DemoConfig",
@@ -577,23 +578,6 @@ COMPARISONS = (("sft", "baseline:centre"), ("sft", "baseline:random_object"), ("
                ("grpo2", "sft"))  # fmt: skip
 
 
-def _per_question(run_dir: Path) -> dict[str, dict]:
-    """``{sample id: {"task", "t1", "t2", "oracle"}}`` IoUs of one evaluation run (an invalid answer scores 0;
-    ``t2`` / ``oracle`` are the turn-2 and oracle turn-2 IoUs of a self-correction run, else None)."""
-    from .eval.runner import read_records
-
-    def iou(r):
-        return float(r.get("iou") or 0.0) if r else 0.0
-
-    out = {}
-    for r in read_records(Path(run_dir) / "records.jsonl"):
-        turns = r.get("turns") or [r]
-        orc = r.get("oracle") or []
-        out[r["id"]] = {"task": r["task"], "t1": iou(turns[0]), "t2": iou(turns[1]) if len(turns) > 1 else None,
-                        "oracle": iou(orc[0]) if orc else None}  # fmt: skip
-    return out
-
-
 def compare_runs(results: dict, kinds: dict[str, str] | None = None) -> dict:
     """Paired statistics over the same held-out questions (:func:`getok.eval.stats.paired_comparison`).
 
@@ -601,6 +585,7 @@ def compare_runs(results: dict, kinds: dict[str, str] | None = None) -> dict:
     against the one before per task; each model's turn 2 against its turn 1 (and the oracle's turn 2) per mask
     task; and text>mask per expression kind (``kinds``: sample id → kind) with bootstrap intervals.
     """
+    from .eval.runner import question_ious
     from .eval.stats import bootstrap_mean, paired_comparison
 
     def runs(key):
@@ -612,17 +597,23 @@ def compare_runs(results: dict, kinds: dict[str, str] | None = None) -> dict:
         for part in ("tasks", "polygons"):
             d = (r.get(part) or {}).get("dir")
             if d and Path(d, "records.jsonl").is_file():
-                q.update(_per_question(Path(d)))
+                q.update(question_ious(d))
         return q
+
+    cache: dict = {}
+
+    def get(key):  # each run's records are read once
+        if key not in cache:
+            cache[key] = runs(key)
+        return cache[key]
 
     def rnd(d):
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
-    cache = {}
     out: dict = {"stages": [], "selfcorrect": [], "kinds": {}}
     for after, before in COMPARISONS:
-        a = cache.setdefault(after, runs(after))
-        b = cache.setdefault(before, runs(before))
+        a = get(after)
+        b = get(before)
         if not a or not b:
             continue
         for task in sorted({v["task"] for v in a.values()}):
@@ -632,7 +623,7 @@ def compare_runs(results: dict, kinds: dict[str, str] | None = None) -> dict:
             c = paired_comparison([b[i]["t1"] for i in ids], [a[i]["t1"] for i in ids])
             out["stages"].append({"model": after, "vs": before, "task": task, **rnd(c)})
     for name in (k for k, _, _ in MODELS if k != "untrained"):
-        q = cache.setdefault(name, runs(name))
+        q = get(name)
         if not q:
             continue
         for task in sorted({v["task"] for v in q.values() if v["t2"] is not None}):
@@ -643,7 +634,7 @@ def compare_runs(results: dict, kinds: dict[str, str] | None = None) -> dict:
                                        "oracle_diff": round(o["diff"], 4)})  # fmt: skip
     if kinds:
         for key in [k for k, _, _ in MODELS] + [f"baseline:{b}" for b, _ in BASELINES]:
-            q = cache.setdefault(key, runs(key))
+            q = get(key)
             if not q:
                 continue
             by: dict[str, list] = {}
@@ -801,13 +792,6 @@ def _turn2_gains(sc: dict):
     return t1, t2, o2, diff(t1, t2), diff(t1, o2)
 
 
-def _p(p: float, eq: bool = False) -> str:
-    """A p-value as a reader wants it: ``< 0.0001`` rather than a rounded 0."""
-    if p < 1e-4:
-        return "< 0.0001"
-    return ("= " if eq else "") + f"{p:.2g}"
-
-
 def _train_loadavg(info: dict):
     """The load average at the start of the invocation that ran SFT (a re-render runs nothing)."""
     for inv in reversed(info.get("invocations") or []):
@@ -854,8 +838,8 @@ def _comparison_sections(comp: dict) -> list[str]:
         for c in comp["stages"]:
             L.append(
                 f"| {_label(c['model'])} | {_label(c['vs'])} | {c['task']} | {c['n']} | {_f(c['before'])} | "
-                f"{_f(c['after'])} | {_f(c['diff'], signed=True)} [{_f(c['lo'], signed=True)}, {_f(c['hi'], signed=True)}] | "
-                f"{c['improved']} / {c['worse']} | {_p(c['p'])} | {'**yes**' if c['significant'] else 'no'} |"
+                f"{_f(c['after'])} | {format_diff(c)} | "
+                f"{c['improved']} / {c['worse']} | {format_p(c['p'])} | {'**yes**' if c['significant'] else 'no'} |"
             )
         L.append("")
     if comp.get("kinds"):
@@ -967,8 +951,8 @@ def summary_markdown(results: dict, info: dict) -> str:
         for c in sc_rows:
             L.append(
                 f"| {_label(c['model'])} | {c['task']} | {c['n']} | {_f(c['before'])} | {_f(c['after'])} | "
-                f"{_f(c['diff'], signed=True)} [{_f(c['lo'], signed=True)}, {_f(c['hi'], signed=True)}] | "
-                f"{c['improved']} / {c['worse']} | {_p(c['p'])} | {'**yes**' if c['significant'] else 'no'} | "
+                f"{format_diff(c)} | "
+                f"{c['improved']} / {c['worse']} | {format_p(c['p'])} | {'**yes**' if c['significant'] else 'no'} | "
                 f"{_f(c['oracle'])} |"
             )
         L.append("")
@@ -1070,8 +1054,8 @@ def _findings(results: dict, info: dict) -> list[str]:
     def said(c):
         if not c:
             return "not compared"
-        return (f"{_f(c['diff'], signed=True)} [{_f(c['lo'], signed=True)}, {_f(c['hi'], signed=True)}], "
-                f"{c['improved']} better / {c['worse']} worse, p {_p(c['p'], eq=True)}")  # fmt: skip
+        return (f"{format_diff(c)}, "
+                f"{c['improved']} better / {c['worse']} worse, p {format_p(c['p'], eq=True)}")  # fmt: skip
 
     un, final = m.get("untrained"), m.get("grpo2") or m.get("grpo1") or m.get("sft")
     inv_un = ((un or {}).get("tasks") or {}).get("tables", {}).get("all", {}).get("invalid_rate")
@@ -1224,10 +1208,10 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
     def baselines_stage() -> dict:
         from .data_builders.dataset import read_dataset
 
+        samples = {key: list(read_dataset(data_dir, check_images=False)) for key, (data_dir, *_) in sets.items()}
         res = {}
         for b, _ in BASELINES:
-            gens = {key: BaselineGenerator(b, cfg.polygon_codec, samples=read_dataset(data_dir, check_images=False),
-                                           seed=cfg.seed) for key, (data_dir, *_) in sets.items()}  # fmt: skip
+            gens = {key: BaselineGenerator(b, cfg.polygon_codec, samples=samples[key], seed=cfg.seed) for key in sets}
             res[b] = _evaluate_sets(None, None, sets, out / "eval" / f"baseline-{b}", cfg, f"baseline:{b}",
                                     generate_fn=gens, progress=False)  # fmt: skip
         return res

@@ -70,12 +70,11 @@ def eval_set(work: Path, n_scenes: int) -> Path:
 
 def score(model, processor, data: Path, out: Path, generate_fn=None) -> dict:
     """Per-question IoU (sample order) of one model or baseline."""
-    from getok.eval.runner import evaluate, read_records
+    from getok.eval.runner import evaluate, question_ious
 
     evaluate(model, processor, str(data), decoder=DECODER, out_dir=str(out), turns=1, batch_size=32,
              max_new_tokens=16, resume=True, progress=False, generate_fn=generate_fn)  # fmt: skip
-    recs = read_records(out / "records.jsonl")
-    return {r["id"]: float(r.get("iou") or 0.0) for r in recs}
+    return {i: q["t1"] for i, q in question_ious(out).items()}
 
 
 def summarise(ious: dict, ids: list[str], kinds: dict) -> dict:
@@ -139,6 +138,8 @@ BEGIN, END = "<!-- tiny_grounding.py:begin -->", "<!-- tiny_grounding.py:end -->
 def markdown(res: dict) -> str:
     """The tables of one result: learning curves (mIoU per checkpoint) beside the baselines and the ceiling,
     the paired comparison of each variant's last checkpoint with the recipe's, and mIoU by expression type."""
+    from getok.eval.stats import format_diff, format_p
+
     st, base, var = res["settings"], res["baselines"], res["variants"]
     steps = sorted({r["step"] for v in var.values() for r in v["curve"]})
     L = [f"Held-out text>mask, {st['questions']} questions ({st['eval_scenes']} scenes of series {EVAL_SERIES}), "
@@ -152,8 +153,8 @@ def markdown(res: dict) -> str:
         by = {r["step"]: r for r in v["curve"]}
         cells = [f"{by[s]['miou']:.3f}" if s in by else "–" for s in steps]
         c = v.get("vs_recipe")
-        cmp_ = f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]" if c else "–"
-        p = ("< 0.0001" if c["p"] < 1e-4 else f"{c['p']:.2g}") if c else "–"
+        cmp_ = format_diff(c) if c else "–"
+        p = format_p(c["p"]) if c else "–"
         L.append(f"| `{name}` | {v['what']} | " + " | ".join(cells)
                  + f" | {cmp_} | {p} | {v['train_wall_s']:.0f} / {v['train_cpu_s']:.0f} |")  # fmt: skip
     for b, lab in (("centre", "always the centre cell"), ("random_object", "a random object of the scene"),
@@ -200,6 +201,8 @@ def merge_probes(paths: list[str]) -> dict:
 
 
 def probes_markdown(p: dict) -> str:
+    from getok.eval.stats import format_diff, format_p
+
     st = p["settings"]
     steps = [x["step"] for x in p["rows"][0]["curve"]]
     L = [f"Short runs ({st['steps']} steps, text>mask only, {st['questions']} held-out questions; the first row is the "
@@ -209,8 +212,7 @@ def probes_markdown(p: dict) -> str:
     for i, r in enumerate(p["rows"]):
         c = r["vs_first"]
         name = "(the recipe)" if i == 0 else "`" + " ".join(r["set"]) + "`"
-        tail = (f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['improved']} / {c['worse']} | "
-                + ("< 0.0001" if c["p"] < 1e-4 else f"{c['p']:.2g}")
+        tail = (f"{format_diff(c)} | {c['improved']} / {c['worse']} | {format_p(c['p'])}"
                 if c else "– | – | –")  # fmt: skip
         L.append(f"| {name} | " + " | ".join(f"{x['miou']:.3f}" for x in r["curve"]) + f" | {tail} |")
     return "\n".join(L) + "\n"

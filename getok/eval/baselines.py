@@ -50,12 +50,12 @@ def _grid_n(sample) -> int:
 
 
 def _cell_token(x: float, y: float, size, n: int) -> str:
+    """The grid token of the cell holding pixel point ``(x, y)`` (:func:`getok.geom.grid.points_to_cells`)."""
     from ..codecs.tokens import grid_token
+    from ..geom.grid import points_to_cells
 
-    h, w = int(size[0]), int(size[1])
-    cx = min(n - 1, max(0, int(np.floor(x / w * n))))
-    cy = min(n - 1, max(0, int(np.floor(y / h * n))))
-    return grid_token(cx, cy, n)
+    (cx, cy), = points_to_cells(np.array([[x, y]], dtype=float), n, (int(size[0]), int(size[1])))
+    return grid_token(int(cx), int(cy), n)
 
 
 def _pick(key: str, seed: int, k: int) -> int:

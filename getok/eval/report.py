@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..io import atomic_write_text
+from .stats import CHANGE_TOL
 
 __all__ = ["index_rows", "index_html", "write_index", "markdown_html", "question_text", "INDEX_FILE", "CHANGES"]
 
@@ -32,7 +33,6 @@ INDEX_FILE = "index.html"
 #: The values of a row's ``change`` (IoU of the last turn vs turn 1); ``one`` = a sample with one turn.
 CHANGES = ("improved", "worse", "same", "one")
 _CHANGE_LABELS = {"improved": "improved", "worse": "worse", "same": "same IoU", "one": "one turn only"}
-_TOL = 1e-9  # as getok.eval.selfcorrect.turn_deltas
 
 
 def _e(v) -> str:
@@ -93,7 +93,7 @@ def index_rows(records: Sequence[Mapping], pngs: Mapping[str, str] | None = None
         elif delta is None:
             change = None
         else:
-            change = "improved" if delta > _TOL else "worse" if delta < -_TOL else "same"
+            change = "improved" if delta > CHANGE_TOL else "worse" if delta < -CHANGE_TOL else "same"
         rows.append({
             "id": sid,
             "task": r.get("task"),

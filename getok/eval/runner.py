@@ -66,6 +66,7 @@ __all__ = [
     "make_decoder",
     "SceneExactDecoder",
     "read_records",
+    "question_ious",
     "summarize_run",
     "summary_markdown",
 ]
@@ -186,6 +187,26 @@ def read_records(path: str | Path) -> list[dict]:
     return out
 
 
+
+
+def question_ious(path: str | Path) -> dict[str, dict]:
+    """Per-question IoUs of a run's ``records.jsonl`` (or its directory), for paired comparisons:
+    ``{sample id: {"task", "t1", "t2", "oracle"}}``. An invalid answer scores 0; ``t2`` / ``oracle`` are the
+    turn-2 and oracle turn-2 IoUs of a self-correction run, else None."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RECORDS_FILE
+
+    def iou(r):
+        return float(r.get("iou") or 0.0) if r else 0.0
+
+    out = {}
+    for r in read_records(p):
+        turns = r.get("turns") or [r]
+        orc = r.get("oracle") or []
+        out[r["id"]] = {"task": r["task"], "t1": iou(turns[0]), "t2": iou(turns[1]) if len(turns) > 1 else None,
+                        "oracle": iou(orc[0]) if orc else None}  # fmt: skip
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ scoring

@@ -59,6 +59,7 @@ from ..geom.grid import apply_offsets
 from ..geometry import Geometry
 from .metrics import sample_ious, summarize
 from .scoring import describe_sample, instance_masks, points_on_mask, score_answer, truth_masks
+from .stats import CHANGE_TOL
 
 __all__ = [
     "SelfCorrectConfig",
@@ -508,7 +509,7 @@ def _check_outputs(outs, n: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ summaries
-def turn_deltas(prev: Sequence[dict], cur: Sequence[dict], empty: str = "lisa", tol: float = 1e-9) -> dict:
+def turn_deltas(prev: Sequence[dict], cur: Sequence[dict], empty: str = "lisa", tol: float = CHANGE_TOL) -> dict:
     """How many samples improved / got worse / stayed between two turns (IoU under ``empty``).
 
     Samples the convention does not score (``nan``) are left out.

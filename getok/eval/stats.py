@@ -18,7 +18,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["bootstrap_mean", "paired_comparison", "sign_test"]
+__all__ = ["CHANGE_TOL", "bootstrap_mean", "paired_comparison", "sign_test", "format_diff", "format_p"]
+
+
+#: A per-question score change larger than this counts as better / worse (the same rule for the paired
+#: tests, the self-correction turn deltas and the per-sample page).
+CHANGE_TOL = 1e-9
 
 
 def sign_test(improved: int, worse: int) -> float:
@@ -74,7 +79,7 @@ def bootstrap_mean(
 
 def paired_comparison(
     before: Sequence[float], after: Sequence[float], *, n_boot: int = 10_000, level: float = 0.95, seed: int = 0,
-    eps: float = 1e-9,
+    eps: float = CHANGE_TOL,
 ) -> dict:  # fmt: skip
     """``after`` vs ``before`` on the same questions (same order).
 
@@ -111,3 +116,23 @@ def paired_comparison(
         "p": p,
         "significant": bool(p < 1 - level and (ci["lo"] > 0 or ci["hi"] < 0)),
     }
+
+
+def format_diff(c: dict, nd: int = 3) -> str:
+    """A :func:`paired_comparison`'s difference with its interval, as reports print it.
+
+    >>> format_diff({"diff": 0.25, "lo": 0.1, "hi": 0.4})
+    '+0.250 [+0.100, +0.400]'
+    """
+    return f"{c['diff']:+.{nd}f} [{c['lo']:+.{nd}f}, {c['hi']:+.{nd}f}]"
+
+
+def format_p(p: float, eq: bool = False) -> str:
+    """A p-value as a reader wants it: ``< 0.0001`` rather than a rounded 0 (``eq``: ``= 0.03`` in prose).
+
+    >>> format_p(3e-7), format_p(0.0312), format_p(0.0312, eq=True)
+    ('< 0.0001', '0.031', '= 0.031')
+    """
+    if p < 1e-4:
+        return "< 0.0001"
+    return ("= " if eq else "") + f"{p:.2g}"

@@ -118,15 +118,15 @@ def prepare_warm_base(cfg: SFTRunConfig, base: Path, output_dir: str | Path, *, 
 
     from ..data_builders.scenes import generate_scenes
     from ..vocab import add_spatial_tokens, load_model_and_processor, save_with_layout, validate_layout
+    from ..vocab.tiny import read_tiny_config
     from .vision_warmup import warm_up_vision
 
     out = Path(output_dir) / WARM_DIR
     wc = dataclasses.replace(wc, steps=steps)
-    from ..vocab.tiny import read_tiny_config
-
     tiny = read_tiny_config(base)  # a tiny base is named by its settings, so a moved run directory still matches
-    key = {"base": tiny.to_dict() if tiny is not None else str(Path(base).resolve()), "vision_warmup": dataclasses.asdict(wc), "codecs": cfg.vocab.codecs,
-           "init": cfg.vocab.init, "init_seed": cfg.vocab.init_seed, "scenes": dataclasses.asdict(cfg.data.scenes),
+    key = {"base": tiny.to_dict() if tiny is not None else str(Path(base).resolve()),
+           "vision_warmup": dataclasses.asdict(wc), "codecs": cfg.vocab.codecs, "init": cfg.vocab.init,
+           "init_seed": cfg.vocab.init_seed, "scenes": dataclasses.asdict(cfg.data.scenes),
            "min_pixels": cfg.model.min_pixels, "max_pixels": cfg.model.max_pixels}  # fmt: skip
     if (out / _WARM_INFO).is_file():
         info = json.loads((out / _WARM_INFO).read_text())

@@ -30,20 +30,11 @@ import numpy as np
 
 from ..codecs.tokens import grid_token
 from ..errors import ConfigError
+from ..geom.grid import pixel_cell_lookup
 
-__all__ = ["token_targets", "warm_up_vision", "image_token_grid"]
+__all__ = ["token_targets", "warm_up_vision"]
 
 log = logging.getLogger("getok.train.vision_warmup")
-
-
-def image_token_grid(processor, size: tuple[int, int]) -> tuple[int, int]:
-    """``(rows, cols)`` of image tokens the processor makes of an ``(H, W)`` image (after merging)."""
-    ip = processor.image_processor
-    merge = int(getattr(ip, "merge_size", 1) or 1)
-    h, w = size
-    out = ip(images=[np.zeros((h, w, 3), np.uint8)], return_tensors="np")
-    _, gh, gw = (int(v) for v in out["image_grid_thw"][0])
-    return gh // merge, gw // merge
 
 
 def _label_at(image, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -87,7 +78,8 @@ def token_targets(image, tokens: tuple[int, int], n: int, colours: Sequence[str]
             obj = image.objects[k]
             colour[t] = cidx.get((obj.attributes or {}).get("color"), 0)
             shape[t] = sidx.get(obj.category, 0)
-    cell = (np.minimum(yy * n // h, n - 1) * n + np.minimum(xx * n // w, n - 1)).astype(np.int64)
+    rows_of, cols_of = pixel_cell_lookup(n, (h, w))  # getok's one pixel → cell rule
+    cell = (rows_of[yy] * n + cols_of[xx]).astype(np.int64)
     return {"colour": colour, "shape": shape, "cell": cell, "object": lab >= 0}
 
 
@@ -141,10 +133,10 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
     shapes = sorted({o.category for im in images for o in im.objects if o.category})
     tok = processor.tokenizer
     d = int(model.get_input_embeddings().weight.shape[1])
-    codes = torch.zeros(n * n, d)
+    codes = None  # (n*n, D): the grid tokens' input rows, read only with the alignment loss
     if cfg.align:
         grid_ids = torch.tensor([tok.convert_tokens_to_ids(grid_token(cx, cy, n)) for cy in range(n) for cx in range(n)])
-        codes = F.normalize(model.get_input_embeddings().weight[grid_ids].detach().float(), dim=-1)  # (n*n, D)
+        codes = F.normalize(model.get_input_embeddings().weight[grid_ids].detach().float(), dim=-1)
 
     gen = torch.Generator().manual_seed(int(cfg.seed))
     with torch.random.fork_rng(devices=[]):
@@ -192,18 +184,21 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
             lc, ls = heads["colour"](x), heads["shape"](x)
             loss = F.cross_entropy(lc, cat["colour"]) + F.cross_entropy(ls, cat["shape"])
             obj = cat["object"]
-            logp = (F.normalize(x, dim=-1) @ codes.T / cfg.temperature).log_softmax(-1)
-            if cfg.align and obj.any():
-                loss = loss + cfg.align * F.nll_loss(logp[obj], cat["cell"][obj])
-            if cfg.align and cfg.background and (~obj).any():  # KL(uniform || p) on background tokens
-                loss = loss + cfg.align * cfg.background * (-logp[~obj].mean(-1) - math.log(logp.shape[1])).mean()
+            logp = None
+            if codes is not None:
+                logp = (F.normalize(x, dim=-1) @ codes.T / cfg.temperature).log_softmax(-1)
+                if obj.any():
+                    loss = loss + cfg.align * F.nll_loss(logp[obj], cat["cell"][obj])
+                if cfg.background and (~obj).any():  # KL(uniform || p) on background tokens
+                    loss = loss + cfg.align * cfg.background * (-logp[~obj].mean(-1) - math.log(logp.shape[1])).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
             with torch.no_grad():
-                cell_acc = float((logp[obj].argmax(-1) == cat["cell"][obj]).float().mean()) if obj.any() else float("nan")
+                cell_acc = (float((logp[obj].argmax(-1) == cat["cell"][obj]).float().mean())
+                            if logp is not None and obj.any() else float("nan"))  # fmt: skip
                 accs.append((float((lc.argmax(-1) == cat["colour"]).float().mean()),
                              float((ls.argmax(-1) == cat["shape"]).float().mean()), cell_acc))  # fmt: skip
     finally:

@@ -291,10 +291,7 @@ class TinyModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TinyModelConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"TinyModelConfig has no field(s) {unknown}")
+        cls._check_fields(d, "TinyModelConfig")
         if "family" not in d:  # written before the family existed: the Qwen2.5-VL tiny model of its time
             d = {"family": "qwen2_5_vl", "patch_size": 14, "system_prompt": "You are a helpful assistant.",
                  "text_before_image": False, **d}  # fmt: skip
@@ -309,13 +306,14 @@ class TinyModelConfig:
             if getattr(model_cfg, k, None) is not None:
                 kw[k] = getattr(model_cfg, k)
         over = dict(model_cfg.tiny or {})
-        unknown = sorted(set(over) - set(cls.__dataclass_fields__))
+        cls._check_fields(over, "model.tiny", hint="; see getok.vocab.tiny.TinyModelConfig")
+        return cls(**{**kw, **over})  # lists (YAML) become tuples in __post_init__
+
+    @classmethod
+    def _check_fields(cls, d: dict, what: str, hint: str = "") -> None:
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ConfigError(f"model.tiny has no field(s) {unknown}; see getok.vocab.tiny.TinyModelConfig")
-        for k in ("mrope_section", "fullatt_block_indexes", "deepstack_visual_indexes"):
-            if isinstance(over.get(k), list):
-                over[k] = tuple(over[k])
-        return cls(**{**kw, **over})
+            raise ConfigError(f"{what} has no field(s) {unknown}{hint}")
 
 
 # ---------------------------------------------------------------------------------------------- tokenizer

@@ -22,7 +22,7 @@ def test_the_tiny_recipe_learns_text_to_mask_above_the_prior(tmp_path):
 
     from getok.data_builders.dataset import read_dataset
     from getok.eval.baselines import BaselineGenerator
-    from getok.eval.runner import evaluate, read_records
+    from getok.eval.runner import evaluate, question_ious
     from getok.eval.stats import paired_comparison
     from getok.train.config import EvalConfig, load_sft_config
     from getok.train.data import build_eval_set
@@ -41,8 +41,8 @@ def test_the_tiny_recipe_learns_text_to_mask_above_the_prior(tmp_path):
     def ious(out, model=None, proc=None, gen=None):
         evaluate(model, proc, str(data), decoder="proposals:proposer=exact,n=8", out_dir=str(out), turns=1,
                  batch_size=32, max_new_tokens=16, progress=False, generate_fn=gen)  # fmt: skip
-        by = {r["id"]: float(r.get("iou") or 0.0) for r in read_records(out / "records.jsonl")}
-        return [by[s.sample_id] for s in samples]
+        by = question_ious(out)
+        return [by[s.sample_id]["t1"] for s in samples]
 
     model, proc = load_model_and_processor(tmp_path / "run" / "final")
     model.eval()

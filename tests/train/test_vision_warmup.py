@@ -7,7 +7,7 @@ import pytest
 
 from getok.data_builders.scenes import PALETTE, SHAPES, SceneConfig, generate_scenes
 from getok.train.config import VisionWarmupConfig
-from getok.train.vision_warmup import image_token_grid, token_targets
+from getok.train.vision_warmup import token_targets
 
 SPEC = "grid_offset:n=8,r=1,step=0.5"
 
@@ -41,7 +41,8 @@ def test_warm_up_trains_only_the_vision_tower_and_learns_its_targets():
 
     model, proc = make_tiny_model(TinyModelConfig(num_layers=1))
     layout = add_spatial_tokens(proc, model, [SPEC], init="2d")
-    assert image_token_grid(proc, (112, 112)) == (8, 8)
+    thw = proc.image_processor(images=[np.zeros((112, 112, 3), np.uint8)], return_tensors="np")["image_grid_thw"]
+    assert (thw[0, 1:] // proc.image_processor.merge_size).tolist() == [8, 8]  # one image token per answer cell
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     flags = {k: p.requires_grad for k, p in model.named_parameters()}
     scenes = generate_scenes(64, seed=0, cfg=SceneConfig(min_objects=1, max_objects=3))
