@@ -143,11 +143,19 @@ class DemoConfig:
         SFT mixture size, optimiser steps (``-1``: one epoch), learning rate, batch size.
     mixture : dict
         Weights of the SFT mixture entries: ``point_box`` (``point>mask`` + ``box>mask``), ``text``
-        (``text>mask``), ``offsets`` (two-turn refinement, one entry per ``offsets_k``), ``polygons``
+        (``text>mask``), ``offsets`` (two-turn refinement), ``polygons``
         (``box>polygon``). A zero weight drops the entry.
     offsets_k : list of int
-        Proposed cells per refinement sample, one mixture entry each (the policy's own proposals have
-        1–3 cells; docs/rl.md: refinements of 6-cell proposals only do not transfer to them).
+        Proposed cells per refinement sample (the policy's own proposals have 1–3 cells; docs/rl.md:
+        refinements of 6-cell proposals only do not transfer to them).
+    offsets_tasks : list of str
+        The questions of the refinement samples' first turn — the mask tasks the evaluation and stage 2
+        refine (:func:`getok.data_builders.refine.refine_from_tasks`; ``k`` drawn per sample from
+        ``offsets_k``). Empty: turn 1 asks ``Segment {query}.`` (one mixture entry per ``k``), a question
+        the evaluation never asks — its SFT model answered every refine turn with ``<DELETE>``.
+    loss_turns : str
+        ``train.loss_turns`` of SFT: ``last`` learns a refinement sample's final answer only, so the noisy
+        proposal of turn 1 is context, never a target for the task question it follows.
     grpo_scenes, grpo_tasks : int, list of str
         GRPO prompts: scenes of series 1 and their query tasks.
     grpo1_steps, grpo2_steps : int
@@ -182,6 +190,8 @@ class DemoConfig:
         default_factory=lambda: {"point_box": 0.25, "text": 0.4, "offsets": 0.15, "polygons": 0.2}
     )
     offsets_k: list[int] = field(default_factory=lambda: [1, 2, 4])
+    offsets_tasks: list[str] = field(default_factory=lambda: ["text>mask", "point>mask", "box>mask"])
+    loss_turns: str = "last"
     grpo_scenes: int = 300
     grpo_tasks: list[str] = field(default_factory=lambda: ["text>mask"])
     grpo1_steps: int = 60
@@ -238,6 +248,11 @@ class DemoConfig:
             wrong = [t for t in tasks if t not in TASKS or not t.endswith(">mask")]
             if wrong or not tasks:
                 raise ConfigError(f"DemoConfig.{name} must be a non-empty list of mask tasks, got {tasks}")
+        wrong = [t for t in self.offsets_tasks if t not in TASKS or not t.endswith(">mask")]
+        if wrong:
+            raise ConfigError(f"DemoConfig.offsets_tasks must list mask tasks (or be empty), got {wrong}")
+        if self.loss_turns not in ("all", "last"):
+            raise ConfigError(f"DemoConfig.loss_turns must be 'all' or 'last', got {self.loss_turns!r}")
 
     @property
     def polygon_codec(self) -> str:
@@ -284,7 +299,10 @@ def _mixture(cfg: DemoConfig, polygons_dir: Path) -> list[dict]:
                     "name": "point_box"})  # fmt: skip
     if w.get("text", 0) > 0:
         out.append({"type": "tasks", "weight": w["text"], "tasks": ["text>mask"], "greedy": "exact", "name": "text"})
-    if w.get("offsets", 0) > 0:
+    if w.get("offsets", 0) > 0 and cfg.offsets_tasks:  # turn 1 = the evaluated question, k drawn per sample
+        out.append({"type": "offsets", "weight": w["offsets"], "tasks": list(cfg.offsets_tasks),
+                    "ks": [int(k) for k in cfg.offsets_k], "greedy": "exact", "name": "offsets"})  # fmt: skip
+    elif w.get("offsets", 0) > 0:  # turn 1 = "Segment {query}.", one entry per k
         for k in cfg.offsets_k:
             out.append({"type": "offsets", "weight": w["offsets"] / len(cfg.offsets_k), "k": int(k),
                         "name": f"offsets_k{k}"})  # fmt: skip
@@ -316,6 +334,7 @@ def sft_config(cfg: DemoConfig, out: str | Path):
         "data.scenes": _scenes_section(cfg.train_scenes, TRAIN_SERIES),
         "data.mixture": _mixture(cfg, out / "data" / "polygons-train"),
         "train.lr": cfg.sft_lr,
+        "train.loss_turns": cfg.loss_turns,
         "train.batch_size": cfg.sft_batch,
         "train.max_steps": cfg.sft_steps,
         "train.torch_threads": cfg.torch_threads,

@@ -53,6 +53,8 @@ def test_fast_and_overrides_and_seed():
         ({"grpo1_steps": 0}, "grpo1_steps"),
         ({"polygon_eps": 1.5}, "polygon_eps"),
         ({"offsets_k": []}, "offsets_k"),
+        ({"offsets_tasks": ["box>polygon"]}, "offsets_tasks"),
+        ({"loss_turns": "first"}, "loss_turns"),
     ],
 )
 def test_bad_config_names_the_field(kw, field):
@@ -68,8 +70,16 @@ def test_derived_run_configs(tmp_path):
         "polygon:vertex=grid_offset"
     )
     names = [e.name for e in s.data.mixture]
-    assert names == ["point_box", "text", "offsets_k1", "offsets_k2", "offsets_k4", "box_polygon"]
+    assert names == ["point_box", "text", "offsets", "box_polygon"]
     assert math.isclose(sum(e.weight for e in s.data.mixture), 1.0)
+    # the refinement samples ask the evaluated questions in turn 1, learn only the refine turn
+    off = s.data.mixture[2]
+    assert off.type == "offsets" and off.tasks == cfg.offsets_tasks and off.ks == cfg.offsets_k
+    assert s.train.loss_turns == "last"
+    old = sft_config(DemoConfig(offsets_tasks=[], loss_turns="all"), tmp_path)
+    assert [e.name for e in old.data.mixture] == ["point_box", "text", "offsets_k1", "offsets_k2", "offsets_k4",
+                                                  "box_polygon"]  # fmt: skip
+    assert all(e.tasks is None for e in old.data.mixture[2:5]) and old.train.loss_turns == "all"
     assert s.eval.enabled is False and s.train.max_steps == cfg.sft_steps
     g1, g2 = grpo_config(cfg, tmp_path, 1), grpo_config(cfg, tmp_path, 2)
     assert g1.model.path == str(tmp_path / "sft" / "final") and g2.model.path == str(tmp_path / "grpo1" / "final")

@@ -143,7 +143,14 @@ def prepare_warm_base(cfg: SFTRunConfig, base: Path, output_dir: str | Path, *, 
     sc = cfg.data.scenes
     # no more scenes than the warm-up can draw (a short warm-up on a large scene series)
     scenes = generate_scenes(min(sc.n, steps * wc.batch_size), seed=sc.seed, cfg=sc.scene_config())
-    stats = warm_up_vision(model, processor, layout, scenes, wc, progress=progress)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(wc.torch_threads or usable_cores())
+    try:
+        stats = warm_up_vision(model, processor, layout, scenes, wc, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     save_with_layout(model, processor, layout, out, overwrite=True)  # a directory without the marker is redone
     atomic_write_json(out / _WARM_INFO, {"key": key, "stats": stats})  # the marker, last
     return out
@@ -394,6 +401,14 @@ def torch_threads() -> int:
     import torch
 
     return int(torch.get_num_threads())
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def cpu_seconds() -> float:

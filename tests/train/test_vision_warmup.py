@@ -78,6 +78,15 @@ def test_a_vocabulary_without_grid_tokens_warms_up_on_appearance_only(caplog):
         VisionWarmupConfig(lr=float("nan"))
 
 
+def test_warmup_thread_count_is_checked():
+    from getok.errors import ConfigError
+    from getok.train.config import load_sft_config
+
+    assert load_sft_config(None, []).vision_warmup.torch_threads is None  # every usable core
+    with pytest.raises(ConfigError, match="torch_threads"):
+        load_sft_config(None, ["vision_warmup.torch_threads=0"])
+
+
 def test_warmup_runs_by_default_only_for_the_tiny_model():
     from getok.train.config import TINY_WARMUP_STEPS, ModelConfig, load_sft_config
 
@@ -92,10 +101,19 @@ def test_the_warmed_base_is_written_once_and_guarded(tmp_path):
     from getok.train.config import load_sft_config
     from getok.train.sft import prepare_base, prepare_warm_base
 
-    ov = [f"output_dir={tmp_path}", "vision_warmup.steps=2", "vision_warmup.batch_size=2", "data.scenes.n=4"]
+    import torch
+
+    ov = [f"output_dir={tmp_path}", "vision_warmup.steps=2", "vision_warmup.batch_size=2", "data.scenes.n=4",
+          "vision_warmup.torch_threads=2"]  # fmt: skip
     cfg = load_sft_config(None, ov)
     base = prepare_base(cfg, tmp_path)
-    warm = prepare_warm_base(cfg, base, tmp_path, progress=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        warm = prepare_warm_base(cfg, base, tmp_path, progress=False)
+        assert torch.get_num_threads() == 1  # the warm-up's own thread count is restored for SFT
+    finally:
+        torch.set_num_threads(before)
     assert warm == tmp_path / "base-warm" and (warm / "getok_vision_warmup.json").is_file()
     mtime = (warm / "getok_vision_warmup.json").stat().st_mtime_ns
     assert prepare_warm_base(cfg, base, tmp_path, progress=False) == warm  # reused, not redone
