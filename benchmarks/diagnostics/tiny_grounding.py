@@ -35,6 +35,8 @@ VARIANTS = {
     "no_warmup_train_vision": ("no warm-up, vision tower trained by SFT (the previous default's training)",
                                ["vision_warmup.steps=0", "tuning.train_vision=true"]),
     "warmup_appearance_only": ("warm-up on colour / shape only (no cell alignment)", ["vision_warmup.align=0"]),
+    "word_align": ("the warm-up also aligns object tokens with their colour / shape words' input rows",
+                   ["vision_warmup.words=1"]),
     "patch14": ("14-px patches: 16 image tokens (2 x 2 answer cells each)", ["model.tiny.patch_size=14"]),
     "qwen2_5_vl": ("tiny Qwen2.5-VL (rotary-only vision tower, no position table; warm-up on appearance only)",
                    ["model.tiny.family=qwen2_5_vl", "vision_warmup.align=0"]),

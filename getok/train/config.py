@@ -531,6 +531,9 @@ class VisionWarmupConfig:
         input rows); 0 trains only the colour / shape heads.
     background : float
         Weight (relative to ``align``) of pushing background tokens to name no cell.
+    words : float
+        Weight of the word-alignment loss (an object's image token resembles the input rows of the words
+        naming its colour and shape); 0 leaves it out.
     temperature : float
         Of the cosine similarities in the alignment loss.
     seed : int
@@ -545,13 +548,14 @@ class VisionWarmupConfig:
     lr: float = 2.0e-3
     align: float = 1.0
     background: float = 1.0
+    words: float = 0.0
     temperature: float = 0.1
     seed: int = 0
     torch_threads: int | None = None
 
     def __post_init__(self):
         check_numbers(self, "vision_warmup", positive=("batch_size", "lr", "temperature", "torch_threads"),
-                      non_negative=("steps", "align", "background", "seed"))  # fmt: skip
+                      non_negative=("steps", "align", "background", "words", "seed"))  # fmt: skip
 
     def steps_for(self, model: ModelConfig) -> int:
         """The steps this run warms up for (``steps``, or the default for ``model``)."""

@@ -12,6 +12,10 @@ per-image-token targets read off annotated scenes, with small linear heads that 
   weight ``background``). The rows are read, not trained. With a grid init that writes the same code into
   a token's input and output rows (``vocab.init: 2d``), copying an object's image token to the answer
   position then already writes its cell: what the language model has to learn is *which* token to copy.
+* **word alignment** (``words``): the same kind of loss towards the *input rows of the words* that name the
+  object's colour and shape (`` red``, `` triangle``: the mean row of each word's tokens, read, not
+  trained), so that an object's image tokens resemble the words a question uses for it — the language
+  model can then find the named object by similarity instead of learning the binding from scratch.
 
 The alignment needs the image tokens to know their position (Qwen3-VL's learned position table does;
 Qwen2.5-VL's rotary-only tower cannot) and works best with one token per answer cell. Measured effect:
@@ -32,7 +36,7 @@ from ..codecs.tokens import grid_token
 from ..errors import ConfigError
 from ..geom.grid import pixel_cell_lookup
 
-__all__ = ["token_targets", "warm_up_vision"]
+__all__ = ["token_targets", "warm_up_vision", "word_row"]
 
 log = logging.getLogger("getok.train.vision_warmup")
 
@@ -83,6 +87,14 @@ def token_targets(image, tokens: tuple[int, int], n: int, colours: Sequence[str]
     return {"colour": colour, "shape": shape, "cell": cell, "object": lab >= 0}
 
 
+def word_row(tokenizer, embeddings, word: str):
+    """The input row of ``word`` as a question writes it (after a space): the mean row of its tokens."""
+    ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ConfigError(f"the tokenizer encodes {word!r} as no tokens")
+    return embeddings[ids].mean(0)
+
+
 def _grid_n(layout) -> int | None:
     """The grid size of the vocabulary's first grid codec (None: no grid tokens to align to)."""
     from ..codecs.base import get_codec
@@ -108,13 +120,14 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
     images : sequence of AnnotatedImage
         Training images with object masks (colour from ``attributes["color"]``, shape from ``category``).
     cfg : VisionWarmupConfig
-        ``steps``, ``batch_size``, ``lr``, ``align``, ``background``, ``temperature``, ``seed``.
+        ``steps``, ``batch_size``, ``lr``, ``align``, ``background``, ``words``, ``temperature``, ``seed``.
 
     Returns
     -------
     dict
         ``steps``, ``loss_first`` / ``loss_last`` (means of the first / last 20 steps), the last 50 steps'
-        token accuracies (``colour_acc``, ``shape_acc``, ``cell_acc`` over object tokens), wall / CPU seconds.
+        token accuracies (``colour_acc``, ``shape_acc``; ``cell_acc`` and ``word_acc`` — the colour and shape
+        words named by similarity — over object tokens), wall / CPU seconds.
     """
     import torch
     import torch.nn.functional as F
@@ -134,9 +147,14 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
     tok = processor.tokenizer
     d = int(model.get_input_embeddings().weight.shape[1])
     codes = None  # (n*n, D): the grid tokens' input rows, read only with the alignment loss
+    emb = model.get_input_embeddings().weight.detach().float()
     if cfg.align:
         grid_ids = torch.tensor([tok.convert_tokens_to_ids(grid_token(cx, cy, n)) for cy in range(n) for cx in range(n)])
-        codes = F.normalize(model.get_input_embeddings().weight[grid_ids].detach().float(), dim=-1)
+        codes = F.normalize(emb[grid_ids], dim=-1)
+    words = None  # {"colour": (C, D), "shape": (S, D)}: the words' input rows, with the word-alignment loss
+    if cfg.words:
+        words = {k: F.normalize(torch.stack([word_row(tok, emb, w) for w in names]), dim=-1)
+                 for k, names in (("colour", colours), ("shape", shapes))}  # fmt: skip
 
     gen = torch.Generator().manual_seed(int(cfg.seed))
     with torch.random.fork_rng(devices=[]):
@@ -191,6 +209,15 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
                     loss = loss + cfg.align * F.nll_loss(logp[obj], cat["cell"][obj])
                 if cfg.background and (~obj).any():  # KL(uniform || p) on background tokens
                     loss = loss + cfg.align * cfg.background * (-logp[~obj].mean(-1) - math.log(logp.shape[1])).mean()
+            word_hits = []
+            if words is not None and obj.any():
+                xo = F.normalize(x[obj], dim=-1)
+                for k in ("colour", "shape"):
+                    known = cat[k][obj] > 0  # class 0: background / an unnamed attribute
+                    if known.any():
+                        lw = (xo[known] @ words[k].T / cfg.temperature).log_softmax(-1)
+                        loss = loss + cfg.words * F.nll_loss(lw, cat[k][obj][known] - 1)
+                        word_hits.append((lw.detach().argmax(-1) == cat[k][obj][known] - 1).float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -199,8 +226,9 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
             with torch.no_grad():
                 cell_acc = (float((logp[obj].argmax(-1) == cat["cell"][obj]).float().mean())
                             if logp is not None and obj.any() else float("nan"))  # fmt: skip
+                word_acc = float(torch.cat(word_hits).mean()) if word_hits else float("nan")
                 accs.append((float((lc.argmax(-1) == cat["colour"]).float().mean()),
-                             float((ls.argmax(-1) == cat["shape"]).float().mean()), cell_acc))  # fmt: skip
+                             float((ls.argmax(-1) == cat["shape"]).float().mean()), cell_acc, word_acc))  # fmt: skip
     finally:
         for name, p in model.named_parameters():
             p.requires_grad_(was[name])
@@ -215,6 +243,7 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
         "colour_acc": round(float(np.nanmean(last[:, 0])), 4),
         "shape_acc": round(float(np.nanmean(last[:, 1])), 4),
         "cell_acc": round(float(np.nanmean(last[:, 2])), 4) if cfg.align else None,
+        "word_acc": round(float(np.nanmean(last[:, 3])), 4) if cfg.words else None,
         "align_skipped": skipped,
         "colours": colours,
         "shapes": shapes,

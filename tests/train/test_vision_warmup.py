@@ -58,6 +58,42 @@ def test_warm_up_trains_only_the_vision_tower_and_learns_its_targets():
     assert stats["colour_acc"] > 1 - obj_share + 0.5 * obj_share, stats
     assert stats["cell_acc"] > 0.3, stats
     assert stats["loss_last"] < stats["loss_first"] - 1.0, stats
+    assert stats["word_acc"] is None  # word alignment is off by default
+
+
+def test_word_alignment_makes_object_tokens_resemble_their_words():
+    import torch
+    import torch.nn.functional as F
+
+    from getok.train.vision_warmup import warm_up_vision, word_row
+    from getok.vocab import add_spatial_tokens, make_tiny_model
+    from getok.vocab.tiny import TinyModelConfig
+
+    model, proc = make_tiny_model(TinyModelConfig(num_layers=1))
+    layout = add_spatial_tokens(proc, model, [SPEC], init="2d")
+    rows_before = model.get_input_embeddings().weight.detach().clone()
+    scenes = generate_scenes(64, seed=0, cfg=SceneConfig(min_objects=1, max_objects=3))
+    stats = warm_up_vision(model, proc, layout, scenes, VisionWarmupConfig(steps=120, batch_size=16, words=1.0),
+                           progress=False)  # fmt: skip
+    assert torch.equal(model.get_input_embeddings().weight, rows_before)  # the words' rows are read, not trained
+    # 2 x ~10 candidate words: chance is ~0.1; the object tokens name their colour and shape by similarity
+    assert stats["word_acc"] > 0.5, stats
+    # and independently of the warm-up's own bookkeeping: the token under an object's centre is closer to
+    # its colour word than to the other colours' words, for most objects
+    emb = model.get_input_embeddings().weight.detach().float()
+    words = F.normalize(torch.stack([word_row(proc.tokenizer, emb, c) for c in stats["colours"]]), dim=-1)
+    hits = total = 0
+    model.eval()
+    with torch.no_grad():
+        for s in generate_scenes(20, seed=99, cfg=SceneConfig(min_objects=1, max_objects=3)):
+            enc = proc.image_processor(images=[s.get_image()], return_tensors="pt")
+            out = model.get_image_features(pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"])
+            x = torch.cat(list(getattr(out, "pooler_output", out))).float()
+            t = token_targets(s, (8, 8), 8, stats["colours"], stats["shapes"])
+            for k in np.flatnonzero(t["colour"] > 0):
+                total += 1
+                hits += int((F.normalize(x[k], dim=-1) @ words.T).argmax()) == int(t["colour"][k]) - 1
+    assert total > 20 and hits / total > 0.5, (hits, total)
 
 
 def test_a_vocabulary_without_grid_tokens_warms_up_on_appearance_only(caplog):
