@@ -1,14 +1,23 @@
 # getok: two commands do the whole set-up on a fresh machine.
 #   make test  — create .venv, install torch 2.14.1 + torchvision 0.29.1, then getok[all,test]; run the suite
 #   make demo  — the same set-up, then the main job on the embedded defaults (report under runs/demo)
+#   make test-engines — a second venv (.venv-engines: transformers < 5, EasyR1's CPU requirements) and the
+#                       contract tests that drive our configs / data / model dirs / reward through EasyR1's code
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.getok-installed
 LOCK   := requirements/lock.txt
 PYTEST_ARGS ?=
+# the engine contract environment (tests/engines): separate from .venv, EasyR1 needs transformers < 5
+ENGINES_PYTHON ?= python3.11
+ENGINES_VENV   ?= .venv-engines
+ENGINES_BIN    := $(ENGINES_VENV)/bin
+ENGINES_STAMP  := $(ENGINES_VENV)/.getok-engines-installed
+ENGINES_REQ    := requirements/engines.txt
+ENGINES_LOCK   := requirements/engines-lock.txt
 
-.PHONY: install test test-all demo lint bench clean lock
+.PHONY: install test test-all test-engines install-engines demo lint bench clean lock lock-engines
 
 $(STAMP): setup.cfg pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +37,22 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "slow or not slow" $(PYTEST_ARGS)
 
+$(ENGINES_STAMP): setup.cfg pyproject.toml $(ENGINES_REQ) $(ENGINES_LOCK)
+	test -x $(ENGINES_BIN)/python || $(ENGINES_PYTHON) -m venv $(ENGINES_VENV)
+	$(ENGINES_BIN)/pip install --quiet --upgrade pip
+	# the same torch pair as .venv first; nothing installed later may replace it
+	$(ENGINES_BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(ENGINES_BIN)/pip install --quiet -c $(ENGINES_LOCK) -r $(ENGINES_REQ)
+	$(ENGINES_BIN)/pip install --quiet --no-deps -e .
+	touch $(ENGINES_STAMP)
+
+install-engines: $(ENGINES_STAMP)
+
+# EasyR1 contract tests (tests/engines) in .venv-engines; the artefacts are built by getok in .venv. The tests
+# skip, saying why, where ../shared/third_party/EasyR1 (or $$GETOK_EASYR1) is absent.
+test-engines: $(STAMP) $(ENGINES_STAMP)
+	$(ENGINES_BIN)/python -m pytest -q -p no:cacheprovider tests/engines $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	$(BIN)/getok demo --out runs/demo
 
@@ -38,5 +63,8 @@ lint: $(STAMP)
 lock: $(STAMP)
 	{ sed -n '1,3p' $(LOCK); $(BIN)/pip freeze --exclude-editable | grep -v '^#'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
+lock-engines: $(ENGINES_STAMP)
+	{ sed -n '1,3p' $(ENGINES_LOCK); $(ENGINES_BIN)/pip freeze --exclude-editable | grep -v '^#'; } > $(ENGINES_LOCK).new && mv $(ENGINES_LOCK).new $(ENGINES_LOCK)
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(ENGINES_VENV) runs build *.egg-info

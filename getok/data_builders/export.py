@@ -13,7 +13,7 @@ Every export is a directory written atomically with a ``manifest.json`` (the dat
   ``value`` and ``<image>`` in the first human turn, ``images`` list and LLaVA's ``image``), images copied
   to ``images/``, and ``dataset_info.json`` for LlamaFactory (ms-swift reads the same rows).
 * :func:`export_easyr1` — ``train.parquet`` with EasyR1's keys: ``problem`` (the question with
-  ``<image>``), ``answer`` (the packed truth of :mod:`getok.rl.truth` that ``getok/rl/easyr1_reward.py``
+  ``<image>``, written so that EasyR1 builds the same user content as SFT: :func:`engine_prompt`), ``answer`` (the packed truth of :mod:`getok.rl.truth` that ``getok/rl/easyr1_reward.py``
   scores: reward task, codec spec, kind, image size, RLE masks, boxes, points, for stage 2 the stage-1
   ``proposal``; plus the layout hash, the sample's task and the target answer) and ``images``
   (embedded bytes; or paths relative to ``OUT`` with ``embed_images=False``: set ``data.image_dir=OUT``).
@@ -52,6 +52,8 @@ __all__ = [
     "trl_messages",
     "sharegpt_conversations",
     "easyr1_problem",
+    "user_content",
+    "engine_prompt",
 ]
 
 PARQUET_NAME = "train-00000-of-00001.parquet"
@@ -59,14 +61,6 @@ PARQUET_NAME = "train-00000-of-00001.parquet"
 
 def _as_dataset(data: Dataset | str | Path) -> Dataset:
     return data if isinstance(data, Dataset) else read_dataset(data)
-
-
-def _question(text: str) -> str:
-    """A user message without its leading image placeholder."""
-    t = text
-    if t.startswith(IMAGE_PLACEHOLDER):
-        t = t[len(IMAGE_PLACEHOLDER) :]
-    return t.lstrip("\n")
 
 
 def _n_placeholders(sample: Sample) -> int:
@@ -80,18 +74,45 @@ def _check_one_image(sample: Sample) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- row builders
+def user_content(text: str) -> list[str | None]:
+    r"""A user message as the model sees it: text parts and images (``None``) in order.
+
+    The one rule every trainer's prompt follows (SFT, TRL GRPO, EasyR1): ``text`` is split at each
+    ``<image>``, each text part loses the newlines around it (the chat template puts the image tokens right
+    against the text) and empty parts are dropped.
+
+    >>> user_content("<image>\nSegment the disc.")
+    [None, 'Segment the disc.']
+    >>> user_content("Segment the disc.\n<image>")
+    ['Segment the disc.', None]
+    """
+    out: list[str | None] = []
+    for i, part in enumerate(text.split(IMAGE_PLACEHOLDER)):
+        if i:
+            out.append(None)
+        part = part.strip("\n")
+        if part:
+            out.append(part)
+    return out
+
+
+def engine_prompt(text: str) -> str:
+    r"""A user message rewritten so that an engine splitting at ``<image>`` (EasyR1's ``RLHFDataset``) builds
+    the same content as :func:`trl_messages`: :func:`user_content`'s parts joined by ``<image>`` alone.
+
+    >>> engine_prompt("<image>\nSegment the disc.")
+    '<image>Segment the disc.'
+    """
+    return "".join(IMAGE_PLACEHOLDER if p is None else p for p in user_content(text))
+
+
 def trl_messages(sample: Sample) -> list[dict]:
-    """TRL conversational vision messages: one ``{"type": "image"}`` entry where ``<image>`` stood."""
+    """TRL conversational vision messages: one ``{"type": "image"}`` entry where ``<image>`` stood
+    (:func:`user_content`)."""
     msgs = []
     for turn in sample.turns:
-        parts = turn.user.split(IMAGE_PLACEHOLDER)
-        content: list[dict] = []
-        for i, part in enumerate(parts):
-            if i:
-                content.append({"type": "image", "text": None})
-            part = part.strip("\n")
-            if part:
-                content.append({"type": "text", "text": part})
+        content = [{"type": "image", "text": None} if p is None else {"type": "text", "text": p}
+                   for p in user_content(turn.user)]  # fmt: skip
         msgs.append({"role": "user", "content": content})
         msgs.append({"role": "assistant", "content": [{"type": "text", "text": turn.assistant}]})
     return msgs
@@ -107,13 +128,16 @@ def sharegpt_conversations(sample: Sample) -> list[dict]:
 
 
 def easyr1_problem(sample: Sample) -> str:
-    """EasyR1 is single-turn: earlier turns are folded into the prompt (the stage-1 proposal included)."""
+    """EasyR1's prompt: the user text as SFT shows it (:func:`engine_prompt`: no newline after ``<image>``).
+
+    EasyR1 is single-turn: earlier turns are folded into the prompt (the stage-1 proposal included).
+    """
     if len(sample.turns) == 1:
-        return sample.turns[0].user
-    parts = [sample.turns[0].user]
+        return engine_prompt(sample.turns[0].user)
+    parts = [engine_prompt(sample.turns[0].user)]
     for prev, nxt in zip(sample.turns[:-1], sample.turns[1:]):
         parts.append(f"Previous answer: {extract_answer(prev.assistant)}")
-        parts.append(nxt.user)
+        parts.append(engine_prompt(nxt.user))
     return "\n".join(parts)
 
 

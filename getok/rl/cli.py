@@ -9,7 +9,8 @@
     getok rl make-stage2-data --model runs/grpo-s1/final --data runs/tasks --out runs/stage2-data
     getok rl export-easyr1 --stage 1 --data runs/tasks --out runs/easyr1-s1 --model MODEL_DIR
     getok rl export-easyr1 --stage 2 --data runs/stage2-data --out runs/easyr1-s2 --model MODEL_DIR
-    getok rl check-easyr1 --model MODEL_DIR --config configs/easyr1/qwen2_5_vl_7b-stage1.yaml
+    getok rl check-easyr1 --model MODEL_DIR --config configs/easyr1/qwen2_5_vl_7b-stage1.yaml [key=value ...]
+    getok rl export-easyr1-model --model runs/sft/merged --out runs/sft/easyr1-model   # for transformers 4.5x
 
 ``train grpo`` joins SFT's ``getok train`` group through its extension hook
 (:data:`getok.train.cli.TRAIN_EXTENSIONS` lists ``getok.rl.cli_train``, which calls
@@ -29,6 +30,7 @@ __all__ = [
     "cmd_make_stage2_data",
     "cmd_export_easyr1",
     "cmd_check_easyr1",
+    "cmd_export_easyr1_model",
     "main",
 ]
 
@@ -104,14 +106,23 @@ def cmd_export_easyr1(args) -> int:
 def cmd_check_easyr1(args) -> int:
     from .easyr1 import check_easyr1
 
-    report = check_easyr1(model=args.model, data=args.data, config=args.config)
+    easyr1 = False if args.no_easyr1 else args.easyr1
+    report = check_easyr1(model=args.model, data=args.data, config=args.config, overrides=args.overrides, easyr1=easyr1)
     for line in report:
         print(line)
     return 0
 
 
+def cmd_export_easyr1_model(args) -> int:
+    from .easyr1_model import export_easyr1_model
+
+    out = export_easyr1_model(args.model, args.out, tokenizer_class=args.tokenizer_class, overwrite=args.overwrite)
+    print(f"wrote {out}: loads under transformers 4.5x (EasyR1) and 5.x")
+    return 0
+
+
 def register(subparsers) -> None:
-    """Add the ``rl`` group (``make-stage2-data``, ``export-easyr1``, ``check-easyr1``) to the CLI."""
+    """Add the ``rl`` group (``make-stage2-data``, ``export-easyr1``, ``check-easyr1``, ``export-easyr1-model``)."""
     rl = subparsers.add_parser("rl", help="GRPO data for clusters (EasyR1): stage-2 proposals, exports, guards")
     sub = rl.add_subparsers(dest="rl_command", metavar="WHAT")
     rl.set_defaults(func=lambda args: (rl.print_help(), 1)[1])
@@ -149,11 +160,36 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_export_easyr1)
 
-    p = sub.add_parser("check-easyr1", help="guards before an EasyR1 launch: tokens, data layout, YAML settings")
+    p = sub.add_parser(
+        "check-easyr1",
+        help="guards before an EasyR1 launch: the YAML in EasyR1's own schema, tokens, data layout, settings",
+        description="Merges --config and the key=value overrides into EasyR1's own PPOConfig exactly as "
+                    "verl/trainer/main.py does (when EasyR1's source and omegaconf import; otherwise says so and runs "
+                    "getok's own checks only), then checks the model's spatial tokens, the rows' layout and the settings.",
+    )  # fmt: skip
     p.add_argument("--model", help="model directory EasyR1 will load (worker.actor.model.model_path)")
     p.add_argument("--data", type=Path, help="an export-easyr1 directory")
     p.add_argument("--config", type=Path, help="the EasyR1 YAML")
+    p.add_argument("--easyr1", type=Path,
+                   help="EasyR1's source checkout (default: $GETOK_EASYR1, ../shared/third_party/EasyR1 beside the "
+                        "checkout, or an installed EasyR1 verl)")  # fmt: skip
+    p.add_argument("--no-easyr1", action="store_true", help="skip EasyR1's schema: getok's own checks only")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="the overrides the launch passes after config=")
     p.set_defaults(func=cmd_check_easyr1)
+
+    p = sub.add_parser(
+        "export-easyr1-model",
+        help="copy a model directory into a layout transformers 4.5x (EasyR1) and 5.x both load",
+        description="Copies MODEL (weights hard-linked when possible) and rewrites tokenizer_config.json (a concrete "
+                    "fast tokenizer class, extra_special_tokens as 4.x's dict), config.json (rope_scaling / "
+                    "torch_dtype beside rope_parameters / dtype) and the processor files (preprocessor_config.json, "
+                    "video_preprocessor_config.json) so that EasyR1's transformers 4.5x loads what getok saved with 5.x.",
+    )  # fmt: skip
+    p.add_argument("--model", required=True, type=Path, help="a full model directory (merge LoRA checkpoints first)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--tokenizer-class", help="force tokenizer_config.json's tokenizer_class (default: by model type)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export_easyr1_model)
 
 
 def main(argv: list[str] | None = None) -> int:

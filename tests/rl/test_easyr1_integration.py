@@ -59,16 +59,43 @@ def _rl(*argv) -> int:
     return main(["rl", *argv])
 
 
+def _easyr1_content(prompt: str) -> list[dict]:
+    """EasyR1's RLHFDataset._build_messages for an image row (split at <image>, keep non-empty text as is)."""
+    out = []
+    for i, part in enumerate(prompt.split("<image>")):
+        if i:
+            out.append({"type": "image"})
+        if part:
+            out.append({"type": "text", "text": part})
+    return out
+
+
+def _same_prompt_as_sft(tasks_dir, rows) -> None:
+    """The user content EasyR1 builds from ``problem`` is SFT's (trl_messages), image and text alike."""
+    from getok.data_builders.dataset import read_dataset
+    from getok.data_builders.export import trl_messages
+
+    by_id = {s.sample_id: s for s in read_dataset(tasks_dir)}
+    for r in rows:
+        sft = trl_messages(by_id[r["sample_id"]])[0]["content"]
+        sft = [{"type": "image"} if c["type"] == "image" else c for c in sft]
+        assert _easyr1_content(r["problem"]) == sft
+
+
 def test_stage1_rows_scored_by_the_reward_file_as_easyr1_calls_it(tasks_dir, tiny_ckpt, tmp_path):
     out = tmp_path / "e1"
     assert _rl("export-easyr1", "--stage", "1", "--data", str(tasks_dir), "--out", str(out), "--model", str(tiny_ckpt),
                "--quiet") == 0  # fmt: skip
     rows = _rows(out)
     assert rows and set(rows[0]) >= {"problem", "answer", "images"}
-    assert rows[0]["problem"].startswith("<image>")
-    assert "data.train_files" in (out / "easyr1_data.yaml").read_text()
+    assert rows[0]["problem"].startswith("<image>") and not rows[0]["problem"].startswith("<image>\n")
+    _same_prompt_as_sft(tasks_dir, rows)
+    import yaml
+
+    data_yaml = yaml.safe_load((out / "easyr1_data.yaml").read_text())
+    assert set(data_yaml) == {"data"} and data_yaml["data"]["train_files"].endswith("train.parquet")  # nested keys
     module, fn = load_like_easyr1(f"{REWARD_FILE}:compute_score", decoder="raster")
-    assert module.REWARD_TYPE == "batch"
+    assert module.REWARD_TYPE == "batch" and module.REWARD_NAME == "getok"
     truths = [json.loads(r["answer"]) for r in rows]
     good = [wrap_response(t["target"], "I find it.") for t in truths]
     inputs = [{"response": g, "response_length": len(g), "ground_truth": r["answer"]} for g, r in zip(good, rows)]
@@ -130,6 +157,8 @@ def test_guards_special_tokens_lora_and_reward_path(tiny_ckpt, tmp_path, monkeyp
     for stage in (1, 2):
         lines = check_easyr1(config=REPO / f"configs/easyr1/qwen2_5_vl_7b-stage{stage}.yaml", model=tiny_ckpt)
         assert any("compute_score" in x for x in lines)
+        # EasyR1's own schema runs where its source and omegaconf import (tests/engines); else the report says so
+        assert any("EasyR1's own schema" in x for x in lines)
     cfg = yaml.safe_load((REPO / "configs/easyr1/qwen2_5_vl_7b-stage1.yaml").read_text())
     cfg["worker"]["actor"]["model"]["lora"]["rank"] = 64
     p = tmp_path / "lora.yaml"
@@ -147,3 +176,41 @@ def test_guards_special_tokens_lora_and_reward_path(tiny_ckpt, tmp_path, monkeyp
     p.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match="easyr1_reward.py"):
         check_easyr1(config=p)
+
+
+def test_own_checks_catch_the_known_easyr1_mismatches_and_say_the_schema_was_not_checked(tmp_path, monkeypatch):
+    """Without EasyR1's source (here: hidden) the report says its schema was not checked, and our own checks
+    still refuse what EasyR1 refuses or trips over: worker.reward.reward_type (not a RewardConfig key), flat
+    dotted keys (a config file merges nested), rollout.n > 1 with validation but no val_override_config.n: 1."""
+    import yaml
+
+    import getok.rl.easyr1 as e
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(e, "find_easyr1", lambda path=None: None)
+    src = REPO / "configs/easyr1/qwen2_5_vl_7b-stage1.yaml"
+    lines = check_easyr1(config=src)
+    assert any("EasyR1's own schema NOT checked" in x for x in lines)
+    assert any("validation with n 1" in x for x in lines)
+    cfg = yaml.safe_load(src.read_text())
+    p = tmp_path / "c.yaml"
+
+    bad = json.loads(json.dumps(cfg))
+    bad["worker"]["reward"]["reward_type"] = "batch"
+    p.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match="reward_type is not an EasyR1 key"):
+        check_easyr1(config=p)
+
+    bad = json.loads(json.dumps(cfg))
+    del bad["worker"]["rollout"]["val_override_config"]
+    p.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match="val_override_config"):
+        check_easyr1(config=p)
+    with pytest.raises(ConfigError, match="val_override_config"):  # overrides are applied as the launch applies them
+        check_easyr1(config=src, overrides=["worker.rollout.val_override_config.n=8"])
+    assert check_easyr1(config=p, overrides=["trainer.val_before_train=false", "trainer.val_freq=-1"])
+
+    p.write_text(yaml.safe_dump({**cfg, "data.train_files": "x.parquet"}))
+    with pytest.raises(ConfigError, match="flat dotted keys"):
+        check_easyr1(config=p)
+    assert any("disabled" in x for x in check_easyr1(config=src, easyr1=False))
