@@ -156,6 +156,11 @@ class DemoConfig:
         refine (:func:`getok.data_builders.refine.refine_from_tasks`; ``k`` drawn per sample from
         ``offsets_k``). Empty: turn 1 asks ``Segment {query}.`` (one mixture entry per ``k``), a question
         the evaluation never asks — its SFT model answered every refine turn with ``<DELETE>``.
+    offsets_inside_steps : float, optional
+        The refinement labels' Inside band (``MixtureEntry.inside_steps``): ``0`` keeps every proposed
+        point that lies on the object (``<off_0_0>``) and moves only the points beside it — the same masks
+        under the demo's exact-region decoder; ``None``: DESIGN.md's band of ``r`` steps, which also moves
+        points near the object's edge towards its inside.
     loss_turns : str
         ``train.loss_turns`` of SFT: ``last`` learns a refinement sample's final answer only, so the noisy
         proposal of turn 1 is context, never a target for the task question it follows.
@@ -194,6 +199,7 @@ class DemoConfig:
     )
     offsets_k: list[int] = field(default_factory=lambda: [1, 2, 4])
     offsets_tasks: list[str] = field(default_factory=lambda: ["text>mask", "point>mask", "box>mask"])
+    offsets_inside_steps: float | None = 0.0
     loss_turns: str = "last"
     grpo_scenes: int = 300
     grpo_tasks: list[str] = field(default_factory=lambda: ["text>mask"])
@@ -314,11 +320,12 @@ def _mixture(cfg: DemoConfig, polygons_dir: Path) -> list[dict]:
         out.append({"type": "tasks", "weight": w["text"], "tasks": ["text>mask"], "greedy": "exact", "name": "text"})
     if w.get("offsets", 0) > 0 and cfg.offsets_tasks:  # turn 1 = the evaluated question, k drawn per sample
         out.append({"type": "offsets", "weight": w["offsets"], "tasks": list(cfg.offsets_tasks),
-                    "ks": [int(k) for k in cfg.offsets_k], "greedy": "exact", "name": "offsets"})  # fmt: skip
+                    "ks": [int(k) for k in cfg.offsets_k], "greedy": "exact", "name": "offsets",
+                    "inside_steps": cfg.offsets_inside_steps})  # fmt: skip
     elif w.get("offsets", 0) > 0:  # turn 1 = "Segment {query}.", one entry per k
         for k in cfg.offsets_k:
             out.append({"type": "offsets", "weight": w["offsets"] / len(cfg.offsets_k), "k": int(k),
-                        "name": f"offsets_k{k}"})  # fmt: skip
+                        "name": f"offsets_k{k}", "inside_steps": cfg.offsets_inside_steps})  # fmt: skip
     if w.get("polygons", 0) > 0:
         out.append({"type": "dataset", "weight": w["polygons"], "path": str(polygons_dir), "name": "box_polygon"})
     return out

@@ -39,7 +39,7 @@ def query_anchor(sample, codec):
 
 
 def refine_from_tasks(tasks, scenes, spec: str, ks: Sequence[int], *, anchor: bool = False, seed: int = 0,
-                      n_jitter: int = 4, n_distractors: int = 2):  # fmt: skip
+                      n_jitter: int = 4, n_distractors: int = 2, inside_steps: float | None = None):  # fmt: skip
     """Two-turn refinement samples, one per single-target mask sample of ``tasks``.
 
     Parameters
@@ -58,6 +58,9 @@ def refine_from_tasks(tasks, scenes, spec: str, ks: Sequence[int], *, anchor: bo
     seed : int
     n_jitter, n_distractors : int
         :class:`~getok.data_builders.offsets.OffsetConfig` settings of the noise.
+    inside_steps : float, optional
+        The Inside band's width (:class:`~getok.data_builders.offsets.OffsetConfig`; 0: every point on the
+        object is kept as it is).
 
     Returns
     -------
@@ -76,6 +79,8 @@ def refine_from_tasks(tasks, scenes, spec: str, ks: Sequence[int], *, anchor: bo
     ks = [int(k) for k in ks]
     if not ks or min(ks) < 1:
         raise ConfigError(f"ks must be proposal sizes >= 1, got {ks}")
+    # checked once here: inside the loop a bad setting would only skip every sample
+    OffsetConfig(k=max(ks), n_jitter=n_jitter, n_distractors=n_distractors, inside_steps=inside_steps)
     by_id = {im.image_id: im for im in scenes}
     distractors: dict = {}
     out = SampleList(settings={"codec": c.spec, "type": "refine", "ks": ks, "anchor": bool(anchor)})
@@ -106,7 +111,7 @@ def refine_from_tasks(tasks, scenes, spec: str, ks: Sequence[int], *, anchor: bo
             r = offset_sample(
                 mask, c, sample_id=f"{s.sample_id}-refine-k{k}", image_id=s.image_id, image=s.image,
                 query=s.turns[0].user, ask="{query}", true_cells=cells, distractor_mask=others,
-                cfg=OffsetConfig(k=k, n_jitter=n_jitter, n_distractors=n_distractors),
+                cfg=OffsetConfig(k=k, n_jitter=n_jitter, n_distractors=n_distractors, inside_steps=inside_steps),
                 rng=np.random.default_rng([seed, i]), meta=meta, anchor=a,
             )  # fmt: skip
         except GetokError as exc:

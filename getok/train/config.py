@@ -291,6 +291,11 @@ class MixtureEntry:
     anchor : bool
         ``offsets`` with ``point>mask`` in ``tasks``: the named cell is always proposed and refined by the
         question's own move (:mod:`getok.data_builders.refine`).
+    inside_steps : float, optional
+        ``offsets``: the Inside band's half-width in offset steps (:class:`~getok.data_builders.offsets.BandConfig`;
+        ``None``: ``r``, DESIGN.md's band). ``0`` labels every proposed point that lies on the object
+        ``<off_0_0>`` (keep) and moves only the points beside it — the same masks under an exact-region
+        decoder, and a keep / move / delete decision instead of a sub-cell direction for correct proposals.
     path : str, optional
         ``dataset`` entries: the directory.
     name : str, optional
@@ -305,13 +310,14 @@ class MixtureEntry:
     k: int = 8
     ks: list[int] | None = None
     anchor: bool = True
+    inside_steps: float | None = None
     path: str | None = None
     name: str | None = None
 
     def __post_init__(self):
         if self.type not in MIXTURE_TYPES:
             raise ConfigError(f"data.mixture[].type must be one of {MIXTURE_TYPES}, got {self.type!r}")
-        check_numbers(self, f"data.mixture[{self.label}]", positive=("weight", "k"))
+        check_numbers(self, f"data.mixture[{self.label}]", positive=("weight", "k"), non_negative=("inside_steps",))
         if self.type == "dataset" and not self.path:
             raise ConfigError(f"data.mixture[{self.label}] of type 'dataset' needs a path")
         if self.tasks is not None:

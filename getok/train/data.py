@@ -93,7 +93,8 @@ def _object_samples(entry: MixtureEntry, spec: str, scenes, seed: int):
 
                     s = offset_sample(
                         masks[j], spec, sample_id=sid, image_id=im.image_id, image=ref, query=_query_of(obj),
-                        cfg=OffsetConfig(k=entry.k), true_cells=cells, distractor_mask=others, rng=rng,
+                        cfg=OffsetConfig(k=entry.k, inside_steps=entry.inside_steps), true_cells=cells,
+                        distractor_mask=others, rng=rng,
                     )  # fmt: skip
                 else:
                     s = polygon_sample(
@@ -145,7 +146,8 @@ def build_pool(entry: MixtureEntry, vocab_codecs: list[str], scenes, task_seed: 
             return tasks
         from ..data_builders.refine import refine_from_tasks
 
-        return refine_from_tasks(tasks, scenes, spec, entry.ks or [entry.k], anchor=entry.anchor, seed=task_seed)
+        return refine_from_tasks(tasks, scenes, spec, entry.ks or [entry.k], anchor=entry.anchor, seed=task_seed,
+                                 inside_steps=entry.inside_steps)  # fmt: skip
     return _object_samples(entry, spec, scenes, task_seed)
 
 

@@ -44,3 +44,32 @@ def test_refine_from_tasks_skips_what_it_cannot_refine_and_checks_its_settings(s
         refine_from_tasks(tasks, scenes, "grid:n=8", [1])
     with pytest.raises(ConfigError, match="ks"):
         refine_from_tasks(tasks, scenes, SPEC, [0])
+
+
+def test_inside_steps_zero_keeps_every_point_that_lies_on_the_object(scenes):
+    import re
+
+    import numpy as np
+
+    from getok.geom.masks import rle_decode
+
+    tasks = build_tasks(scenes, SPEC, TaskConfig(tasks=("text>mask", "box>mask"), seed=0))
+    kept = moved = 0
+    for inside_steps in (None, 0.0):
+        out = refine_from_tasks(tasks, scenes, SPEC, [4], seed=0, inside_steps=inside_steps)
+        assert len(out)
+        for s in out:
+            mask = rle_decode(s.truth["masks"][0])
+            h, w = mask.shape
+            labels = re.findall(r"<[^>]+>", s.turns[-1].assistant)
+            for (cx, cy), lab in zip(s.truth["proposal_cells"], labels, strict=True):
+                on = mask[int((cy + 0.5) * h / 8), int((cx + 0.5) * w / 8)]
+                if inside_steps == 0.0:
+                    assert not on or lab == "<off_0_0>"  # on the object: kept as it is
+                    assert on or lab != "<off_0_0>"  # beside it: a move or <DELETE>
+                elif on:
+                    kept += lab == "<off_0_0>"
+                    moved += lab != "<off_0_0>"
+    assert moved > 0 and kept > 0  # DESIGN's band (r steps) moves some points that lie on the object
+    with pytest.raises(ConfigError, match="inside_steps"):
+        refine_from_tasks(tasks, scenes, SPEC, [4], inside_steps=-1.0)
