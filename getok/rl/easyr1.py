@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import logging
@@ -306,7 +307,7 @@ def _import_easyr1_config(root: Path):
                 raise
             log.debug("%s does not import here (%s): using its config module", pkg, exc)
             stub = types.ModuleType(pkg)
-            stub.__path__ = [str(root / Path(*pkg.split("."))) ]
+            stub.__path__ = [str(root / Path(*pkg.split(".")))]
             sys.modules[pkg] = stub
             cfg_mod = importlib.import_module(pkg + ".config")
             for name, obj in vars(cfg_mod).items():

@@ -84,7 +84,6 @@ def test_rlhf_dataset_reads_our_rows(stage, artefacts, helpers):
     assert len(ds) == len(rows) > 0 and all(ds._filter_overlong_prompts(ds.dataset[i]) for i in range(len(ds)))
     image_pad = tok.convert_tokens_to_ids("<|image_pad|>")
     vision_end = tok.convert_tokens_to_ids("<|vision_end|>")
-    newline = tok.encode("\n", add_special_tokens=False)
     for i in range(len(ds)):
         item = ds[i]
         assert item["ground_truth"] == rows[i]["answer"]  # the packed truth reaches the reward untouched
@@ -92,12 +91,14 @@ def test_rlhf_dataset_reads_our_rows(stage, artefacts, helpers):
         assert truth["task"] == f"stage{stage}"
         ids = item["input_ids"][item["attention_mask"].bool()].tolist()
         assert item["position_ids"].shape[0] == 4  # text + M-RoPE (t, h, w) positions from the processor's grid
-        thw = item["multi_modal_inputs"]["image_grid_thw"] if "multi_modal_inputs" in item else None
-        n_pad = ids.count(image_pad)
-        assert n_pad > 0 and (thw is None or n_pad == int(thw.prod()) // 4)
-        after = ids[ids.index(vision_end) + 1 :]
-        assert after[: len(newline)] != newline  # SFT's prompt: the question right after the image, no "\n"
+        assert ids.count(image_pad) > 0 and len(item["multi_modal_data"]["images"]) == 1
+        assert vision_end in ids
         prompt = tok.decode(item["raw_prompt_ids"])
+        # SFT's prompt (user_content): no newline where text meets the image, in the message and in the rendering
+        content = ds._build_messages(ds.dataset[i])[0]["content"]
+        assert [c["type"] for c in content].count("image") == 1
+        assert all(not c["text"].startswith("\n") and not c["text"].endswith("\n") for c in content if c["type"] == "text")
+        assert "<|vision_end|>\n" not in prompt and "<|im_start|>user\n\n" not in prompt
         assert "First think about the image" in prompt  # our format_prompt.jinja was applied
         if stage == 2:
             assert "Previous answer: " + truth["proposal"] in prompt  # spatial tokens decode back intact
