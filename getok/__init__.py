@@ -7,6 +7,10 @@ mask decoding and evaluation.
 
 ``import getok`` costs numpy and scipy only; torch, transformers and segment-anything are imported by the
 parts that need them. Conventions: :mod:`getok.conventions`.
+
+The two registries a user meets first sit side by side: ``getok.get_codec(spec)`` (answer text ↔ geometry)
+and ``getok.get_decoder(spec)`` (geometry → mask; :class:`~getok.decoding.base.MaskDecoder`), the latter
+imported on first use.
 """
 
 from ._version import __version__
@@ -38,4 +42,18 @@ __all__ = [
     "DataError",
     "LayoutMismatchError",
     "MissingDependencyError",
+    "MaskDecoder",
+    "get_decoder",
+    "list_decoders",
 ]
+
+#: Names resolved on first use (PEP 562), so that ``import getok`` stays light.
+_LAZY = {"MaskDecoder": "getok.decoding", "get_decoder": "getok.decoding", "list_decoders": "getok.decoding"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'getok' has no attribute {name!r}")

@@ -21,6 +21,20 @@ def test_import_getok_pulls_neither_torch_nor_transformers():
     assert out.stdout.strip() == ""
 
 
+def test_decoders_sit_beside_codecs_at_the_top_level_without_a_heavier_import():
+    code = (
+        "import sys, getok; light = 'getok.decoding' not in sys.modules;"
+        "d = getok.get_decoder('raster'); from getok.decoding import RasterDecoder;"
+        "print(light, isinstance(d, RasterDecoder), isinstance(d, getok.MaskDecoder), 'raster' in getok.list_decoders())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True"] * 4
+    import getok
+
+    with pytest.raises(AttributeError, match="no attribute 'get_decoders'"):
+        getok.get_decoders  # noqa: B018
+
+
 def test_exception_hierarchy():
     assert issubclass(DecodeError, GetokError) and issubclass(DecodeError, ValueError)
     assert issubclass(MissingDependencyError, ImportError)
