@@ -133,11 +133,11 @@ def test_warmup_runs_by_default_only_for_the_tiny_model():
 
 
 def test_the_warmed_base_is_written_once_and_guarded(tmp_path):
+    import torch
+
     from getok.errors import DataError
     from getok.train.config import load_sft_config
     from getok.train.sft import prepare_base, prepare_warm_base
-
-    import torch
 
     ov = [f"output_dir={tmp_path}", "vision_warmup.steps=2", "vision_warmup.batch_size=2", "data.scenes.n=4",
           "vision_warmup.torch_threads=2"]  # fmt: skip
