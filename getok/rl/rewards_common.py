@@ -69,7 +69,11 @@ class RewardScore(TypedDict, total=False):
 
 
 # ---------------------------------------------------------------------------------------------- text
-_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>")
+#: End-of-turn / end-of-text markers of the open VLM families: Qwen / InternVL / LLaVA-OneVision
+#: (``<|im_end|>``, ``<|endoftext|>``), Llama / Mistral (``<|eot_id|>``, ``</s>``), Gemma 3
+#: (``<end_of_turn>``, ``<eos>``), Idefics3 / SmolVLM (``<end_of_utterance>``), Phi (``<|end|>``).
+_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<end_of_turn>", "<eos>", "<end_of_utterance>",
+               "<|end|>")  # fmt: skip
 
 
 def clean_response(text: str) -> str:

@@ -147,3 +147,14 @@ def test_clean_response_matches_the_slicing_loop_it_replaced():
     for _ in range(3000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
         assert clean_response(text) == reference(text), text
+
+
+@pytest.mark.parametrize("end", ["<|im_end|>", "<|eot_id|>", "</s>", "<end_of_turn>", "<eos>", "<end_of_utterance>",
+                                 "<|end|>", "<end_of_turn>\n<eos>"])  # fmt: skip
+def test_every_family_end_of_turn_marker_is_dropped_before_scoring(end):
+    from getok.rl.rewards_common import _END_TOKENS
+
+    body = "<think>x</think><answer><g8_r1_c2></answer>"
+    assert clean_response(body + end) == body
+    # no marker is a suffix of another (the stripping loop relies on it)
+    assert not any(a != b and a.endswith(b) for a in _END_TOKENS for b in _END_TOKENS)
