@@ -217,18 +217,19 @@ def generate_answers(
     try:
         for b0 in starts:
             idx = list(range(b0, min(b0 + int(batch_size), len(samples))))
-            texts, pil = [], []
+            texts, pil = [], []  # pil: one list of images per sample
             for i in idx:
                 s = samples[i]
                 msgs = prompt_messages(s, None if turns_context is None else turns_context[i])
                 texts.append(processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
                 n_img = sum(1 for m in msgs for c in m["content"] if c.get("type") == "image")
-                if n_img:
-                    arr = images[i] if images is not None else load_sample_image(s, image_root)
-                    pil.extend([Image.fromarray(np.asarray(arr, dtype=np.uint8))] * n_img)
+                arr = (images[i] if images is not None else load_sample_image(s, image_root)) if n_img else None
+                pil.append([Image.fromarray(np.asarray(arr, dtype=np.uint8))] * n_img if n_img else [])
             call = {"text": texts, "padding": True, "return_tensors": "pt"}
-            if pil:
+            if all(pil):  # per-sample lists: processors that pair images with samples (Gemma 3) need them
                 call["images"] = pil
+            elif any(pil):  # some samples without an image: the flat list every Qwen processor accepts
+                call["images"] = [im for ims in pil for im in ims]
             inputs = processor(**call)
             inputs = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in inputs.items()}
             if "pixel_values" in inputs and torch.is_floating_point(inputs["pixel_values"]):

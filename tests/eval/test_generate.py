@@ -66,3 +66,28 @@ def test_argument_checks(tiny_model, scene_dataset):
     with pytest.raises(ConfigError, match="grammars"):
         generate_answers(model, proc, samples, image_root=scene_dataset, constrained=[None], progress=False)
     assert generate_answers(model, proc, [], progress=False) == []
+
+
+def test_images_go_to_the_processor_as_one_list_per_sample(tiny_model, scene_dataset):
+    """Processors that pair images with samples (Gemma 3) need ``[[img], [img], ...]``; the answers are the
+    same as with a flat list for the Qwen processors."""
+    model, proc = tiny_model
+    samples = read_dataset(scene_dataset).samples[:3]
+    seen = []
+
+    class Recording:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, **kw):
+            seen.append(kw.get("images"))
+            return self.inner(**kw)
+
+    out = generate_answers(model, Recording(proc), samples, image_root=scene_dataset, max_new_tokens=4, batch_size=3,
+                           progress=False)  # fmt: skip
+    assert len(seen) == 1 and [len(x) for x in seen[0]] == [1, 1, 1]
+    assert out == generate_answers(model, proc, samples, image_root=scene_dataset, max_new_tokens=4, batch_size=3,
+                                   progress=False)  # fmt: skip
