@@ -190,8 +190,8 @@ class DemoConfig:
     train_scenes: int = 1500
     polygon_eps: float = 0.03
     warmup_steps: int = 450
-    sft_samples: int = 11200
-    sft_steps: int = 700
+    sft_samples: int = 14400
+    sft_steps: int = 900
     sft_lr: float = 1e-3
     sft_batch: int = 16
     mixture: dict[str, float] = field(
@@ -349,6 +349,7 @@ def sft_config(cfg: DemoConfig, out: str | Path):
         "vocab.codecs": [GRID_CODEC, cfg.polygon_codec],
         "vocab.init_seed": cfg.seed,
         "vision_warmup.steps": cfg.warmup_steps,
+        "vision_warmup.torch_threads": cfg.threads,
         "data.num_samples": cfg.sft_samples,
         "data.task_seed": cfg.seed,
         "data.scenes": _scenes_section(cfg.train_scenes, TRAIN_SERIES),

@@ -77,6 +77,7 @@ def test_derived_run_configs(tmp_path):
     assert off.type == "offsets" and off.tasks == cfg.offsets_tasks and off.ks == cfg.offsets_k
     assert off.inside_steps == 0.0
     assert s.train.loss_turns == "last"
+    assert s.vision_warmup.torch_threads == s.train.torch_threads == cfg.threads >= 1  # every stage alike
     old = sft_config(DemoConfig(offsets_tasks=[], loss_turns="all"), tmp_path)
     assert [e.name for e in old.data.mixture] == ["point_box", "text", "offsets_k1", "offsets_k2", "offsets_k4",
                                                   "box_polygon"]  # fmt: skip
