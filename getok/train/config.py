@@ -174,8 +174,9 @@ class TuningConfig:
         ``lora`` (GETok: rank 64 + trainable new rows) or ``full``.
     rank, alpha, dropout : LoRA rank, scaling numerator (``None`` = ``2 * rank``), dropout.
     target_modules : str, optional
-        Regex of the LoRA targets (default: the language model's attention and MLP projections,
-        :data:`getok.vocab.peft_utils.LANGUAGE_MODEL_LORA_REGEX`).
+        Regex of the LoRA targets (default: every linear layer of the language model, found from the
+        model's structure by :func:`getok.vocab.peft_utils.language_model_lora_regex` — the attention and
+        MLP projections for Qwen-VL, LLaVA's ``language_model``, Idefics3's ``text_model`` ...).
     train_new_rows : bool
         LoRA: train the spatial tokens' embedding and head rows (``trainable_token_indices`` in dict form).
         Full: with ``new_rows_only`` the old rows stay frozen.
@@ -421,6 +422,11 @@ class TrainConfig:
         (measured); 1 is the CPU default.
     report_to : list of str
         Extra transformers integrations (``tensorboard`` is added automatically when installed).
+    use_cpu : bool, optional
+        Train on the CPU (transformers' ``use_cpu``). ``None`` (default): automatic, true exactly when torch
+        sees no CUDA device. It matters for several processes: ``torchrun`` / ``accelerate launch --multi_gpu``
+        ranks on a machine without GPUs then join one gloo group (without it each rank trained alone, with
+        world size 1); one process trains as before either way.
     loss_turns : str
         Which assistant turns of a multi-turn sample carry the loss: ``all`` (default; TRL's
         ``assistant_only_loss`` as is) or ``last`` — the final answer only, earlier turns as context (such
@@ -451,6 +457,7 @@ class TrainConfig:
     dataloader_workers: int = 1
     torch_threads: int | None = 1
     report_to: list[str] = field(default_factory=list)
+    use_cpu: bool | None = None
     loss_turns: str = "all"
 
     def __post_init__(self):

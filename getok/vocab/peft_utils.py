@@ -28,6 +28,10 @@ from .layout import VocabLayout
 
 __all__ = [
     "LANGUAGE_MODEL_LORA_REGEX",
+    "PROJECTOR_NAMES",
+    "language_model_prefix",
+    "language_model_lora_regex",
+    "parameter_part",
     "lora_config_for",
     "get_peft_model_for",
     "apply_trl_fused_head_fix",
@@ -45,6 +49,56 @@ LANGUAGE_MODEL_LORA_REGEX = (
     r"^(?:.*\.)?language_model\.(?:model\.)?layers\.\d+\."
     r"(?:self_attn\.(?:q_proj|k_proj|v_proj|o_proj)|mlp\.(?:gate_proj|up_proj|down_proj))$"
 )
+
+#: Module names of the vision → language projector across VLM families: Qwen-VL (``visual.merger``),
+#: LLaVA / LLaVA-OneVision / Gemma 3 / Mistral 3 / InternVL (``multi_modal_projector``), Idefics3 / SmolVLM
+#: (``connector``), older LLaVA ports (``mm_projector``), InternVL's remote code (``mlp1``).
+PROJECTOR_NAMES = frozenset({"merger", "multi_modal_projector", "connector", "mm_projector", "mlp1"})
+
+
+def language_model_prefix(model) -> str:
+    """Module path of the language model inside a VLM (``model.language_model``, ``model.text_model`` ...),
+    found through ``get_decoder()`` rather than by name."""
+    get = getattr(model, "get_decoder", None)
+    lm = get() if callable(get) else None
+    if lm is None:
+        raise ConfigError(f"{type(model).__name__} has no get_decoder(): cannot tell its language model apart")
+    for name, mod in model.named_modules():
+        if mod is lm:
+            return name
+    raise ConfigError(f"{type(model).__name__}.get_decoder() is not one of its modules")
+
+
+def parameter_part(name: str, lm_prefix: str) -> str:
+    """``language``, ``projector`` or ``vision`` for a parameter name (anything multimodal outside the
+    language model and its projector counts as the vision side).
+
+    >>> [parameter_part(n, "model.language_model") for n in ("model.language_model.layers.0.mlp.up_proj.weight",
+    ...  "model.visual.merger.linear_fc1.weight", "model.vision_tower.encoder.layers.0.mlp.fc1.weight",
+    ...  "model.connector.modality_projection.proj.weight")]
+    ['language', 'projector', 'vision', 'projector']
+    """
+    if lm_prefix and (name == lm_prefix or name.startswith(lm_prefix + ".")):
+        return "language"
+    if PROJECTOR_NAMES.intersection(name.split(".")):
+        return "projector"
+    return "vision"
+
+
+def language_model_lora_regex(model) -> str:
+    """A regex (peft ``target_modules``) matching every linear layer of the model's language model — its
+    attention and MLP projections whatever the family names them — and nothing of the vision side."""
+    import torch
+
+    prefix = language_model_prefix(model)
+    pats = set()
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear) and name.startswith(prefix + "."):
+            rel = name[len(prefix) + 1 :]
+            pats.add(re.sub(r"\\\.(\d+)\\\.", r"\\.\\d+\\.", re.escape(rel)))
+    if not pats:
+        raise ConfigError(f"no linear layer under {prefix!r} in {type(model).__name__}")
+    return r"^" + re.escape(prefix) + r"\.(?:" + "|".join(sorted(pats)) + r")$"
 
 
 def _module_leaf_names(model) -> tuple[str, str]:
@@ -85,7 +139,8 @@ def lora_config_for(
         Put the layout's ids (plus ``extra_token_ids``) in ``trainable_token_indices`` for both the
         embedding and the head.
     target_modules
-        Override of :data:`LANGUAGE_MODEL_LORA_REGEX`.
+        Override of the default: every linear layer of the language model
+        (:func:`language_model_lora_regex`, derived from the model's structure).
 
     Raises
     ------
@@ -101,12 +156,19 @@ def lora_config_for(
     alpha = float(2 * rank if alpha is None else alpha)
     if alpha <= 0:
         raise ConfigError(f"alpha must be > 0, got {alpha}")
-    regex = target_modules or LANGUAGE_MODEL_LORA_REGEX
+    regex = target_modules or language_model_lora_regex(model)
     pat = re.compile(regex)
     hits = [n for n, _ in model.named_modules() if pat.fullmatch(n)]
     if not hits:
         raise ConfigError(f"target_modules regex {regex!r} matches no module of {type(model).__name__}")
-    vis = [n for n in hits if "visual" in n or "vision" in n]
+    try:
+        prefix = language_model_prefix(model)
+    except ConfigError:
+        prefix = ""
+    if prefix:
+        vis = [n for n in hits if parameter_part(n, prefix) != "language"]
+    else:
+        vis = [n for n in hits if "visual" in n or "vision" in n]
     if vis:
         raise ConfigError(f"target_modules regex hits the vision tower ({vis[0]}); restrict it to the language model")
     tti = None
@@ -188,9 +250,12 @@ def full_finetune_setup(
     Parameters
     ----------
     train_vision
-        Train the vision blocks (``visual.blocks`` / ``patch_embed``); off by default.
+        Train the vision side: every parameter outside the language model (found by ``get_decoder()``) and
+        the projector — Qwen's ``visual`` blocks, LLaVA's ``vision_tower``, Idefics3's ``vision_model`` ...;
+        off by default.
     train_merger
-        Train the vision → language projector (``visual.merger``).
+        Train the vision → language projector (:data:`PROJECTOR_NAMES`: ``visual.merger``,
+        ``multi_modal_projector``, ``connector`` ...).
     train_embeddings
         Train the embedding and output head.
     new_rows_only
@@ -204,12 +269,10 @@ def full_finetune_setup(
     """
     import torch
 
+    prefix = language_model_prefix(model)
     for name, p in model.named_parameters():
-        is_visual = ".visual." in f".{name}" or name.startswith("visual.")
-        if is_visual:
-            p.requires_grad_(train_merger if ".merger." in name else train_vision)
-        else:
-            p.requires_grad_(True)
+        part = parameter_part(name, prefix)
+        p.requires_grad_({"language": True, "projector": train_merger, "vision": train_vision}[part])
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     for mod in (emb, head):
         if mod is not None:

@@ -47,7 +47,14 @@ def test_lora_config_targets_language_model_only(load_tiny):
     model, proc = load_tiny()
     layout = add_spatial_tokens(proc, model, [SPEC])
     cfg = lora_config_for(model, layout, rank=8)
-    assert cfg.r == 8 and cfg.lora_alpha == 16 and cfg.target_modules == LANGUAGE_MODEL_LORA_REGEX
+    assert cfg.r == 8 and cfg.lora_alpha == 16
+    # the regex derived from the model's structure hits exactly what the Qwen-VL name regex hits
+    import re
+
+    names = [n for n, _ in model.named_modules()]
+    assert [n for n in names if re.fullmatch(cfg.target_modules, n)] == [
+        n for n in names if re.fullmatch(LANGUAGE_MODEL_LORA_REGEX, n)
+    ]
     assert cfg.trainable_token_indices == {"embed_tokens": layout.ids, "lm_head": layout.ids}
     pm = get_peft_model_for(model, layout, rank=8)
     lora_modules = {n.rsplit(".lora_A", 1)[0] for n, _ in pm.named_parameters() if ".lora_A" in n}
@@ -172,3 +179,55 @@ def test_trl_fused_head_crash_and_fix(load_tiny, image112, monkeypatch, tmp_path
     assert not torch.equal(h1[used], h0[used])  # the fused loss reaches the new head rows
     for n, p in _base_params(pm).items():
         assert torch.equal(p, base0[n]), n
+
+
+# ------------------------------------------------------------------------------ other families' structure
+def _tiny_llava_and_idefics3():
+    """Random-weight LLaVA (CLIP tower, ``multi_modal_projector``, ``language_model``) and Idefics3 (SigLIP
+    ``vision_model``, ``connector``, ``text_model``), built from configs: structure only, no tokenizer."""
+    from transformers import (
+        CLIPVisionConfig,
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        SiglipVisionConfig,
+    )
+
+    vis = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+               patch_size=14)  # fmt: skip
+    text = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                       num_key_value_heads=1, vocab_size=100)  # fmt: skip
+    llava = LlavaForConditionalGeneration(
+        LlavaConfig(vision_config=CLIPVisionConfig(**vis), text_config=text, image_token_index=99)
+    )
+    idefics = Idefics3ForConditionalGeneration(
+        Idefics3Config(vision_config=SiglipVisionConfig(**vis).to_dict(), text_config=text.to_dict(), image_token_id=99)
+    )
+    return {"llava": llava, "idefics3": idefics}
+
+
+@pytest.mark.parametrize("family", ["llava", "idefics3"])
+def test_freezing_and_lora_targets_follow_the_structure_of_other_families(family):
+    import re
+
+    from getok.vocab.peft_utils import language_model_lora_regex, language_model_prefix
+
+    model = _tiny_llava_and_idefics3()[family]
+    lm = {"llava": "model.language_model", "idefics3": "model.text_model"}[family]
+    proj = {"llava": "model.multi_modal_projector", "idefics3": "model.connector"}[family]
+    tower = {"llava": "model.vision_tower", "idefics3": "model.vision_model"}[family]
+    assert language_model_prefix(model) == lm
+    full_finetune_setup(model, train_vision=False, train_merger=True)
+    flags = dict((n, p.requires_grad) for n, p in model.named_parameters())
+    assert not any(v for n, v in flags.items() if n.startswith(tower + "."))  # train_vision=false is honoured
+    assert all(v for n, v in flags.items() if n.startswith(proj + ".") or n.startswith(lm + "."))
+    full_finetune_setup(model, train_vision=True, train_merger=False)
+    flags = dict((n, p.requires_grad) for n, p in model.named_parameters())
+    assert all(v for n, v in flags.items() if n.startswith(tower + "."))
+    assert not any(v for n, v in flags.items() if n.startswith(proj + "."))
+    # LoRA: 2 layers x the 7 projections of the language model, nothing of the tower or projector
+    regex = language_model_lora_regex(model)
+    hits = [n for n, _ in model.named_modules() if re.fullmatch(regex, n)]
+    assert len(hits) == 14 and all(n.startswith(lm + ".layers.") for n in hits)
