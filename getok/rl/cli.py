@@ -51,9 +51,12 @@ def cmd_grpo(config: str | None, overrides: list[str], args) -> int:
     if args.dry_run:
         print(grpo_config_yaml(cfg), end="")
         return 0
+    from ..train.sft import is_rank_zero
     from .grpo import run_grpo
 
     s = run_grpo(cfg, progress=not args.quiet)
+    if not is_rank_zero():  # several processes: rank 0 reports
+        return 0
     tr = s.get("train", {})
     rw = tr.get("reward", {})
     print(f"stage {cfg.rl.stage}: {tr.get('steps')} steps in {tr.get('train_wall_s')} s (CPU {tr.get('train_cpu_s')} s, "

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, atomic_write_text
 from ..train.callbacks import (
     CHECKPOINT_INFO_FILE,
     CONFIG_FILE,
@@ -578,13 +578,10 @@ def resolve_resume(cfg: GRPORunConfig, output_dir: Path) -> Path | None:
     return p
 
 
-def _save_final(model, processor, layout, cfg, info: dict, out: Path, step: int) -> Path:
-    from ..vocab import save_adapter, save_with_layout
+def _save_final(model, processor, layout, cfg, info: dict, out: Path, step: int, state_dict=None) -> Path:
+    from ..train.sft import save_model_dir
 
-    if cfg.tuning.mode == "lora":
-        save_adapter(model, processor, layout, out, overwrite=True)
-    else:
-        save_with_layout(model, processor, layout, out, overwrite=True)
+    save_model_dir(model, processor, layout, out, lora=cfg.tuning.mode == "lora", state_dict=state_dict)
     write_checkpoint_info(out, layout, grpo_config_yaml(cfg), {**info, "step": step, "final": True})
     return out
 
@@ -608,31 +605,36 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
         (steps, reward first / last window means, wall and CPU seconds, s/step), ``proposals`` (stage 2
         counts), ``eval_before`` / ``eval_after`` (:func:`eval_headline`), ``curve`` (the PNG).
     """
+    from accelerate import PartialState
     from transformers import set_seed
 
     from ..data_builders.dataset import read_dataset
     from ..train.data import build_eval_set
+    from ..train.sft import resolve_use_cpu, zero3_state_dict
     from .stage2 import ProposalStore
 
     t_wall, t_cpu = time.perf_counter(), time.process_time()
+    state = PartialState(cpu=resolve_use_cpu(cfg.train))  # several CPU processes: one gloo group
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(grpo_config_yaml(cfg))
     set_seed(cfg.seed)
     if cfg.train.torch_threads is not None:
         import torch
 
         torch.set_num_threads(cfg.train.torch_threads)
 
-    start = load_start_policy(cfg, out)
-    start = ensure_start_dir(start, cfg, out)
-    layout = start.layout
-    spec = answer_codec(cfg, layout)
-    train_dir = build_prompt_data(cfg, spec, out / "data" / "train", progress=progress)
-    ds = read_dataset(train_dir)
     eval_dir = None
-    if cfg.eval.enabled:
-        eval_dir = build_eval_set(cfg.eval, cfg.data, spec, out / "data" / "eval")
+    with state.main_process_first():  # rank 0 writes base, start policy and prompts; the others reuse them
+        if state.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / CONFIG_FILE, grpo_config_yaml(cfg))
+        start = load_start_policy(cfg, out)
+        start = ensure_start_dir(start, cfg, out)
+        layout = start.layout
+        spec = answer_codec(cfg, layout)
+        train_dir = build_prompt_data(cfg, spec, out / "data" / "train", progress=progress)
+        if cfg.eval.enabled:
+            eval_dir = build_eval_set(cfg.eval, cfg.data, spec, out / "data" / "eval")
+    ds = read_dataset(train_dir)
     rows = grpo_rows(ds, cfg.rl.stage, layout.hash)
     rewards = reward_functions(cfg, ds.manifest)
 
@@ -641,7 +643,7 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
                      "codec": spec, "layout_hash": layout.hash, "stage": cfg.rl.stage,
                      "data": {"prompts": len(ds), "path": str(train_dir)}}  # fmt: skip
     resume = resolve_resume(cfg, out)
-    if cfg.eval.enabled and cfg.eval.before and resume is None:
+    if cfg.eval.enabled and cfg.eval.before and resume is None and state.is_main_process:
         summary["eval_before"] = evaluate_policy(start.model, processor, eval_dir, cfg, out / "eval" / "before",
                                                  progress=progress)  # fmt: skip
         log.info("held-out before: %s", summary["eval_before"])
@@ -687,8 +689,10 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     train_wall, train_cpu = time.perf_counter() - t0w, time.process_time() - t0c
     step = int(trainer.state.global_step)
+    state_dict = zero3_state_dict(trainer)  # every rank: ZeRO-3 gathers the shards
     if trainer.is_world_process_zero():
-        summary["final"] = str(_save_final(trainer.model, processor, layout, cfg, info, out / "final", step))
+        summary["final"] = str(_save_final(trainer.model, processor, layout, cfg, info, out / "final", step,
+                                           state_dict))  # fmt: skip
     metrics = read_metrics(out / "metrics.jsonl")
     summary["train"] = {
         "steps": step,
@@ -697,10 +701,18 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
         "train_wall_s": round(train_wall, 1),
         "train_cpu_s": round(train_cpu, 1),
         "s_per_step": round(train_wall / max(1, step - (int(resume.name.split("-")[-1]) if resume else 0)), 3),
-        "completions_per_step": cfg.per_device_batch * cfg.train.grad_accum,
+        "completions_per_step": cfg.per_device_batch * cfg.train.grad_accum * state.num_processes,
     }
     if store is not None:
-        summary["proposals"] = dict(store.counts)
+        counts = dict(store.counts)
+        if state.num_processes > 1:  # each rank fills the proposals of its own prompts: sum over ranks
+            from accelerate.utils import gather_object
+
+            counts = {}
+            for c in gather_object([dict(store.counts)]):
+                for k, v in c.items():
+                    counts[k] = counts.get(k, 0) + v
+        summary["proposals"] = counts
     if cfg.eval.enabled and trainer.is_world_process_zero():
         summary["eval_after"] = evaluate_policy(trainer.model, processor, eval_dir, cfg, out / "eval" / "after",
                                                 progress=progress)  # fmt: skip
@@ -712,11 +724,14 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
         curve_rows = [{"step": 0, **summary["eval_before"]}] + [r for r in curve_rows if r["step"] != 0]
     if "eval_after" in summary:
         curve_rows = [r for r in curve_rows if r["step"] != step] + [{"step": step, **summary["eval_after"]}]
-    png = plot_reward_curve(out / "metrics.jsonl", out / "reward_curve.png", eval_rows=curve_rows,
-                            title=f"GRPO stage {cfg.rl.stage}: {Path(cfg.output_dir).name}")  # fmt: skip
+    png = None
+    if trainer.is_world_process_zero():
+        png = plot_reward_curve(out / "metrics.jsonl", out / "reward_curve.png", eval_rows=curve_rows,
+                                title=f"GRPO stage {cfg.rl.stage}: {Path(cfg.output_dir).name}")  # fmt: skip
     summary["curve"] = str(png) if png else None
     summary["total_wall_s"] = round(time.perf_counter() - t_wall, 1)
     summary["total_cpu_s"] = round(time.process_time() - t_cpu, 1)
     if trainer.is_world_process_zero():
         atomic_write_json(out / "summary.json", summary)
+    state.wait_for_everyone()  # several processes: no rank exits while rank 0 still writes
     return summary

@@ -337,6 +337,8 @@ class GRPOTrainConfig:
     torch_threads : int, optional
         ``torch.set_num_threads`` (1 on a shared CPU: see SFT's measurements).
     report_to : list of str
+    use_cpu : bool, optional
+        As SFT's ``train.use_cpu``: ``None`` = automatic (true when torch sees no CUDA device).
     """
 
     lr: float = 1e-5
@@ -356,6 +358,7 @@ class GRPOTrainConfig:
     deepspeed: str | None = None
     torch_threads: int | None = 1
     report_to: list[str] = field(default_factory=list)
+    use_cpu: bool | None = None
 
     def __post_init__(self):
         check_numbers(

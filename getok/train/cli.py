@@ -74,9 +74,11 @@ def _run_sft(config: str | None, overrides: list[str], args) -> int:
 
         print(config_yaml(cfg), end="")
         return 0
-    from .sft import run_sft
+    from .sft import is_rank_zero, run_sft
 
     summary = run_sft(cfg, progress=not args.quiet)
+    if not is_rank_zero():  # several processes: rank 0 reports
+        return 0
     tr = summary.get("train", {})
     print(f"trained {tr.get('steps')} steps in {tr.get('train_wall_s')} s (CPU {tr.get('train_cpu_s')} s); "
           f"loss {tr.get('first_loss')} -> {tr.get('last_loss')}")  # fmt: skip

@@ -53,6 +53,7 @@ __all__ = [
     "setup_tuning",
     "set_pixel_bounds",
     "training_arguments",
+    "resolve_use_cpu",
     "make_trainer",
     "evaluate_heldout",
     "headline",
@@ -218,6 +219,20 @@ def report_to(train) -> list[str]:
     return out or ["none"]
 
 
+def resolve_use_cpu(train) -> bool:
+    """``train.use_cpu``, with ``None`` resolved: on the CPU exactly when torch sees no CUDA device.
+
+    transformers' ``TrainingArguments`` (and accelerate's ``PartialState``) only form a gloo group across the
+    ranks of ``torchrun`` / ``accelerate launch`` when told to use the CPU; otherwise, without a GPU, each
+    rank trains alone with world size 1.
+    """
+    if train.use_cpu is not None:
+        return bool(train.use_cpu)
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def common_trainer_kwargs(train, output_dir: str | Path, *, seed: int, progress: bool = True) -> dict:
     """The ``transformers.TrainingArguments`` that SFT and GRPO take alike from a ``train:`` section."""
     return dict(
@@ -240,6 +255,7 @@ def common_trainer_kwargs(train, output_dir: str | Path, *, seed: int, progress:
         data_seed=seed,
         report_to=report_to(train),
         deepspeed=train.deepspeed,
+        use_cpu=resolve_use_cpu(train),
         disable_tqdm=not progress,
         remove_unused_columns=False,
     )
@@ -309,6 +325,15 @@ def _trainer_class():
 
         def __init__(self, *args, loss_turns: str = "all", **kwargs):
             super().__init__(*args, **kwargs)
+            if self.compute_loss_func is None and self.label_smoother is None:
+                # TRL's own loss (sum of token losses / num_items_in_batch) never hands num_items_in_batch to
+                # the model, but the Qwen-VL classes declare accepts_loss_kwargs = False, so the Trainer passed
+                # None and each rank / micro-batch took the mean over its own tokens: a mean of means, not the
+                # global batch's token mean. With this, the Trainer counts the labelled tokens of the whole
+                # global batch (all ranks, all accumulation steps): N ranks x batch B train as one process with
+                # batch N x B (tests/train/test_multiprocess.py). One process without accumulation: the same
+                # loss as before (its own tokens are the whole batch).
+                self.model_accepts_loss_kwargs = True
             if loss_turns == "last":
                 self.data_collator = LastTurnCollator(self.data_collator)
 
@@ -386,15 +411,43 @@ def resolve_resume(cfg: SFTRunConfig, output_dir: Path) -> Path | None:
     return p
 
 
-def _save_final(model, processor, layout, cfg: SFTRunConfig, base: Path, out: Path, step: int) -> Path:
+def zero3_state_dict(trainer):
+    """The full state dict, gathered onto rank 0, when DeepSpeed ZeRO-3 shards the parameters (``None``
+    otherwise: every rank holds them whole). Collective: every rank calls it before rank 0 saves."""
+    ds = getattr(trainer.args, "hf_deepspeed_config", None)
+    if ds is None or not ds.is_zero3() or not getattr(trainer, "is_deepspeed_enabled", False):
+        return None
+    return trainer.accelerator.get_state_dict(trainer.deepspeed)
+
+
+def save_model_dir(model, processor, layout, out: Path, *, lora: bool, state_dict=None) -> Path:
+    """:func:`~getok.vocab.save_adapter` (``lora``) or :func:`~getok.vocab.save_with_layout`; with a gathered
+    ZeRO-3 ``state_dict`` the same files, the weights taken from it (the local parameters are shards)."""
     from ..vocab import save_adapter, save_with_layout
 
-    if cfg.tuning.mode == "lora":
-        save_adapter(model, processor, layout, out, overwrite=True)
-    else:
-        save_with_layout(model, processor, layout, out, overwrite=True)
+    if state_dict is None:
+        return (save_adapter if lora else save_with_layout)(model, processor, layout, out, overwrite=True)
+    from ..io import atomic_dir
+
+    extra = {"save_embedding_layers": False} if lora else {}
+    with atomic_dir(out, overwrite=True) as tmp:
+        model.save_pretrained(tmp, state_dict=state_dict, **extra)
+        processor.save_pretrained(tmp)
+        layout.save(tmp)
+    return Path(out)
+
+
+def _save_final(model, processor, layout, cfg: SFTRunConfig, base: Path, out: Path, step: int,
+                state_dict=None) -> Path:  # fmt: skip
+    save_model_dir(model, processor, layout, out, lora=cfg.tuning.mode == "lora", state_dict=state_dict)
     write_checkpoint_info(out, layout, config_yaml(cfg), {**checkpoint_info(cfg, base), "step": step, "final": True})
     return out
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 (or the only one) of ``torchrun`` / ``accelerate launch``: the CLI
+    prints a run's summary lines there only."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def torch_threads() -> int:
@@ -441,7 +494,7 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
     from .data import build_eval_set, build_mixture, prepare_examples
 
     t_wall, t_cpu = time.perf_counter(), cpu_seconds()
-    state = PartialState()
+    state = PartialState(cpu=resolve_use_cpu(cfg.train))  # several CPU processes: one gloo group
     out = Path(cfg.output_dir)
     set_seed(cfg.seed)
     if cfg.train.torch_threads is not None:
@@ -492,8 +545,9 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
     result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     train_wall, train_cpu = time.perf_counter() - t0w, cpu_seconds() - t0c
     step = int(trainer.state.global_step)
+    state_dict = zero3_state_dict(trainer)  # every rank: ZeRO-3 gathers the shards
     if trainer.is_world_process_zero():
-        final = _save_final(trainer.model, processor, layout, cfg, base, out / "final", step)
+        final = _save_final(trainer.model, processor, layout, cfg, base, out / "final", step, state_dict)
         summary["final"] = str(final)
     losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
     summary["train"] = {
@@ -516,4 +570,5 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
     summary["total_cpu_s"] = round(cpu_seconds() - t_cpu, 1)
     if trainer.is_world_process_zero():
         atomic_write_json(out / "summary.json", summary)
+    state.wait_for_everyone()  # several processes: no rank exits while rank 0 still writes
     return summary
