@@ -27,7 +27,7 @@ sampling; the scene series are fixed: 0 SFT, 1 GRPO, 10000 held-out); evaluation
 gives the same numbers; only the timings differ.
 
 **Budget.** The defaults (:class:`DemoConfig`, repeated in ``configs/demo/tiny-cpu.yaml``) are sized for
-about 17 minutes on 2 cores (the 15-minute target is not met yet: docs/tiny_grounding.md); ``--fast`` (:data:`FAST`) is a 1–2 minute smoke run of the same code.
+about 12.5 minutes on an idle 2-core machine (target: 15); ``--fast`` (:data:`FAST`) is a 1–2 minute smoke run of the same code.
 
 The task mix: finding the object a sentence names from pixels (``text>mask``, 40 % of SFT and the GRPO
 prompts), which the warmed-up tiny model learns far above the location prior (docs/tiny_grounding.md), and
@@ -132,10 +132,11 @@ class DemoConfig:
     seed : int
         Seeds the tiny model's weights, the new token rows, training order and GRPO sampling.
     torch_threads : int, optional
-        Intra-op threads of every stage (``None``: every core this process may use). On an otherwise idle
-        2-core machine two threads beat one: SFT 0.44 vs 0.68 s a step (beside its data-loader worker),
-        GRPO 1.27 vs 1.94 s, evaluation 1.5x; where other jobs share the cores, spinning threads can run
-        several times slower (docs/training.md) — set 1 there.
+        Intra-op threads of every stage (``None``: every core this process may use). Two by default: on an
+        otherwise idle 2-core machine two threads beat one (SFT 0.44 vs 0.68 s a step beside its data-loader
+        worker, GRPO 1.27 vs 1.94 s, evaluation 1.5x), and a fixed count keeps the numbers the same on
+        machines with more cores (reductions split by thread count). Where other jobs share the cores,
+        spinning threads can run several times slower (docs/training.md) — set 1 there.
     train_scenes : int
         Training scenes of series 0 (SFT tasks, offsets, polygons).
     polygon_eps : float
@@ -186,7 +187,7 @@ class DemoConfig:
     """
 
     seed: int = 0
-    torch_threads: int | None = None
+    torch_threads: int | None = 2
     train_scenes: int = 1500
     polygon_eps: float = 0.03
     warmup_steps: int = 450
@@ -1409,7 +1410,7 @@ def register(subparsers) -> None:
     """Add ``getok demo`` (wired by :mod:`getok.cli.main`)."""
     p = subparsers.add_parser(
         "demo",
-        help="the whole pipeline in miniature: data, SFT, GRPO 1 + 2, evaluation, report (~17 min on 2 cores)",
+        help="the whole pipeline in miniature: data, SFT, GRPO 1 + 2, evaluation, report (~12.5 min on 2 idle cores)",
         description="Procedural scenes → tiny VLM with grid + offset tokens → SFT → GRPO stage 1 → stage 2 → "
         "evaluation with two-turn self-correction and polygon answers → DIR/summary.md. Re-running skips "
         "finished stages.",

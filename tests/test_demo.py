@@ -264,7 +264,7 @@ def test_cli_registers_demo():
 # ---------------------------------------------------------------------------------------------- the full demo
 @pytest.mark.slow
 def test_full_demo_shows_learning(tmp_path):
-    """The shipped budget (~17 min on 2 cores): what summary.md says the miniature learns."""
+    """The shipped budget (~12.5 min on 2 idle cores): what summary.md says the miniature learns."""
     out = tmp_path / "demo"
     run_demo(load_demo_config(), out, progress=False)
     res = json.loads((out / "run.json").read_text())["results"]
