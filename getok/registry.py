@@ -62,8 +62,13 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._factories)
 
-    def build(self, spec: str, **overrides) -> Any:
-        """Build from ``"name:key=value,..."``; keyword ``overrides`` go after the spec's values."""
+    def build(self, spec: str, *, context: dict | None = None, **overrides) -> Any:
+        """Build from ``"name:key=value,..."``; keyword ``overrides`` go after the spec's values.
+
+        ``context`` holds what a caller knows about the data (e.g. a dataset ``manifest``): each entry goes
+        to the factory only when the factory takes a parameter of that name, so one call serves every
+        registered factory.
+        """
         from .codecs.base import parse_spec
 
         name, params = parse_spec(spec)
@@ -71,6 +76,11 @@ class Registry:
             raise ConfigError(f"unknown {self.kind} {name!r}; registered: {self.names()}")
         kwargs: dict = {k: parse_value(v) for k, v in params.items()}
         kwargs.update(overrides)
+        if context:
+            import inspect
+
+            params = inspect.signature(self._factories[name]).parameters
+            kwargs.update({k: v for k, v in context.items() if k in params and k not in kwargs})
         try:
             return self._factories[name](**kwargs)
         except TypeError as exc:

@@ -15,6 +15,7 @@ from .proposals import PointProposer, ProposalDecoder
 from .raster import RasterDecoder, raster_mask
 from .sam import SamDecoder, build_tiny_sam, load_sam
 from .sam2 import Sam2Decoder, build_tiny_sam2
+from .scenes import SceneExactDecoder
 
 __all__ = [
     "MaskDecoder",
@@ -29,6 +30,7 @@ __all__ = [
     "PointProposer",
     "SamDecoder",
     "Sam2Decoder",
+    "SceneExactDecoder",
     "PolygonDecoder",
     "Prompt",
     "geometry_prompts",

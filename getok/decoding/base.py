@@ -45,9 +45,10 @@ def list_decoders() -> list[str]:
     return _DECODERS.names()
 
 
-def get_decoder(spec: str | MaskDecoder, **overrides) -> MaskDecoder:
+def get_decoder(spec: str | MaskDecoder, *, manifest: dict | None = None, **overrides) -> MaskDecoder:
     """Build a decoder from ``"name:key=value,..."`` (values parsed as int / float / bool when they look so);
-    a decoder instance is returned as is."""
+    a decoder instance is returned as is. ``manifest`` (a dataset's) reaches the decoders that rebuild what
+    a dataset does not store (``proposals:proposer=exact`` on procedural scenes) and is ignored by the rest."""
     if not isinstance(spec, str):
         return spec
-    return _DECODERS.build(spec, **overrides)
+    return _DECODERS.build(spec, context={"manifest": manifest} if manifest is not None else None, **overrides)

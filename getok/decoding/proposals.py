@@ -131,7 +131,6 @@ def cover_lookup(stack, points_xy: np.ndarray, window: int = 2) -> np.ndarray:
     return out
 
 
-@register_decoder("proposals")
 class ProposalDecoder:
     """Union of the predicted cells' proposals (see the module docstring for offsets and deletions).
 
@@ -266,6 +265,18 @@ class ProposalDecoder:
         if idx.size == 0:
             return np.zeros(self._size, dtype=bool)
         return np.any(stack.masks[idx], axis=0)
+
+
+@register_decoder("proposals")
+def proposals_decoder(proposer=None, manifest: dict | None = None, **kwargs):
+    """The ``proposals`` decoder of a spec: a :class:`ProposalDecoder`, except ``proposer=exact`` without a
+    label map, which is a procedural scene rebuilt from its id (:class:`~getok.decoding.scenes.SceneExactDecoder`,
+    with the dataset ``manifest``'s scene settings)."""
+    if proposer == "exact" and "label_map" not in kwargs:
+        from .scenes import SceneExactDecoder
+
+        return SceneExactDecoder(manifest, **kwargs)
+    return ProposalDecoder(proposer, **kwargs)
 
 
 def _resolve_proposer(name: str, kwargs: dict):

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -63,8 +62,6 @@ __all__ = [
     "evaluate",
     "evaluate_path",
     "load_eval_data",
-    "make_decoder",
-    "SceneExactDecoder",
     "read_records",
     "question_ious",
     "summarize_run",
@@ -312,94 +309,6 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ------------------------------------------------------------------------------------------------ decoders
-_SCENE_ID = re.compile(r"^scene-(\d+)-(\d+)$")
-
-
-class SceneExactDecoder:
-    """``proposals:proposer=exact`` for procedural scenes: each scene's exact proposer, rebuilt from its id.
-
-    The exact proposer needs the scene's label map, which a dataset directory does not store; a scene is
-    deterministic in its id ``scene-<seed>-<index>`` and its :class:`~getok.data_builders.scenes.SceneConfig`
-    (from the manifest's ``scenes`` source, else the default), so the label map is regenerated and the
-    regenerated pixels are checked against the image (:class:`DataError` when they differ). Then a
-    :class:`~getok.decoding.proposals.ProposalDecoder` on that proposer decodes: greedy grid answers decode
-    back to the builder's masks.
-
-    Parameters
-    ----------
-    manifest : dict, optional
-        The dataset manifest (its ``sources``).
-    n, refined, background : ProposalDecoder / ExactProposer settings.
-    cache_size : int
-        Label maps kept.
-    """
-
-    name = "proposals"
-
-    def __init__(self, manifest: dict | None = None, n: int = 32, refined: str = "auto", background: bool = True,
-                 cache_size: int = 8) -> None:  # fmt: skip
-        from ..decoding._common import LRUCache
-
-        self.configs: dict[int, dict] = {}
-        for src in (manifest or {}).get("sources") or []:
-            if isinstance(src, dict) and src.get("loader") == "scenes":
-                self.configs[int(src.get("seed", 0))] = dict(src.get("config") or {})
-        self.n, self.refined, self.background = int(n), refined, bool(background)
-        self._maps = LRUCache(cache_size)
-        self._dec = None
-
-    def settings(self) -> dict:
-        return {"name": self.name, "proposer": "exact (scenes rebuilt from their ids)", "n": self.n, "refined": self.refined}
-
-    def _label_map(self, key: str | None, image) -> np.ndarray:
-        from ..data_builders.scenes import SceneConfig, generate_scene, label_map_from_objects, scene_seed
-
-        m = _SCENE_ID.match(str(key))
-        if m is None:
-            raise DataError(f"image {key!r} is not a procedural scene (scene-<seed>-<index>): the exact proposer has no label map")
-        seed, index = int(m.group(1)), int(m.group(2))
-
-        def build():
-            cfg = SceneConfig(**self.configs[seed]) if seed in self.configs else SceneConfig()
-            scene = generate_scene(scene_seed(seed, index), cfg, image_id=str(key))
-            if image is not None and not np.array_equal(scene.get_image(), np.asarray(image)):
-                raise DataError(f"image {key!r} differs from the regenerated scene (another SceneConfig?); no exact label map")
-            return label_map_from_objects(scene)
-
-        return self._maps.get_or_compute(str(key), build)
-
-    def set_image(self, image, size=None, key=None) -> None:
-        from ..data_builders.proposers.exact import ExactProposer
-        from ..decoding.proposals import ProposalDecoder
-
-        lm = self._label_map(key, image)
-        self._dec = ProposalDecoder(ExactProposer(lm, background=self.background), n=self.n, refined=self.refined)
-        self._dec.set_image(image, size=size, key=key)
-
-    def decode(self, geometry):
-        if self._dec is None:
-            raise ConfigError("call set_image before decode")
-        return self._dec.decode(geometry)
-
-
-def make_decoder(spec, manifest: dict | None = None):
-    """The mask decoder of a spec; ``proposals:proposer=exact`` becomes a :class:`SceneExactDecoder`."""
-    from ..codecs.base import parse_spec
-    from ..decoding import get_decoder
-
-    if isinstance(spec, str):
-        name, params = parse_spec(spec)
-        if name == "proposals" and params.get("proposer") == "exact":
-            kw = {k: v for k, v in params.items() if k != "proposer"}
-            conv = {"n": int, "cache_size": int, "background": lambda v: v.lower() == "true", "refined": str}
-            bad = sorted(set(kw) - set(conv))
-            if bad:
-                raise ConfigError(f"proposals:proposer=exact takes {sorted(conv)}, not {bad}")
-            return SceneExactDecoder(manifest, **{k: conv[k](v) for k, v in kw.items()})
-    return get_decoder(spec)
-
-
 # ------------------------------------------------------------------------------------------------ the run
 def _check_resume(out: Path, info: dict, resume: bool) -> list[dict]:
     rp = out / RUN_FILE
@@ -498,7 +407,9 @@ def evaluate(
         def count_tokens(text: str) -> int:
             return tokenizer_count(text, tokenizer)
 
-    dec = make_decoder(decoder, manifest)
+    from ..decoding import get_decoder
+
+    dec = get_decoder(decoder, manifest=manifest)
     sc_cfg = cfg.selfcorrect() if cfg.turns > 1 else None
     if model_name is None and model is not None:
         model_name = str(getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__)

@@ -17,7 +17,7 @@ first rollout):
 3. **Tuning**: LoRA on the language model + trainable new rows (dict-form ``trainable_token_indices``,
    TRL's fused-head fix) or full fine-tuning, as in SFT.
 4. **Rewards**: :func:`getok.rl.rewards_trl.make_reward_fn` for the stage with the configured decoder
-   (``proposals:proposer=exact`` on scenes via :class:`~getok.eval.runner.SceneExactDecoder`) and weights.
+   (``proposals:proposer=exact`` on scenes via :class:`~getok.decoding.scenes.SceneExactDecoder`) and weights.
 5. **Stage 2's real two-turn rollouts**: before each generation batch :class:`GetokGRPOTrainer` asks a
    :class:`~getok.rl.stage2.ProposalStore` for the current policy's greedy stage-1 answer of each
    prompt (fresh by default), writes it into the conversation as the assistant's first turn followed by
@@ -316,12 +316,12 @@ def reward_functions(cfg: GRPORunConfig, manifest: dict | None = None) -> list:
     With ``proposals.on_invalid = "mask"``, completions whose prompt carries a fallback proposal
     (``proposal_source == "masked"``) all score 0, so their group has zero advantage.
     """
-    from ..eval.runner import make_decoder
+    from ..decoding import get_decoder
     from .rewards_decoding import DecoderSession
     from .rewards_trl import make_reward_fn
 
     stage = cfg.rl.stage
-    session = DecoderSession(make_decoder(cfg.reward.decoder, manifest))
+    session = DecoderSession(get_decoder(cfg.reward.decoder, manifest=manifest))
     fn = make_reward_fn(f"stage{stage}", cfg.reward.reward_config(), decoder=session, name=f"getok_stage{stage}")
     if stage == 2 and cfg.proposals.on_invalid == "mask":
         inner = fn

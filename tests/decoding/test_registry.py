@@ -49,3 +49,33 @@ def test_importing_decoders_and_metrics_does_not_import_torch():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_dataset_manifest_reaches_only_the_decoders_that_rebuild_scenes():
+    """``proposals:proposer=exact`` on procedural scenes is the decoding registry's own business: the
+    manifest's scene settings reach it through get_decoder, every other decoder ignores the manifest."""
+    from getok.decoding import ProposalDecoder, RasterDecoder, SceneExactDecoder, get_decoder
+
+    manifest = {"sources": [{"loader": "scenes", "seed": 7, "config": {"size": [64, 64], "max_objects": 2}}]}
+    d = get_decoder("proposals:proposer=exact,n=16", manifest=manifest)
+    assert isinstance(d, SceneExactDecoder) and d.n == 16 and d.configs == {7: {"size": [64, 64], "max_objects": 2}}
+    assert isinstance(get_decoder("proposals:proposer=exact"), SceneExactDecoder)  # default scene settings
+    assert isinstance(get_decoder("scene_exact", manifest=manifest), SceneExactDecoder)
+    assert isinstance(get_decoder("raster", manifest=manifest), RasterDecoder)
+    # a label map given: the plain proposals decoder on the exact proposer of that map
+    lm = np.zeros((8, 8), np.int32)
+    lm[2:5, 2:5] = 1
+    assert isinstance(get_decoder("proposals:proposer=exact", label_map=lm), ProposalDecoder)
+    with pytest.raises(ConfigError, match="bad settings"):
+        get_decoder("proposals:proposer=exact,colour=red", manifest=manifest)
+
+
+def test_registry_context_goes_only_to_factories_that_take_it():
+    from getok.registry import Registry
+
+    reg = Registry("widget")
+    reg.register("a")(lambda size=1, manifest=None: ("a", size, manifest))
+    reg.register("b")(lambda size=1: ("b", size))
+    assert reg.build("a:size=2", context={"manifest": {"m": 1}}) == ("a", 2, {"m": 1})
+    assert reg.build("b:size=2", context={"manifest": {"m": 1}}) == ("b", 2)
+    assert reg.build("a", context={"manifest": 1}, manifest=2) == ("a", 1, 2)  # an explicit override wins

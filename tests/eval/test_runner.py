@@ -146,8 +146,8 @@ def test_exact_scene_decoder_inverts_greedy_cells(tmp_path):
     raster = evaluate(None, None, data, generate_fn=model, progress=False)
     assert exact["overall"]["gIoU"] > 0.99 > raster["overall"]["gIoU"]
     # a scene whose pixels differ from its id's scene is refused
+    from getok.decoding import SceneExactDecoder
     from getok.errors import DataError
-    from getok.eval.runner import SceneExactDecoder
 
     with pytest.raises(DataError, match="differs from the regenerated scene"):
         SceneExactDecoder().set_image(sl.images[sl[0].image_id].get_image() * 0, key=sl[0].image_id)
