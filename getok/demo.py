@@ -1400,7 +1400,7 @@ def _cmd_demo(args) -> int:
         cmd += f" --config {args.config}"
     if args.overrides:
         cmd += " " + " ".join(args.overrides)
-    path = run_demo(cfg, args.out, fast=args.fast, progress=not args.no_progress, command=cmd)
+    path = run_demo(cfg, args.out, fast=args.fast, progress=not args.quiet, command=cmd)
     print(f"\nreport: {path.resolve()}", flush=True)
     print(f"per-sample index: {(path.parent / 'viz' / 'tasks' / 'index.html').resolve()}", flush=True)
     return 0
@@ -1423,7 +1423,7 @@ def register(subparsers) -> None:
         "--fast", action="store_true", help="a 1-2 minute smoke run of the same pipeline (numbers mean nothing)"
     )
     p.add_argument("--config", default=None, help="YAML of DemoConfig fields (e.g. configs/demo/tiny-cpu.yaml)")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars (stage banners stay)")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars (stage banners stay)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="DemoConfig overrides, e.g. sft_steps=300")
     p.set_defaults(func=_cmd_demo)
 

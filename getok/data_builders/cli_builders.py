@@ -69,7 +69,7 @@ def _common(p: argparse.ArgumentParser, codec: str) -> None:
     p.add_argument("--codec", default=codec, help=f"answer codec spec (default {codec})")
     p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
 
 
 def add_build_commands(build_subparsers) -> None:
@@ -312,7 +312,7 @@ def _run_grid_tokens(args) -> int:
     images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.scene_size, args.limit)
     proposer = _default_proposer(args)
     cfg = GreedyConfig(tau=args.tau, max_cells=args.max_cells)
-    out = build_grid_tokens(images, args.codec, proposer, cfg=cfg, cache=args.cache, progress=not args.no_progress)
+    out = build_grid_tokens(images, args.codec, proposer, cfg=cfg, cache=args.cache, progress=not args.quiet)
     builder = {"command": "build grid-tokens", "proposer": proposer, "greedy": asdict(cfg)}
     return _write(out, args, builder, skipped, source)
 
@@ -331,7 +331,7 @@ def _run_offsets(args) -> int:
     cfg = OffsetConfig(**kw)
     out = build_offsets(
         images, args.codec, proposer, cfg=cfg, cache=args.cache, per_object=args.per_object, seed=args.seed,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     builder = {"command": "build offsets", "proposer": proposer, "offsets": asdict(cfg), "seed": args.seed}
     return _write(out, args, builder, skipped, source)
@@ -349,5 +349,5 @@ def _run_polygons(args) -> int:
     if not hasattr(cc, "eps"):
         raise ConfigError(f"polygons need a polygon codec, got {args.codec}")
     cfg = PolygonTargetConfig(eps=cc.eps, holes=cc.holes, min_area=args.min_area, max_polygons=cc.max_polygons or None)
-    out = build_polygons(images, args.codec, cfg=cfg, progress=not args.no_progress)
+    out = build_polygons(images, args.codec, cfg=cfg, progress=not args.quiet)
     return _write(out, args, {"command": "build polygons", "polygons": asdict(cfg)}, skipped, source)

@@ -79,7 +79,7 @@ def register(subparsers) -> None:
         q.add_argument("--seeds", type=parse_seeds, help="comma-separated seeds, e.g. 0,1,2")
         q.add_argument("--steps", type=int, help="training steps per run (budget.steps)")
         q.add_argument("--fast", action="store_true", help="CI path: a few steps on a few scenes")
-        q.add_argument("--no-progress", action="store_true", help="no progress bars")
+        q.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
         q.add_argument("overrides", nargs="*", metavar="a.b=c", help="settings overrides")
         q.set_defaults(func=run_study, study_name=name)
     p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
@@ -110,7 +110,7 @@ def run_study(args) -> int:
     cfg = build_config(name, args)
     m = importlib.import_module(mod)
     argv = getattr(args, "argv", None) or ["study", *sys.argv[sys.argv.index("study") + 1 :]]  # set by getok.cli.main
-    result = getattr(m, runner)(cfg, args.out, progress=not args.no_progress, argv=argv)
+    result = getattr(m, runner)(cfg, args.out, progress=not args.quiet, argv=argv)
     outs = result.get("outputs", {})
     print(f"{name}: {outs.get('md')}")
     for k in ("json", "png"):

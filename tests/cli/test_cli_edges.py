@@ -172,3 +172,29 @@ def test_a_real_killed_build_is_cleaned_by_the_rerun(tmp_path):
     assert len(left) == 1 and not out.exists()
     assert build_main(["build", "scenes", "--n", "1", "--out", str(out), "--quiet"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big"]
+
+
+def test_every_command_with_progress_bars_turns_them_off_with_quiet():
+    """One flag name for one idea: ``--quiet`` wherever a command draws progress bars (``--no-progress``
+    stays accepted as an alias where it was the name)."""
+    import argparse
+
+    from getok.cli.main import build_parser
+
+    def leaves(p, path=()):
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield path, p
+        for a in subs:
+            for name, sp in a.choices.items():
+                yield from leaves(sp, (*path, name))
+
+    found = 0
+    for path, p in leaves(build_parser()):
+        opts = {o for a in p._actions for o in a.option_strings}
+        if "--no-progress" in opts or "--quiet" in opts:
+            found += 1
+            assert "--quiet" in opts, " ".join(path)
+            q = next(a for a in p._actions if "--quiet" in a.option_strings)
+            assert q.dest == "quiet", " ".join(path)
+    assert found >= 10
