@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 
 from ..errors import DataError
+from .cli_builders import scene_size
 
 __all__ = ["register", "BUILD_EXTENSIONS", "main"]
 
@@ -39,18 +40,9 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-def _size(text: str) -> tuple[int, int]:
-    parts = [int(v) for v in text.lower().replace("x", ",").split(",") if v.strip()]
-    if len(parts) == 1:
-        return parts[0], parts[0]
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    raise argparse.ArgumentTypeError(f"size must be N or H,W, got {text!r}")
-
-
 def _add_scene_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("procedural scenes")
-    g.add_argument("--size", type=_size, default=(112, 112), help="image size N or H,W (default 112)")
+    g.add_argument("--size", type=scene_size, default=(112, 112), help="image size N or H,W (default 112)")
     g.add_argument("--min-objects", type=int, default=2)
     g.add_argument("--max-objects", type=int, default=6)
     g.add_argument("--background", default="mixed", choices=["plain", "noise", "texture", "mixed"])

@@ -59,12 +59,27 @@ def register(subparsers) -> None:
     add_build_commands(sub)
 
 
+def scene_size(text: str) -> tuple[int, int]:
+    """``N`` or ``H,W`` (also ``HxW``) as ``(H, W)`` — the one spelling of a size on the command line.
+
+    >>> scene_size("112"), scene_size("96,128"), scene_size("96x128")
+    ((112, 112), (96, 128), (96, 128))
+    """
+    parts = [int(v) for v in text.lower().replace("x", ",").split(",") if v.strip()]
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise argparse.ArgumentTypeError(f"size must be N or H,W, got {text!r}")
+
+
 def _common(p: argparse.ArgumentParser, codec: str) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="directory with a real-dev style manifest.json and its images")
     src.add_argument("--scenes", type=int, metavar="N", help="generate N procedural scenes instead")
     p.add_argument("--seed", type=int, default=0, help="scene series and sampling seed (default 0)")
-    p.add_argument("--scene-size", type=int, nargs=2, metavar=("H", "W"), help="scene size in pixels")
+    p.add_argument("--size", type=scene_size, dest="size", help="scene size N or H,W in pixels (as `build scenes`)")
+    p.add_argument("--scene-size", type=int, nargs=2, dest="size", metavar=("H", "W"), help=argparse.SUPPRESS)
     p.add_argument("--limit", type=int, help="use at most this many images")
     p.add_argument("--codec", default=codec, help=f"answer codec spec (default {codec})")
     p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
@@ -309,7 +324,7 @@ def _run_grid_tokens(args) -> int:
     from .greedy import GreedyConfig
 
     _check_counts(args, "--max-cells")
-    images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.scene_size, args.limit)
+    images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.size, args.limit)
     proposer = _default_proposer(args)
     cfg = GreedyConfig(tau=args.tau, max_cells=args.max_cells)
     out = build_grid_tokens(images, args.codec, proposer, cfg=cfg, cache=args.cache, progress=not args.quiet)
@@ -323,7 +338,7 @@ def _run_offsets(args) -> int:
     from .offsets import OffsetConfig
 
     _check_counts(args, "--k", "--per-object")
-    images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.scene_size, args.limit)
+    images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.size, args.limit)
     proposer = args.proposer or ("exact" if args.scenes is not None else None)
     kw = {"k": args.k}
     if args.band_weights:
@@ -344,7 +359,7 @@ def _run_polygons(args) -> int:
     from .polygons import PolygonTargetConfig
 
     _check_counts(args)
-    images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.scene_size, args.limit)
+    images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.size, args.limit)
     cc = get_codec(args.codec).config
     if not hasattr(cc, "eps"):
         raise ConfigError(f"polygons need a polygon codec, got {args.codec}")

@@ -198,3 +198,14 @@ def test_every_command_with_progress_bars_turns_them_off_with_quiet():
             q = next(a for a in p._actions if "--quiet" in a.option_strings)
             assert q.dest == "quiet", " ".join(path)
     assert found >= 10
+
+
+def test_builders_take_the_size_as_every_build_command_does(tmp_path):
+    """``--size N|H,W`` (as ``build scenes``); the old ``--scene-size H W`` still works."""
+    from getok.cli.main import main
+    from getok.data_builders.dataset import read_dataset
+
+    for i, flags in enumerate((["--size", "96,128"], ["--scene-size", "96", "128"])):
+        out = tmp_path / f"d{i}"
+        assert main(["build", "grid-tokens", "--scenes", "1", *flags, "--quiet", "--out", str(out)]) == 0
+        assert {tuple(s.size) for s in read_dataset(out)} == {(96, 128)}
