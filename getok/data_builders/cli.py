@@ -113,14 +113,14 @@ def cmd_build_tasks(args) -> int:
         cfg_kwargs["absent_categories"] = True
     cfg = TaskConfig(**cfg_kwargs)
     geometry_fn = None
-    if args.greedy:
+    if args.proposer:
         from ..codecs.base import get_codec
         from .greedy import GreedyGeometryFn
 
         n = getattr(get_codec(args.codec).config, "n", None)
         if n is None:
-            raise DataError(f"--greedy needs a grid codec (with n), got {args.codec!r}")
-        geometry_fn = GreedyGeometryFn(args.greedy, n=n, cache_dir=args.proposal_cache)
+            raise DataError(f"--proposer needs a grid codec (with n), got {args.codec!r}")
+        geometry_fn = GreedyGeometryFn(args.proposer, n=n, cache_dir=args.cache)
     common = {
         "cfg": cfg,
         "geometry_fn": geometry_fn,
@@ -201,11 +201,14 @@ def register(subparsers) -> None:
     p.add_argument("--expressions-per-object", type=int, default=1)
     p.add_argument("--absent-categories", action="store_true", help="no-target questions from absent categories")
     p.add_argument(
+        "--proposer",
         "--greedy",
+        dest="proposer",
         metavar="PROPOSER",
-        help="mask answers as greedy grid cells over this proposer ('exact' for scenes, 'superpixel', 'sam:...')",
+        help="mask answers as greedy grid cells over this proposer ('exact' for scenes, 'superpixel', 'sam:...'), "
+        "as `build grid-tokens --proposer` (--greedy: the old name)",
     )
-    p.add_argument("--proposal-cache", help="directory caching the proposals of --greedy")
+    p.add_argument("--cache", "--proposal-cache", dest="cache", help="directory caching the proposals of --proposer")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--copy-images", action="store_true", help="copy source images into the dataset")
     p.add_argument("--overwrite", action="store_true")

@@ -209,3 +209,13 @@ def test_builders_take_the_size_as_every_build_command_does(tmp_path):
         out = tmp_path / f"d{i}"
         assert main(["build", "grid-tokens", "--scenes", "1", *flags, "--quiet", "--out", str(out)]) == 0
         assert {tuple(s.size) for s in read_dataset(out)} == {(96, 128)}
+
+
+def test_build_tasks_names_its_proposer_like_build_grid_tokens(tmp_path):
+    from getok.cli.main import build_parser
+
+    p = build_parser()
+    new = p.parse_args(["build", "tasks", "--data", "x", "--codec", "grid:n=8", "--proposer", "exact", "--cache", "c", "--out", "o"])
+    old = p.parse_args(["build", "tasks", "--data", "x", "--codec", "grid:n=8", "--greedy", "exact", "--proposal-cache", "c",
+                         "--out", "o"])
+    assert (new.proposer, new.cache) == (old.proposer, old.cache) == ("exact", "c")
