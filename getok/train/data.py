@@ -311,36 +311,43 @@ def _scenes_source(n: int, seed: int, data: DataConfig) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- examples
-def image_token_count(processor, size: tuple[int, int]) -> int:
-    """Image tokens the processor makes for an image of ``size`` (H, W) (Qwen2-VL family: patches / merge²)."""
-    ip = processor.image_processor
-    h, w = int(size[0]), int(size[1])
-    patches = ip.get_number_of_image_patches(h, w, {})
-    merge = int(getattr(ip, "merge_size", None) or 1)
-    return int(patches) // (merge * merge)
+def image_token_count(processor, size: tuple[int, int], adapter=None) -> int:
+    """Image tokens the processor makes for an image of ``size`` (H, W), as the model family's adapter counts
+    them (:func:`~getok.vocab.adapters.adapter_for`: Qwen-VL asks its image processor, other families render
+    once per size)."""
+    from ..vocab.adapters import adapter_for
+
+    return (adapter or adapter_for(processor)).image_token_count(processor, size)
 
 
-def sample_lengths(processor, messages_list: list[list[dict]], image_sizes: list[list[tuple[int, int]]]) -> np.ndarray:
+def sample_lengths(
+    processor, messages_list: list[list[dict]], image_sizes: list[list[tuple[int, int]]], adapter=None
+) -> np.ndarray:
     """Token count of each conversation as the trainer will see it (chat template + image tokens).
 
     The text is rendered with the processor's chat template (one image placeholder per image), tokenized
-    in one batch, and each placeholder counted as the number of image tokens of its image.
+    in one batch, and each placeholder (the adapter's :meth:`~getok.vocab.adapters.ModelAdapter.image_placeholder`)
+    adds the tokens the processor expands it into for its image's size
+    (:meth:`~getok.vocab.adapters.ModelAdapter.image_tokens_added`: image tokens and the family's markers).
     """
+    from ..vocab.adapters import adapter_for
+
+    adapter = adapter or adapter_for(processor)
     tok = processor.tokenizer
     texts = [processor.apply_chat_template(m, tokenize=False) for m in messages_list]
-    enc = tok(texts, add_special_tokens=False)["input_ids"]
-    pad_id = tok.convert_tokens_to_ids(getattr(processor, "image_token", None) or "<|image_pad|>")
+    enc = tok(texts)["input_ids"]
+    placeholder = adapter.image_placeholder(processor)
     cache: dict[tuple[int, int], int] = {}
     out = np.zeros(len(texts), dtype=np.int64)
-    for i, (ids, sizes) in enumerate(zip(enc, image_sizes)):
-        n_ph = sum(1 for t in ids if t == pad_id)
+    for i, (text, ids, sizes) in enumerate(zip(texts, enc, image_sizes)):
+        n_ph = text.count(placeholder)
         if n_ph != len(sizes):
             raise DataError(f"conversation {i}: {n_ph} image placeholders for {len(sizes)} images")
         extra = 0
         for s in sizes:
             if s not in cache:
-                cache[s] = image_token_count(processor, s)
-            extra += cache[s] - 1
+                cache[s] = adapter.image_tokens_added(processor, s)
+            extra += cache[s]
         out[i] = len(ids) + extra
     return out
 

@@ -66,18 +66,14 @@ log = logging.getLogger("getok.train.sft")
 
 
 # ---------------------------------------------------------------------------------------------- model
-def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) -> None:
-    """Bound ``H * W`` after the image processor's resize (Qwen's ``min_pixels`` / ``max_pixels``)."""
-    if min_pixels is None and max_pixels is None:
-        return
-    ip = processor.image_processor
-    size = dict(ip.size) if ip.size is not None else {}
-    size = {k: v for k, v in size.items() if v is not None}
-    if min_pixels is not None:
-        size["shortest_edge"] = int(min_pixels)
-    if max_pixels is not None:
-        size["longest_edge"] = int(max_pixels)
-    ip.size = {"shortest_edge": size.get("shortest_edge"), "longest_edge": size.get("longest_edge")}
+def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) -> bool:
+    """Bound ``H * W`` after the image processor's resize (``min_pixels`` / ``max_pixels``) where the
+    processor has such bounds, through the family's adapter (:mod:`getok.vocab.adapters`): Qwen2 / 2.5-VL
+    ``size`` ``shortest_edge`` / ``longest_edge``, Qwen3-VL the same in its patch x merge unit; a CLIP /
+    SigLIP / Idefics3 processor keeps its own sizes (logged). Returns whether the processor was changed."""
+    from ..vocab.adapters import adapter_for
+
+    return adapter_for(processor).set_pixel_bounds(processor, min_pixels, max_pixels)
 
 
 def prepare_base(cfg: SFTRunConfig, output_dir: str | Path) -> Path:

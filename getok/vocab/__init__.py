@@ -11,7 +11,9 @@ peft are resolved lazily, on first attribute access.
 * :func:`build_tiny_model`, :class:`TinyModelConfig`, :func:`load_model_and_processor` — the offline tiny
   Qwen2.5-VL and a loader for tiny / real model directories;
 * :func:`lora_config_for`, :func:`get_peft_model_for`, :func:`apply_trl_fused_head_fix`,
-  :func:`full_finetune_setup`, :func:`save_adapter`, :func:`load_adapter`, :func:`merge_and_save`.
+  :func:`full_finetune_setup`, :func:`save_adapter`, :func:`load_adapter`, :func:`merge_and_save`;
+* :func:`adapter_for`, :class:`ModelAdapter`, :func:`register_adapter` — what differs between VLM families
+  (image-token counts, pixel bounds, parts, end-of-turn tokens), one registered adapter per family.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ _LAZY = {
     "save_adapter": "peft_utils",
     "load_adapter": "peft_utils",
     "merge_and_save": "peft_utils",
+    "ModelAdapter": "adapters",
+    "adapter_for": "adapters",
+    "register_adapter": "adapters",
 }
 
 __all__ = ["VocabLayout", "LAYOUT_FILE", *_LAZY]

@@ -1,0 +1,368 @@
+"""One adapter per VLM family: what differs between families, in one place.
+
+A :class:`ModelAdapter` answers the questions getok's training code used to answer with Qwen2-VL's API:
+
+* **image tokens** — :meth:`~ModelAdapter.image_token_count` (the image tokens one image of a size puts in
+  the sequence) and :meth:`~ModelAdapter.image_tokens_added` (how much longer the processed sequence is than
+  the templated text with the image's placeholder in it). Qwen-VL asks its image processor (patches /
+  merge²); every other family *renders* once per image size — the processor runs on a blank image of that
+  size with one placeholder — and the answer is cached per processor and size;
+* **pixel bounds** — :meth:`~ModelAdapter.set_pixel_bounds` sets ``min_pixels`` / ``max_pixels`` only
+  where the processor has such bounds, in its own units (Qwen2 / 2.5-VL: ``size`` ``shortest_edge`` /
+  ``longest_edge``; Qwen3-VL: the same, rounded to its patch × merge unit); a CLIP / SigLIP / Idefics3
+  processor is left alone (with a log line saying so);
+* **parts** — the language model, projector and vision tower (:meth:`~ModelAdapter.parameter_part`) and
+  the LoRA targets (:meth:`~ModelAdapter.lora_target_modules`), derived from the model's structure by
+  :mod:`getok.vocab.peft_utils`;
+* **end of turn** — :meth:`~ModelAdapter.end_of_turn_tokens`: eos and the marker the chat template writes
+  after an assistant answer.
+
+:func:`adapter_for` picks the adapter from a model, a config or a processor (``config.model_type``; a
+processor by its class name); an unknown family gets :class:`GenericAdapter`. Adding a family is one
+subclass and :func:`register_adapter`::
+
+    @register_adapter
+    class MyAdapter(GenericAdapter):
+        name = "my_family"
+        model_types = ("my_vl",)
+        processor_classes = ("MyVLProcessor",)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+__all__ = [
+    "ModelAdapter",
+    "GenericAdapter",
+    "QwenVLAdapter",
+    "Qwen3VLAdapter",
+    "LlavaAdapter",
+    "Idefics3Adapter",
+    "ADAPTERS",
+    "register_adapter",
+    "adapter_for",
+    "model_type_of",
+]
+
+log = logging.getLogger(__name__)
+
+#: Adapter classes by ``model_type`` (:func:`register_adapter` fills it).
+ADAPTERS = Registry("model adapter")
+_BY_PROCESSOR: dict[str, str] = {}  # processor class name -> model_type
+_INSTANCES: dict[type, ModelAdapter] = {}
+
+
+def register_adapter(cls):
+    """Class decorator: register an adapter under each of its ``model_types`` and ``processor_classes``."""
+    if not cls.model_types:
+        raise ConfigError(f"{cls.__name__} names no model_types")
+    for mt in cls.model_types:
+        ADAPTERS.register(mt)(cls)
+    for pc in cls.processor_classes:
+        _BY_PROCESSOR.setdefault(pc, cls.model_types[0])
+    return cls
+
+
+def model_type_of(obj) -> str | None:
+    """``model_type`` of a model, a config or (through its class name) a processor; ``None`` if unknown."""
+    mt = getattr(obj, "model_type", None)
+    if isinstance(mt, str):
+        return mt
+    cfg = getattr(obj, "config", None)
+    mt = getattr(cfg, "model_type", None)
+    if isinstance(mt, str):
+        return mt
+    for klass in type(obj).__mro__:
+        if klass.__name__ in _BY_PROCESSOR:
+            return _BY_PROCESSOR[klass.__name__]
+    return None
+
+
+def adapter_for(obj) -> ModelAdapter:
+    """The adapter of ``obj`` (a model, its config, its processor, or a ``model_type`` string): the registered
+    one for its ``model_type``, :class:`GenericAdapter` otherwise."""
+    mt = obj if isinstance(obj, str) else model_type_of(obj)
+    cls = ADAPTERS._factories.get(mt, GenericAdapter) if mt else GenericAdapter
+    if cls not in _INSTANCES:
+        _INSTANCES[cls] = cls()
+    return _INSTANCES[cls]
+
+
+def _blank(size: tuple[int, int]):
+    from PIL import Image
+
+    h, w = int(size[0]), int(size[1])
+    return Image.new("RGB", (w, h))
+
+
+def _size_key(processor) -> str:
+    """What of the image processor changes the token count (its size settings): part of the cache key."""
+    ip = getattr(processor, "image_processor", None)
+    keys = ("size", "crop_size", "max_image_size", "min_pixels", "max_pixels", "do_image_splitting", "do_resize")
+    return repr([(k, getattr(ip, k, None)) for k in keys])
+
+
+# ------------------------------------------------------------------------------------------------ base
+class ModelAdapter:
+    """What differs between VLM families. Subclasses override what their processor / model do differently."""
+
+    name = "base"
+    model_types: tuple[str, ...] = ()
+    processor_classes: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def _memo(self, processor, key, fn):
+        try:
+            per = self._cache.setdefault(processor, {})
+        except TypeError:  # not weak-referenceable: no cache
+            return fn()
+        k = (key, _size_key(processor))
+        if k not in per:
+            per[k] = fn()
+        return per[k]
+
+    # ------------------------------------------------------------------ placeholder and rendering
+    def image_placeholder(self, processor) -> str:
+        """The text that stands for one image in a templated conversation and that the processor expands
+        (``<|image_pad|>``, ``<image>``, Gemma 3's ``<start_of_image>`` ...): the processor's ``image_token``
+        when the chat template writes it, otherwise what the template writes for an image."""
+        return self._memo(processor, "placeholder", lambda: self._placeholder(processor))
+
+    def _placeholder(self, processor) -> str:
+        token = getattr(processor, "image_token", None)
+        diff = None
+        if getattr(processor, "chat_template", None):
+            def render(content):
+                return processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False)
+
+            text = [{"type": "text", "text": "Q"}]
+            a, b = render([{"type": "image"}, *text]), render(text)
+            i = 0
+            while i < min(len(a), len(b)) and a[i] == b[i]:
+                i += 1
+            j = 0
+            while j < min(len(a), len(b)) - i and a[len(a) - 1 - j] == b[len(b) - 1 - j]:
+                j += 1
+            diff = a[i : len(a) - j]
+        if token and (diff is None or token in diff):
+            return token
+        if diff and diff.strip():
+            return diff.strip()
+        raise ConfigError(f"{type(processor).__name__}: cannot tell which text stands for an image")
+
+    def _render(self, processor, size: tuple[int, int]) -> tuple[int, int]:
+        """(tokens the image adds to its placeholder's text, image tokens in the output) for one blank image."""
+        ph = self.image_placeholder(processor)
+        tok = processor.tokenizer
+        out = processor(text=[ph], images=[_blank(size)])
+        ids = [int(t) for t in list(out["input_ids"][0])]
+        base = tok([ph])["input_ids"][0]
+        img_id = getattr(processor, "image_token_id", None)
+        if img_id is None and getattr(processor, "image_token", None):
+            img_id = tok.convert_tokens_to_ids(processor.image_token)
+        n_img = sum(1 for t in ids if t == img_id) if img_id is not None else len(ids) - len(base)
+        return len(ids) - len(base), n_img
+
+    # ------------------------------------------------------------------ image tokens
+    def image_token_count(self, processor, size: tuple[int, int]) -> int:
+        """Image tokens (the processor's ``image_token``) one image of ``size`` (H, W) puts in the sequence."""
+        h, w = int(size[0]), int(size[1])
+        return self._memo(processor, ("render", h, w), lambda: self._render(processor, (h, w)))[1]
+
+    def image_tokens_added(self, processor, size: tuple[int, int]) -> int:
+        """How many tokens longer the processed sequence is than the text with one image placeholder, for
+        an image of ``size`` (H, W): image tokens plus any markers the processor writes around them, minus
+        the placeholder's own tokens."""
+        h, w = int(size[0]), int(size[1])
+        return self._memo(processor, ("render", h, w), lambda: self._render(processor, (h, w)))[0]
+
+    # ------------------------------------------------------------------ pixel bounds
+    def set_pixel_bounds(self, processor, min_pixels: int | None, max_pixels: int | None) -> bool:
+        """Bound ``H * W`` after the image processor's resize where the processor has such bounds; returns
+        whether the processor was changed. The base leaves it alone."""
+        if min_pixels is not None or max_pixels is not None:
+            ip = getattr(processor, "image_processor", None)
+            log.info("%s (%s): min_pixels / max_pixels not applied; the processor's own sizes stay (%s)",
+                     type(ip).__name__, self.name, getattr(ip, "size", None))  # fmt: skip
+        return False
+
+    # ------------------------------------------------------------------ parts and LoRA
+    def language_model_prefix(self, model) -> str:
+        from .peft_utils import language_model_prefix
+
+        return language_model_prefix(model)
+
+    def parameter_part(self, name: str, model) -> str:
+        """``language``, ``projector`` or ``vision`` for a parameter of ``model``."""
+        from .peft_utils import parameter_part
+
+        return parameter_part(name, self.language_model_prefix(model))
+
+    def lora_target_modules(self, model) -> str:
+        """peft ``target_modules`` regex: every linear layer of the language model."""
+        from .peft_utils import language_model_lora_regex
+
+        return language_model_lora_regex(model)
+
+    # ------------------------------------------------------------------ end of turn
+    def end_of_turn_tokens(self, processor_or_tokenizer) -> list[str]:
+        """eos and the marker the chat template writes right after an assistant answer (``<|im_end|>``,
+        ``<end_of_utterance>``, ``<end_of_turn>`` ...), as found in the tokenizer; eos first."""
+        obj = processor_or_tokenizer
+        tok = getattr(obj, "tokenizer", obj)
+        out: list[str] = []
+        if getattr(tok, "eos_token", None):
+            out.append(str(tok.eos_token))
+        if getattr(obj, "chat_template", None):
+            answer = "GETOKANSWER"
+            msgs = [{"role": "user", "content": [{"type": "text", "text": "Q"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": answer}]}]  # fmt: skip
+            try:
+                text = obj.apply_chat_template(msgs, tokenize=False)
+            except Exception as exc:  # a template that wants other messages: eos only
+                log.info("end_of_turn_tokens: chat template failed (%s); eos only", exc)
+                text = ""
+            after = text[text.rfind(answer) + len(answer) :] if answer in text else ""
+            added = sorted(tok.get_added_vocab(), key=len, reverse=True) if hasattr(tok, "get_added_vocab") else []
+            for t in added:
+                if after.lstrip(" ").startswith(t):
+                    if t not in out:
+                        out.append(t)
+                    break
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ families
+def _is_qwen2vl_image_processor(ip) -> bool:
+    return any(k.__name__.startswith("Qwen2VLImageProcessor") for k in type(ip).__mro__)
+
+
+def _set_size_bounds(processor, min_pixels, max_pixels) -> bool:
+    """Qwen2-VL image processor: ``size = {shortest_edge: min_pixels, longest_edge: max_pixels}`` (pixel
+    counts ``H * W``); a bound left ``None`` keeps the processor's."""
+    if min_pixels is None and max_pixels is None:
+        return False
+    ip = processor.image_processor
+    size = dict(ip.size) if ip.size is not None else {}
+    size = {k: v for k, v in size.items() if v is not None}
+    if min_pixels is not None:
+        size["shortest_edge"] = int(min_pixels)
+    if max_pixels is not None:
+        size["longest_edge"] = int(max_pixels)
+    ip.size = {"shortest_edge": size.get("shortest_edge"), "longest_edge": size.get("longest_edge")}
+    return True
+
+
+@register_adapter
+class GenericAdapter(ModelAdapter):
+    """Any family without its own adapter: renders image-token counts; sets pixel bounds only on a Qwen2-VL
+    image processor (the one whose ``size`` holds pixel-count bounds), leaves any other alone."""
+
+    name = "generic"
+    model_types = ("generic",)
+
+    def set_pixel_bounds(self, processor, min_pixels, max_pixels) -> bool:
+        ip = getattr(processor, "image_processor", None)
+        if _is_qwen2vl_image_processor(ip):
+            return _set_size_bounds(processor, min_pixels, max_pixels)
+        return super().set_pixel_bounds(processor, min_pixels, max_pixels)
+
+
+@register_adapter
+class QwenVLAdapter(GenericAdapter):
+    """Qwen2-VL / Qwen2.5-VL: the image processor counts its patches; bounds are ``size`` ``shortest_edge`` /
+    ``longest_edge`` in pixels (``H * W``)."""
+
+    name = "qwen_vl"
+    model_types = ("qwen2_vl", "qwen2_5_vl")
+    processor_classes = ("Qwen2VLProcessor", "Qwen2_5_VLProcessor")
+
+    def image_token_count(self, processor, size) -> int:
+        ip = processor.image_processor
+        h, w = int(size[0]), int(size[1])
+        patches = ip.get_number_of_image_patches(h, w, {})
+        merge = int(getattr(ip, "merge_size", None) or 1)
+        return int(patches) // (merge * merge)
+
+    def image_tokens_added(self, processor, size) -> int:
+        # the placeholder is one <|image_pad|>, expanded to the image's tokens (vision start / end are text)
+        return self.image_token_count(processor, size) - 1
+
+    def image_placeholder(self, processor) -> str:
+        return getattr(processor, "image_token", None) or "<|image_pad|>"
+
+    def _bounds(self, processor, min_pixels, max_pixels):
+        return min_pixels, max_pixels
+
+    def set_pixel_bounds(self, processor, min_pixels, max_pixels) -> bool:
+        if min_pixels is None and max_pixels is None:
+            return False
+        return _set_size_bounds(processor, *self._bounds(processor, min_pixels, max_pixels))
+
+
+@register_adapter
+class Qwen3VLAdapter(QwenVLAdapter):
+    """Qwen3-VL (+ MoE): Qwen2-VL's image processor with a patch × merge unit of 32 px (16 × 2; the tiny
+    model's: 7 × 2). The processor rounds each side to the nearest unit and only then checks the bounds, so a
+    bound written for a 28-px unit (112² = 4 × 28 per side) cuts a 112-px image to 96 px (3 × 3 tokens
+    instead of 4 × 4). Here a bound is widened to the square of its side rounded to the unit: an image of
+    area ``max_pixels`` keeps round(side / unit) tokens per side (``min_pixels`` is lowered likewise)."""
+
+    name = "qwen3_vl"
+    model_types = ("qwen3_vl", "qwen3_vl_moe")
+    processor_classes = ("Qwen3VLProcessor", "Qwen3VLMoeProcessor")
+
+    @staticmethod
+    def unit(processor) -> int:
+        ip = processor.image_processor
+        return int(getattr(ip, "patch_size", 16) or 16) * int(getattr(ip, "merge_size", 2) or 2)
+
+    def _bounds(self, processor, min_pixels, max_pixels):
+        u = self.unit(processor)
+
+        def rounded(px):
+            return (max(1, round(math.sqrt(px) / u)) * u) ** 2
+
+        lo = None if min_pixels is None else min(int(min_pixels), rounded(min_pixels))
+        hi = None if max_pixels is None else max(int(max_pixels), rounded(max_pixels))
+        if (lo, hi) != (min_pixels, max_pixels):
+            log.info("Qwen3-VL pixel bounds in its %d-px unit: min %s -> %s, max %s -> %s",
+                     u, min_pixels, lo, max_pixels, hi)  # fmt: skip
+        return lo, hi
+
+
+@register_adapter
+class LlavaAdapter(GenericAdapter):
+    """LLaVA (CLIP tower): a fixed-size resize and centre crop; no pixel bounds to set (Qwen's bounds would
+    make it resize to ``min_pixels`` px per side and crop the centre). Image tokens rendered."""
+
+    name = "llava"
+    model_types = ("llava",)
+    processor_classes = ("LlavaProcessor",)
+
+    def set_pixel_bounds(self, processor, min_pixels, max_pixels) -> bool:
+        return ModelAdapter.set_pixel_bounds(self, processor, min_pixels, max_pixels)
+
+
+@register_adapter
+class Idefics3Adapter(GenericAdapter):
+    """Idefics3 / SmolVLM (SigLIP tower): the processor splits an image into crops plus a global view, each
+    framed by marker tokens; counts rendered per image size; its ``size`` / ``max_image_size`` stay."""
+
+    name = "idefics3"
+    model_types = ("idefics3", "smolvlm")
+    processor_classes = ("Idefics3Processor", "SmolVLMProcessor")
+
+    def set_pixel_bounds(self, processor, min_pixels, max_pixels) -> bool:
+        return ModelAdapter.set_pixel_bounds(self, processor, min_pixels, max_pixels)
