@@ -13,6 +13,7 @@ and ``getok.get_decoder(spec)`` (geometry → mask; :class:`~getok.decoding.base
 imported on first use.
 """
 
+from ._lazy import lazy_attributes
 from ._version import __version__
 from .codecs import NO_TARGET, Codec, DecodeResult, get_codec, list_codecs
 from .errors import (
@@ -48,12 +49,6 @@ __all__ = [
 ]
 
 #: Names resolved on first use (PEP 562), so that ``import getok`` stays light.
-_LAZY = {"MaskDecoder": "getok.decoding", "get_decoder": "getok.decoding", "list_decoders": "getok.decoding"}
+_LAZY = {"MaskDecoder": "decoding", "get_decoder": "decoding", "list_decoders": "decoding"}
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'getok' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -14,6 +14,8 @@ peft on first use; ``import getok.rl`` does not.
 
 from __future__ import annotations
 
+from .._lazy import lazy_attributes
+
 __all__ = [
     "run_grpo",
     "load_grpo_config",
@@ -24,21 +26,15 @@ __all__ = [
     "score_stage2",
 ]
 
-#: Public names and the module that defines each, imported on first use (PEP 562).
+#: Public names and the submodule that defines each, imported on first use (PEP 562).
 _LAZY = {
-    "run_grpo": "getok.rl.grpo",
-    "load_grpo_config": "getok.rl.grpo_config",
-    "GRPORunConfig": "getok.rl.grpo_config",
-    "RewardConfig": "getok.rl.rewards",
-    "RewardScorer": "getok.rl.rewards",
-    "score_stage1": "getok.rl.rewards",
-    "score_stage2": "getok.rl.rewards",
+    "run_grpo": "grpo",
+    "load_grpo_config": "grpo_config",
+    "GRPORunConfig": "grpo_config",
+    "RewardConfig": "rewards",
+    "RewardScorer": "rewards",
+    "score_stage1": "rewards",
+    "score_stage2": "rewards",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'getok.rl' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -14,8 +14,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from .._lazy import lazy_attributes
 from .config import (
     DataConfig,
     EvalConfig,
@@ -55,15 +54,4 @@ __all__ = [
     *_LAZY,
 ]
 
-
-def __getattr__(name: str):
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'getok.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -18,8 +18,7 @@ peft are resolved lazily, on first attribute access.
 
 from __future__ import annotations
 
-import importlib
-
+from .._lazy import lazy_attributes
 from .layout import LAYOUT_FILE, VocabLayout
 
 _LAZY = {
@@ -52,15 +51,4 @@ _LAZY = {
 
 __all__ = ["VocabLayout", "LAYOUT_FILE", *_LAZY]
 
-
-def __getattr__(name: str):
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'getok.vocab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
