@@ -112,3 +112,12 @@ def safetensors_tensors(directory: Path) -> dict:
     for f in sorted(Path(directory).glob("*.safetensors")):
         out.update(load_file(str(f)))
     return out
+
+
+def fresh_python(code: str) -> list[str]:
+    """The words ``code`` prints when run in a fresh interpreter: what an import really loads, unaffected by
+    the modules this test process has imported already."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

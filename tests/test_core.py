@@ -1,14 +1,12 @@
 """Core types, the exception root, the response envelope and the import-cost promise."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from getok import DecodeError, Geometry, GeometryError, GetokError
 from getok.answers import extract_answer, parse_response, wrap_response
 from getok.errors import MissingDependencyError, require
+from tests.conftest import fresh_python
 
 
 def test_import_getok_pulls_neither_torch_nor_transformers():
@@ -17,8 +15,7 @@ def test_import_getok_pulls_neither_torch_nor_transformers():
         "bad=[m for m in ('torch','transformers','segment_anything','cv2','peft','trl') if m in sys.modules];"
         "print(','.join(bad))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert fresh_python(code) == []
 
 
 def test_decoders_sit_beside_codecs_at_the_top_level_without_a_heavier_import():
@@ -27,8 +24,7 @@ def test_decoders_sit_beside_codecs_at_the_top_level_without_a_heavier_import():
         "d = getok.get_decoder('raster'); from getok.decoding import RasterDecoder;"
         "print(light, isinstance(d, RasterDecoder), isinstance(d, getok.MaskDecoder), 'raster' in getok.list_decoders())"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True"] * 4
+    assert fresh_python(code) == ["True"] * 4
     import getok
 
     with pytest.raises(AttributeError, match="no attribute 'get_decoders'"):

@@ -1,9 +1,8 @@
 """``getok.rl``'s public entry points: named in one place, importable without pulling torch."""
 
-import subprocess
-import sys
-
 import pytest
+
+from tests.conftest import fresh_python
 
 
 def test_public_names_resolve_to_their_implementations_and_the_package_import_is_light():
@@ -12,8 +11,7 @@ def test_public_names_resolve_to_their_implementations_and_the_package_import_is
         "from getok.rl.rewards import score_stage1; from getok.rl.grpo_config import load_grpo_config;"
         "print(light, rl.score_stage1 is score_stage1, rl.load_grpo_config is load_grpo_config)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True", "True"]
+    assert fresh_python(code) == ["True", "True", "True"]
 
 
 def test_every_public_name_exists():

@@ -150,11 +150,9 @@ def test_register_adds_the_four_studies():
 
 
 def test_importing_the_studies_does_not_import_torch():
-    import subprocess
-    import sys
+    from tests.conftest import fresh_python
 
     code = ("import sys, getok.studies.cli, getok.studies.representations, getok.studies.resize_vocab, "
             "getok.studies.self_correction, getok.studies.polygon_density, getok.studies.data; "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "False"]
+    assert fresh_python(code) == ["False", "False"]
