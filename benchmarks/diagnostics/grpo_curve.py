@@ -24,38 +24,20 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-TASK = "text>mask"
-DECODER = "proposals:proposer=exact,n=8"
+from _grounding import TASK, question_set, score, summarise  # noqa: E402  (the diagnostics' shared parts)
+
 DEV_SERIES = 20_000
 
 
-def dev_set(work: Path, n_scenes: int, series: int) -> Path:
-    from getok.train.config import EvalConfig, load_sft_config
-    from getok.train.data import build_eval_set
-
-    cfg = load_sft_config(REPO / "configs/sft/tiny-cpu.yaml", [])
-    ev = EvalConfig(n_scenes=n_scenes, seed=series, tasks=[TASK])
-    return build_eval_set(ev, cfg.data, cfg.vocab.codecs[0], work / f"dev-{series}-{n_scenes}")
-
-
-def score(path_or_none, data: Path, out: Path, generate_fn=None) -> dict:
-    """Per-question IoU of a model directory (or a baseline generator with ``path_or_none=None``)."""
-    import torch
-
-    from getok.eval.runner import evaluate, question_ious
+def score_dir(path: Path, data: Path, out: Path) -> dict:
+    """Per-question IoU of a model directory."""
     from getok.vocab import load_model_and_processor
 
-    model = proc = None
-    if path_or_none is not None:
-        model, proc = load_model_and_processor(path_or_none)
-        model.eval()
-    with torch.inference_mode():
-        evaluate(model, proc, str(data), decoder=DECODER, out_dir=str(out), turns=1, batch_size=32,
-                 max_new_tokens=16, resume=True, progress=False, generate_fn=generate_fn)  # fmt: skip
-    return {i: q["t1"] for i, q in question_ious(out).items()}
+    model, proc = load_model_and_processor(path)
+    model.eval()
+    return score(model, proc, data, out)
 
 
 def main(argv=None) -> int:
@@ -77,7 +59,7 @@ def main(argv=None) -> int:
     from getok.data_builders.dataset import read_dataset
     from getok.demo import DemoConfig, grpo_config
     from getok.eval.baselines import BaselineGenerator
-    from getok.eval.stats import bootstrap_mean, paired_comparison
+    from getok.eval.stats import paired_comparison
     from getok.rl.grpo import run_grpo
 
     info = json.loads((args.run / "run.json").read_text())
@@ -85,20 +67,15 @@ def main(argv=None) -> int:
 
     demo = DemoConfig(**{f.name: info["config"][f.name] for f in dataclasses.fields(DemoConfig) if f.name in info["config"]})
     work = args.work / args.name
-    data = dev_set(args.work, args.eval_scenes, args.series)
-    ids = [s.sample_id for s in read_dataset(data, check_images=False)]
-
-    def summary(ious: dict) -> dict:
-        v = [ious[i] for i in ids]
-        ci = bootstrap_mean(v)
-        return {"miou": round(sum(v) / len(v), 4), "ci": [round(ci["lo"], 4), round(ci["hi"], 4)]}
-
+    data = question_set(args.work / f"dev-{args.series}-{args.eval_scenes}", args.eval_scenes, args.series)
     samples = list(read_dataset(data, check_images=False))
+    ids = [s.sample_id for s in samples]
     baselines = {}
     for b in ("centre", "random_object", "reference"):
         gen = BaselineGenerator(b, demo.polygon_codec, samples=samples, seed=demo.seed)
-        baselines[b] = summary(score(None, data, args.work / f"dev-{args.series}-baseline-{b}", generate_fn=gen))
-    sft = score(args.run / "sft" / "final", data, work / "eval" / "sft")
+        out = args.work / f"dev-{args.series}-baseline-{b}"
+        baselines[b] = summarise(score(None, None, data, out, generate_fn=gen), ids)
+    sft = score_dir(args.run / "sft" / "final", data, work / "eval" / "sft")
 
     # the demo's own stage-1 run config (as the demo wrote it), redirected: our output dir, budget, checkpoints
     from getok.config import save_config
@@ -113,11 +90,11 @@ def main(argv=None) -> int:
     s = run_grpo(gcfg, progress=not args.quiet)
     train_s = round(time.perf_counter() - t0, 1)
 
-    curve = [{"step": 0, **summary(sft)}]
+    curve = [{"step": 0, **summarise(sft, ids)}]
     for step in range(args.every, args.steps + 1, args.every):
-        ious = score(work / "grpo1" / f"checkpoint-{step}", data, work / "eval" / f"step-{step}")
+        ious = score_dir(work / "grpo1" / f"checkpoint-{step}", data, work / "eval" / f"step-{step}")
         cmp = paired_comparison([sft[i] for i in ids], [ious[i] for i in ids])
-        row = {"step": step, **summary(ious), "vs_sft": cmp}
+        row = {"step": step, **summarise(ious, ids), "vs_sft": cmp}
         curve.append(row)
         print(f"  {args.name} step {step}: mIoU {row['miou']:.3f} {row['ci']}, vs SFT {cmp}", flush=True)
     rewards = [json.loads(x) for x in (work / "grpo1" / "metrics.jsonl").read_text().splitlines() if x.strip()]

@@ -43,8 +43,8 @@ VARIANTS = {
     "image_first": ("image before the question in the prompt", ["model.tiny.text_before_image=false"]),
     "mean_init": ("new token rows start at the mean row (the 7B choice) instead of a 2-D code", ["vocab.init=mean"]),
 }
-TASK = "text>mask"
-DECODER = "proposals:proposer=exact,n=8"
+from _grounding import DECODER, TASK, question_set, score, summarise  # noqa: E402  (the diagnostics' shared parts)
+
 EVAL_SERIES = 10_000
 
 
@@ -62,40 +62,10 @@ def sft_overrides(steps: int, every: int, out: Path, extra: list[str]) -> list[s
 
 
 def eval_set(work: Path, n_scenes: int) -> Path:
-    from getok.train.config import EvalConfig, load_sft_config
-    from getok.train.data import build_eval_set
-
-    cfg = load_sft_config(REPO / "configs/sft/tiny-cpu.yaml", [])
-    ev = EvalConfig(n_scenes=n_scenes, seed=EVAL_SERIES, tasks=[TASK])
-    return build_eval_set(ev, cfg.data, cfg.vocab.codecs[0], work / f"eval-{n_scenes}")
-
-
-def score(model, processor, data: Path, out: Path, generate_fn=None) -> dict:
-    """Per-question IoU (sample order) of one model or baseline."""
-    from getok.eval.runner import evaluate, question_ious
-
-    evaluate(model, processor, str(data), decoder=DECODER, out_dir=str(out), turns=1, batch_size=32,
-             max_new_tokens=16, resume=True, progress=False, generate_fn=generate_fn)  # fmt: skip
-    return {i: q["t1"] for i, q in question_ious(out).items()}
-
-
-def summarise(ious: dict, ids: list[str], kinds: dict) -> dict:
-    from getok.eval.stats import bootstrap_mean
-
-    v = [ious[i] for i in ids]
-    out = {"miou": round(sum(v) / len(v), 4)}
-    ci = bootstrap_mean(v)
-    out["ci"] = [round(ci["lo"], 4), round(ci["hi"], 4)]
-    by = {}
-    for i in ids:
-        by.setdefault(kinds[i], []).append(ious[i])
-    out["by_kind"] = {k: {"n": len(x), "miou": round(sum(x) / len(x), 4)} for k, x in sorted(by.items())}
-    return out
+    return question_set(work / f"eval-{n_scenes}", n_scenes, EVAL_SERIES)
 
 
 def run_variant(name: str, args, data: Path, ids: list[str], kinds: dict) -> dict:
-    import torch
-
     from getok.train.config import load_sft_config
     from getok.train.sft import run_sft
     from getok.vocab import load_model_and_processor
@@ -113,8 +83,7 @@ def run_variant(name: str, args, data: Path, ids: list[str], kinds: dict) -> dic
         ck = out / f"checkpoint-{step}"
         model, proc = load_model_and_processor(ck)
         model.eval()
-        with torch.inference_mode():
-            ious = score(model, proc, data, out / "eval" / f"step-{step}")
+        ious = score(model, proc, data, out / "eval" / f"step-{step}")
         row = {"step": step, **summarise(ious, ids, kinds)}
         curve.append(row)
         print(f"  {name} step {step}: mIoU {row['miou']:.3f} {row['ci']}", flush=True)
