@@ -255,14 +255,12 @@ class DemoConfig:
                 raise ConfigError(f"DemoConfig.{name}: keys must be rl.*, proposals.* or reward.*, got {bad}")
         from .data_builders.tasks import TASKS
 
-        for name in ("eval_tasks", "grpo_tasks"):
+        for name in ("eval_tasks", "grpo_tasks", "offsets_tasks"):  # offsets_tasks may be empty
             tasks = getattr(self, name)
             wrong = [t for t in tasks if t not in TASKS or not t.endswith(">mask")]
-            if wrong or not tasks:
-                raise ConfigError(f"DemoConfig.{name} must be a non-empty list of mask tasks, got {tasks}")
-        wrong = [t for t in self.offsets_tasks if t not in TASKS or not t.endswith(">mask")]
-        if wrong:
-            raise ConfigError(f"DemoConfig.offsets_tasks must list mask tasks (or be empty), got {wrong}")
+            if wrong or not (tasks or name == "offsets_tasks"):
+                raise ConfigError(f"DemoConfig.{name} must be a list of mask tasks"
+                                  f"{' (or empty)' if name == 'offsets_tasks' else ''}, got {tasks}")  # fmt: skip
         if self.loss_turns not in ("all", "last"):
             raise ConfigError(f"DemoConfig.loss_turns must be 'all' or 'last', got {self.loss_turns!r}")
 
