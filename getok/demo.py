@@ -39,7 +39,6 @@ questions (:func:`compare_runs`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -58,6 +57,8 @@ from .errors import ConfigError, DataError
 from .eval.baselines import BASELINES as _BASELINE_LABELS
 from .eval.baselines import BaselineGenerator
 from .eval.stats import format_diff, format_p
+from .provenance import cpu_seconds, fingerprint
+from .provenance import versions as provenance_versions
 
 __all__ = [
     "DemoConfig",
@@ -428,14 +429,14 @@ def build_box_polygon_set(n_scenes: int, series: int, polygon_codec: str, out_di
     from .data_builders.scenes import generate_scenes
     from .data_builders.tasks import SampleList, image_ref
     from .errors import GetokError
-    from .geom.masks import mask_to_box
+    from .geom.boxes import mask_to_box
     from .geometry import Geometry
 
     out = Path(out_dir)
     scfg = _scene_config()
     spec = {"n": int(n_scenes), "series": int(series), "codec": polygon_codec, "query_codec": GRID_CODEC,
             "ask": POLYGON_ASK, "scenes": scfg.to_dict()}  # fmt: skip
-    fp = _fingerprint(spec)
+    fp = fingerprint(spec)
     if out.exists():
         if read_dataset(out, check_images=False).manifest.get("builder", {}).get("fingerprint") == fp:
             return out
@@ -471,17 +472,7 @@ def build_box_polygon_set(n_scenes: int, series: int, polygon_codec: str, out_di
     return write_dataset(samples, out, man)
 
 
-def _fingerprint(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 # ---------------------------------------------------------------------------------------------- timing
-def _cpu_seconds() -> float:
-    """CPU time of this process and its finished children (dataloader workers), user + system."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
 def _banner(k: int, name: str, text: str) -> None:
     line = f"[{k}/{len(STAGES)}] {name}: {text}"
     print(f"\n{'=' * len(line)}\n{line}\n{'=' * len(line)}", file=sys.stderr, flush=True)
@@ -503,7 +494,7 @@ class _Stages:
     def run(self, name: str, title: str, key: dict, fn: Callable[[], dict]) -> dict:
         from .io import atomic_write_json
 
-        fp = _fingerprint(key)
+        fp = fingerprint(key)
         k = STAGES.index(name) + 1
         m = self.marker(name)
         if m is not None:
@@ -516,10 +507,10 @@ class _Stages:
             self.skipped.append(name)
             return m
         _banner(k, name, title)
-        t0, c0 = time.perf_counter(), _cpu_seconds()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         result = fn()
         m = {"stage": name, "title": title, "fingerprint": fp, "wall_s": round(time.perf_counter() - t0, 1),
-             "cpu_s": round(_cpu_seconds() - c0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+             "cpu_s": round(cpu_seconds() - c0, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
              "result": result}  # fmt: skip
         atomic_write_json(self.dir / f"{name}.json", m)
         print(f"[{k}/{len(STAGES)}] {name}: done in {m['wall_s']:.0f} s wall, {m['cpu_s']:.0f} s CPU",
@@ -1145,20 +1136,6 @@ def _findings(results: dict, info: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- the run
-def _versions() -> dict:
-    from importlib import metadata
-
-    from ._version import __version__
-
-    out = {"getok": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "numpy", "matplotlib"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
 def lock_differences(versions: dict, lock: str | Path | None = None) -> dict | None:
     """``{package: {"installed", "lock"}}`` for every package of ``versions`` whose installed version differs
     from ``requirements/lock.txt`` (the versions ``make demo`` installs); None when there is no lock file
@@ -1207,7 +1184,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
     from .config import config_to_dict
     from .io import atomic_write_json, atomic_write_text
 
-    t_start, c_start = time.perf_counter(), _cpu_seconds()
+    t_start, c_start = time.perf_counter(), cpu_seconds()
     load0 = _loadavg()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1345,7 +1322,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
             "vocab_init": sft_cfg.vocab.init_seed,
             "scene_series": {"sft": TRAIN_SERIES, "grpo": GRPO_SERIES, "held_out": EVAL_SERIES},
         },  # fmt: skip
-        "versions": (versions := _versions()),
+        "versions": (versions := provenance_versions()),
         "versions_vs_lock": lock_differences(versions),
         "machine": {
             "cpus": os.cpu_count(),
@@ -1367,7 +1344,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
     prev = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
     invocation = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - (time.perf_counter() - t_start))),
                   "ran": stages.ran, "skipped": stages.skipped, "wall_s": round(time.perf_counter() - t_start, 1),
-                  "cpu_s": round(_cpu_seconds() - c_start, 1), "loadavg_start": load0, "loadavg_end": _loadavg()}  # fmt: skip
+                  "cpu_s": round(cpu_seconds() - c_start, 1), "loadavg_start": load0, "loadavg_end": _loadavg()}  # fmt: skip
     info["invocations"] = list(prev.get("invocations", [])) + [invocation]
     atomic_write_json(out / "run.json", info)
     summary = out / "summary.md"

@@ -114,10 +114,11 @@ def _bench_dataset(items, proposer_for, n: int, cache_root: Path, seed: int) -> 
     import cv2
 
     from ..codecs import get_codec
-    from ..data_builders.cache import ProposalCache, cache_key, image_hash
+    from ..data_builders.cache import ProposalCache, cache_key
     from ..data_builders.greedy import GreedyConfig, greedy_cells
     from ..data_builders.offsets import OffsetConfig, offset_sample
     from ..data_builders.polygons import polygon_sample
+    from ..provenance import image_hash
 
     cv2.setNumThreads(1)
     cache = ProposalCache(cache_root)

@@ -51,8 +51,8 @@ def _load_images(data_dir: str | Path | None, scenes: int, seed: int, max_images
 
 def _answers(mask: np.ndarray, n: int, rng: np.random.Generator):
     """The answers a model could give for one instance: cells, refined cells, polygons, box."""
+    from ..geom.boxes import mask_to_box
     from ..geom.grid import mask_to_cells
-    from ..geom.masks import mask_to_box
     from ..geom.polygons import mask_to_polygons
     from ..geometry import Geometry
 
@@ -110,7 +110,7 @@ def _exact_proposer(labels: np.ndarray):
 def bench_weight_free(images, n: int = 32, seed: int = 0) -> dict:
     """Masks/s and mean IoU of ``raster`` and ``proposals`` per answer type (see the module docstring)."""
     from ..decoding import get_decoder
-    from ..eval.metrics import mask_iou
+    from ..geom.masks import mask_iou
 
     rng = np.random.default_rng(seed)
     timing: dict[tuple[str, str], list[float]] = {}

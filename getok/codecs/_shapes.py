@@ -11,7 +11,7 @@ import numpy as np
 
 from ..conventions import denormalize_points, normalize_points
 from ..errors import DecodeError, GeometryError
-from ..geom.masks import mask_to_box
+from ..geom.boxes import mask_to_box
 from ..geom.polygons import mask_to_polygons, signed_area
 from ..geometry import Geometry
 from ._vertices import Vertices

@@ -24,11 +24,11 @@ import numpy as np
 
 from ..errors import DataError, GetokError, require
 from ..io import atomic_write_text
+from ..provenance import image_hash
 from .proposers.base import MaskProposer, ProposalStack
 
 __all__ = [
     "FORMAT",
-    "image_hash",
     "cache_key",
     "stack_to_record",
     "stack_from_record",
@@ -41,18 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Format tag written into every cache file.
 FORMAT = "getok-proposals/1"
-
-
-def image_hash(image: np.ndarray) -> str:
-    """sha256 (hex) of an image's pixels, shape and dtype — the identity of an image in every cache.
-
-    >>> image_hash(np.zeros((2, 2, 3), np.uint8))[:12]
-    '26a9605fb992'
-    """
-    a = np.ascontiguousarray(image)
-    h = hashlib.sha256(f"{a.shape}|{a.dtype.str}|".encode())
-    h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
 
 
 def cache_key(image_sha256: str, proposer_name: str, settings: dict, n: int) -> str:

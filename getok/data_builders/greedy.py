@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, GeometryError, require
+from ..geom.boxes import mask_to_box
 from ..geom.grid import grid_points, index_to_cells
-from ..geom.masks import as_mask, mask_to_box
+from ..geom.masks import as_mask
 from ..geometry import Geometry
 from .proposers.base import ProposalStack, grid_pixels
 
@@ -210,9 +211,9 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
     t = _check_target(target_mask, stack)
     idx = _index(stack)
     n = stack.n
-    from .offsets import coco_rle_banded, mask_box
+    from .offsets import coco_rle_banded
 
-    tbox = mask_box(t)
+    tbox = mask_to_box(t)
     t_rle = coco_rle_banded(t, tbox)
     tx0, ty0, tx1, ty1 = tbox
 

@@ -37,8 +37,10 @@ import numpy as np
 
 from ..conventions import as_size
 from ..errors import ConfigError, GeometryError
+from ..geom.boxes import mask_to_box
 from ..geom.grid import grid_points, index_to_cells, points_to_cells
-from ..geom.masks import as_mask, mask_to_box
+from ..geom.masks import as_mask
+from ..geom.refine import landing_pixels, offset_moves
 from ..geometry import Geometry
 from .samples import IMAGE_PLACEHOLDER, Sample, Turn
 
@@ -53,8 +55,6 @@ __all__ = [
     "OffsetConfig",
     "OffsetProposal",
     "step_pixels",
-    "moves",
-    "landing_pixels",
     "label_points",
     "label_grid",
     "noisy_proposal",
@@ -62,7 +62,6 @@ __all__ = [
     "offset_sample",
     "rle_encode_banded",
     "coco_rle_banded",
-    "mask_box",
 ]
 
 INSIDE, RING, FAR, HARD_DELETE = 0, 1, 2, 3
@@ -112,55 +111,15 @@ class PointLabels:
     deleted: np.ndarray
 
 
-def mask_box(mask: np.ndarray) -> np.ndarray | None:
-    """Tight box XYXY of a bool mask (as :func:`getok.geom.masks.mask_to_box`, via OpenCV: ~2x faster).
-
-    >>> m = np.zeros((4, 5), bool); m[1:3, 2:4] = True
-    >>> mask_box(m).tolist()
-    [2.0, 1.0, 4.0, 3.0]
-    """
-    import cv2
-
-    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
-    if w == 0:
-        return None
-    return np.array([x, y, x + w, y + h], dtype=np.float64)
-
-
 def step_pixels(n: int, size: tuple[int, int], step: float) -> tuple[float, float]:
     """One offset step in pixels ``(sx, sy)``: ``step`` cells of ``W / n`` by ``H / n`` pixels."""
     h, w = as_size(size)
     return step * w / n, step * h / n
 
 
-def moves(r: int) -> np.ndarray:
-    """All moves ``(M, 2)`` ``(dx, dy)`` with ``|dx|, |dy| <= r``, row-major (dy, then dx).
-
-    >>> moves(1)[:3].tolist()
-    [[-1, -1], [0, -1], [1, -1]]
-    """
-    d = np.arange(-r, r + 1)
-    dy, dx = np.meshgrid(d, d, indexing="ij")
-    return np.stack([dx.ravel(), dy.ravel()], axis=1).astype(np.int64)
-
-
 def _moves_by_length(r: int) -> np.ndarray:
-    mv = moves(r)
+    mv = offset_moves(r)
     return mv[np.argsort(np.abs(mv).sum(axis=1), kind="stable")]
-
-
-def landing_pixels(points, mv, n: int, step: float, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel (rows, cols) ``(P, M)`` where points ``(P, 2)`` XY land after moves ``(M, 2)`` (clipped to the
-    image, like :func:`getok.geom.grid.apply_offsets`)."""
-    h, w = as_size(size)
-    sx, sy = step_pixels(n, size, step)
-    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    m = np.asarray(mv, dtype=np.float64).reshape(-1, 2)
-    x = np.clip(p[:, None, 0] + m[None, :, 0] * sx, 0.0, w)
-    y = np.clip(p[:, None, 1] + m[None, :, 1] * sy, 0.0, h)
-    cols = np.minimum(np.floor(x).astype(np.int64), w - 1)
-    rows = np.minimum(np.floor(y).astype(np.int64), h - 1)
-    return rows, cols
 
 
 def _half_widths(n, size, r, step, steps):
@@ -417,7 +376,7 @@ def noisy_proposal(
     cfg = cfg or OffsetConfig()
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     m = as_mask(mask, name="target mask")
-    box = mask_box(m)
+    box = mask_to_box(m)
     if box is None:
         raise GeometryError("target mask is empty: no offset sample for an empty target")
     return _noisy_proposal(m, box, n, r, step, cfg, true_cells, distractor_mask, rng, anchor)
@@ -551,7 +510,7 @@ def coco_rle_banded(mask: np.ndarray, box=None) -> dict:
 
     h, w = mask.shape
     if box is None:
-        box = mask_box(mask)
+        box = mask_to_box(mask)
     if box is None:
         return mask_utils.frPyObjects({"size": [h, w], "counts": [h * w]}, h, w)
     x0, x1 = int(box[0]), int(box[2])
@@ -631,7 +590,7 @@ def offset_sample(
     cfg = cfg or OffsetConfig()
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     m = as_mask(mask, name="target mask")
-    box = mask_box(m)
+    box = mask_to_box(m)
     if box is None:
         raise GeometryError("target mask is empty: no offset sample for an empty target")
     n, r, step = c.config.n, c.config.r, c.config.step

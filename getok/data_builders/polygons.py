@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import ConfigError, GeometryError
+from ..geom.boxes import mask_to_box
 from ..geom.masks import as_mask
 from ..geom.polygons import mask_to_polygons
 from ..geometry import Geometry
@@ -62,9 +63,7 @@ def trace_polygons(mask, cfg: PolygonTargetConfig | None = None) -> tuple[list[n
     """
     cfg = cfg or PolygonTargetConfig()
     m = as_mask(mask, name="target mask")
-    from .offsets import mask_box
-
-    box = mask_box(m)
+    box = mask_to_box(m)
     if box is None:
         raise GeometryError("target mask is empty: an empty mask has no polygons")
     h, w = m.shape
@@ -85,9 +84,7 @@ def polygon_geometry(mask, cfg: PolygonTargetConfig | None = None, label: str | 
     """
     m = as_mask(mask, name="target mask")
     outers, holes = trace_polygons(m, cfg)
-    from .offsets import mask_box
-
-    return Geometry(size=m.shape, polygons=tuple(outers), holes=tuple(holes), box=mask_box(m), label=label)
+    return Geometry(size=m.shape, polygons=tuple(outers), holes=tuple(holes), box=mask_to_box(m), label=label)
 
 
 DEFAULT_ASK = IMAGE_PLACEHOLDER + "Outline {query} with polygons."

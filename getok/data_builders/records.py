@@ -19,7 +19,8 @@ import numpy as np
 
 from ..conventions import as_size
 from ..errors import DataError, GeometryError
-from ..geom.masks import as_mask, mask_to_box, rle_decode
+from ..geom.boxes import mask_to_box
+from ..geom.masks import as_mask, rle_decode
 from ..geometry import Geometry
 
 __all__ = [

@@ -35,7 +35,8 @@ import numpy as np
 from ..answers import wrap_response
 from ..codecs.base import Codec, get_codec
 from ..errors import ConfigError, DecodeError, GeometryError, GetokError
-from ..geom.masks import mask_to_box, rle_encode
+from ..geom.boxes import mask_to_box
+from ..geom.masks import rle_encode
 from ..geometry import Geometry
 from . import prompts as P
 from .records import AnnotatedImage, AnnotatedObject

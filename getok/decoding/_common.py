@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +12,7 @@ from ..conventions import as_size
 from ..errors import ConfigError, GeometryError
 from ..geometry import Geometry
 
-__all__ = ["image_size", "check_size", "check_image", "image_fingerprint", "LRUCache"]
+__all__ = ["image_size", "check_size", "check_image", "LRUCache"]
 
 
 def check_image(image) -> np.ndarray:
@@ -42,15 +41,6 @@ def check_size(geometry: Geometry, size: tuple[int, int] | None) -> None:
         raise GeometryError(f"decode expects a Geometry, got {type(geometry).__name__}")
     if size is not None and geometry.size != size:
         raise GeometryError(f"geometry size (H, W)={geometry.size} differs from the image set, {size}")
-
-
-def image_fingerprint(image: np.ndarray) -> str:
-    """A content key for an image (BLAKE2b of shape + bytes, ~1 ms per megapixel)."""
-    arr = np.ascontiguousarray(image)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str(arr.shape).encode())
-    h.update(arr.tobytes())
-    return h.hexdigest()
 
 
 class LRUCache:

@@ -26,7 +26,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..geometry import Geometry
-from ._common import LRUCache, check_image, check_size, image_fingerprint
+from ..provenance import image_hash
+from ._common import LRUCache, check_image, check_size
 from .prompts import Prompt, geometry_prompts, to_sam_box, to_sam_points
 
 __all__ = ["PromptedDecoder", "MODES"]
@@ -81,7 +82,7 @@ class PromptedDecoder:
         img = check_image(image)
         if size is not None and tuple(size) != img.shape[:2]:
             raise DataError(f"size {tuple(size)} differs from the image's (H, W)={img.shape[:2]}")
-        k = key if key is not None else image_fingerprint(img)
+        k = key if key is not None else image_hash(img)
         self._state = self._cache.get_or_compute(k, lambda: self._embed(img))
         self._size = tuple(img.shape[:2])
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import GeometryError
-from ..geom.masks import mask_to_box
+from ..geom.boxes import mask_to_box
 from ..geom.polygons import polygons_to_mask
 from ..geometry import Geometry
 

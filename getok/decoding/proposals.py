@@ -36,7 +36,8 @@ import numpy as np
 from ..errors import ConfigError, DataError, GeometryError
 from ..geom.grid import grid_points, points_to_cells
 from ..geometry import Geometry
-from ._common import LRUCache, check_image, check_size, image_fingerprint
+from ..provenance import image_hash
+from ._common import LRUCache, check_image, check_size
 from .base import register_decoder
 from .raster import raster_mask
 
@@ -201,7 +202,7 @@ class ProposalDecoder:
             raise GeometryError(f"size {tuple(size)} differs from the image's (H, W)={img.shape[:2]}")
         self._image = img
         self._size = img.shape[:2]
-        self._key = key if key is not None else image_fingerprint(img)
+        self._key = key if key is not None else image_hash(img)
 
     def stack(self, n: int):
         """The proposal stack of the current image on an ``n x n`` grid (cached)."""

@@ -25,8 +25,8 @@ import numpy as np
 
 from ..conventions import as_size
 from ..errors import GeometryError
+from ..geom.boxes import box_to_mask
 from ..geom.grid import pixel_cell_lookup
-from ..geom.masks import box_to_mask
 from ..geom.polygons import polygons_to_mask
 from ..geometry import Geometry
 from ._common import check_size, image_size

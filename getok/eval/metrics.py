@@ -1,6 +1,6 @@
 """Segmentation and grounding metrics: per-sample records, then one vectorised summary.
 
-Pure numpy. Masks are ``(H, W)`` (or batches ``(N, H, W)``) bool, boxes XYXY pixels.
+Pure numpy; the mask and box maths are :mod:`getok.geom.masks` / :mod:`getok.geom.boxes`. Masks are ``(H, W)`` (or batches ``(N, H, W)``) bool, boxes XYXY pixels.
 
 Flow: one :func:`sample_record` per evaluated sample (a JSON-safe dict: intersection, union, areas,
 validity, box IoU, boundary F, Chamfer, token counts), written as JSONL by the evaluation runner;
@@ -35,7 +35,7 @@ IoU 0 on every sample (also on no-target ones: an unparseable answer is not a co
 Acc@t, and are counted in ``invalid_rate`` with their reasons.
 
 REC Acc@t: box IoU >= t, boxes from the answers' boxes or from the masks by min / max
-(:func:`boxes_from_masks`). Target samples only, plus no-target samples under ``"lisa"`` (a hit when the
+(:func:`getok.geom.boxes.masks_to_boxes`). Target samples only, plus no-target samples under ``"lisa"`` (a hit when the
 prediction is empty). Pr@t: IoU >= t (ReLA's ``>=``).
 """
 
@@ -48,16 +48,12 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, GeometryError
-from ..geom.masks import as_mask
+from ..geom.boxes import box_iou_pairs, masks_to_boxes
+from ..geom.masks import as_mask, as_masks, mask_counts
 from .boundary import DAVIS_TOL, boundary_f_score, vertex_chamfer
 
 __all__ = [
     "EMPTY_CONVENTIONS",
-    "intersection_union",
-    "mask_counts",
-    "mask_iou",
-    "boxes_from_masks",
-    "box_ious",
     "nt_confusion",
     "score_samples",
     "sample_record",
@@ -80,138 +76,6 @@ EMPTY_CONVENTIONS: dict[str, str] = {
 
 PR_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 ACC_THRESHOLDS = (0.5, 0.8)
-
-
-# ---------------------------------------------------------------------------------------- masks, boxes
-def _batch(masks, name: str) -> np.ndarray:
-    m = np.asarray(masks)
-    if m.ndim == 2:
-        m = m[None]
-    if m.ndim != 3:
-        raise GeometryError(f"{name} must be (H, W) or (N, H, W), got shape {m.shape}")
-    if m.dtype != bool:
-        vals = np.unique(m)
-        if not np.isin(vals, [0, 1]).all():
-            raise GeometryError(f"{name} must be binary (0/1 or bool); found values {vals[:6].tolist()}")
-        m = m.astype(bool)
-    return m
-
-
-def _chunk_rows(shape: tuple[int, ...], budget: int = 1 << 22) -> int:
-    """Samples per chunk so that one chunk's temporaries stay around ``budget`` bytes (cache friendly)."""
-    per = int(np.prod(shape[1:])) or 1
-    return max(1, budget // per)
-
-
-def mask_counts(pred, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-sample ``(intersection, pred area, gt area)`` pixel counts, ``(N,)`` int64 each.
-
-    Works through the batch in chunks of a few MB, so the temporaries stay in cache.
-    """
-    p, g = _batch(pred, "pred"), _batch(gt, "gt")
-    if p.shape != g.shape:
-        raise GeometryError(f"pred and gt differ in shape: {p.shape} vs {g.shape}")
-    n = len(p)
-    inter = np.empty(n, dtype=np.int64)
-    pa = np.empty(n, dtype=np.int64)
-    ga = np.empty(n, dtype=np.int64)
-    per = int(np.prod(p.shape[1:]))
-    if hasattr(np, "bitwise_count") and per % 8 == 0 and p.flags.c_contiguous and g.flags.c_contiguous:
-        # 8 mask bytes (each 0 or 1) per uint64 word: popcount counts the True pixels, ~2x count_nonzero
-        pw = p.reshape(n, -1).view(np.uint64)
-        gw = g.reshape(n, -1).view(np.uint64)
-        step = _chunk_rows(p.shape, 1 << 20)
-        for i in range(0, n, step):
-            a, b = pw[i : i + step], gw[i : i + step]
-            inter[i : i + step] = np.bitwise_count(a & b).sum(axis=1, dtype=np.int64)
-            pa[i : i + step] = np.bitwise_count(a).sum(axis=1, dtype=np.int64)
-            ga[i : i + step] = np.bitwise_count(b).sum(axis=1, dtype=np.int64)
-        return inter, pa, ga
-    step = _chunk_rows(p.shape)
-    for i in range(0, n, step):
-        a, b = p[i : i + step], g[i : i + step]
-        inter[i : i + step] = np.count_nonzero(a & b, axis=(1, 2))
-        pa[i : i + step] = np.count_nonzero(a, axis=(1, 2))
-        ga[i : i + step] = np.count_nonzero(b, axis=(1, 2))
-    return inter, pa, ga
-
-
-def intersection_union(pred, gt) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample intersection and union pixel counts.
-
-    Parameters
-    ----------
-    pred, gt : (N, H, W) or (H, W) bool
-
-    Returns
-    -------
-    inter, union : (N,) int64
-
-    >>> a = np.zeros((1, 2, 2), bool); a[0, 0] = True
-    >>> intersection_union(a, np.ones((2, 2), bool))
-    (array([2]), array([4]))
-    """
-    inter, pa, ga = mask_counts(pred, gt)
-    return inter, pa + ga - inter
-
-
-def mask_iou(pred, gt, empty: float = 1.0):
-    """Mask IoU; ``empty`` where both masks are empty. A float for ``(H, W)`` inputs, ``(N,)`` for batches.
-
-    >>> a = np.zeros((2, 2), bool); a[0] = True
-    >>> mask_iou(a, np.ones((2, 2), bool)), mask_iou(np.zeros((2, 2)), np.zeros((2, 2)))
-    (0.5, 1.0)
-    """
-    inter, union = intersection_union(pred, gt)
-    iou = np.where(union > 0, inter / np.maximum(union, 1), float(empty))
-    return float(iou[0]) if np.ndim(pred) == 2 else iou
-
-
-def boxes_from_masks(masks) -> np.ndarray:
-    """Tight boxes of masks by min / max of their pixels: ``(N, 4)`` XYXY float, ``nan`` rows for empty masks.
-
-    Continuous convention (:func:`getok.geom.masks.mask_to_box`): ``x2 = last column + 1``.
-
-    >>> m = np.zeros((1, 4, 5), bool); m[0, 1:3, 2:4] = True
-    >>> boxes_from_masks(m).tolist()
-    [[2.0, 1.0, 4.0, 3.0]]
-    """
-    m = _batch(masks, "masks")
-    n, h, w = m.shape
-    rows = np.empty((n, h), dtype=bool)  # (N, H): row has a pixel
-    cols = np.empty((n, w), dtype=bool)  # (N, W): column has a pixel
-    step = _chunk_rows(m.shape)
-    for i in range(0, n, step):
-        rows[i : i + step] = m[i : i + step].any(axis=2)
-        cols[i : i + step] = m[i : i + step].any(axis=1)
-    nonempty = rows.any(axis=1)
-    y1 = rows.argmax(axis=1)
-    y2 = h - rows[:, ::-1].argmax(axis=1)
-    x1 = cols.argmax(axis=1)
-    x2 = w - cols[:, ::-1].argmax(axis=1)
-    out = np.stack([x1, y1, x2, y2], axis=1).astype(np.float64)
-    out[~nonempty] = np.nan
-    return out
-
-
-def box_ious(a, b) -> np.ndarray:
-    """Row-wise IoU of boxes ``(N, 4)`` XYXY (continuous area); ``nan`` where either row is ``nan``.
-
-    >>> box_ious([[0, 0, 2, 2], [0, 0, 1, 1]], [[1, 0, 3, 2], [np.nan] * 4]).round(3).tolist()
-    [0.333, nan]
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    if a.shape != b.shape:
-        raise GeometryError(f"box arrays differ in shape: {a.shape} vs {b.shape}")
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), np.where(np.all(a == b, axis=1), 1.0, 0.0))
-    iou[np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1)] = np.nan
-    return iou
 
 
 # ---------------------------------------------------------------------------------------- scoring
@@ -377,9 +241,9 @@ def sample_record(
     pred_area = int(np.count_nonzero(p))
     gt_area = int(np.count_nonzero(g))
     pn = bool(valid) and (pred_area == 0 if pred_none is None else bool(pred_none))
-    pb = np.asarray(pred_box, dtype=np.float64) if pred_box is not None and valid else boxes_from_masks(p)[0]
-    gb = np.asarray(gt_box, dtype=np.float64) if gt_box is not None else boxes_from_masks(g)[0]
-    biou = box_ious(pb, gb)[0]
+    pb = np.asarray(pred_box, dtype=np.float64) if pred_box is not None and valid else masks_to_boxes(p)[0]
+    gb = np.asarray(gt_box, dtype=np.float64) if gt_box is not None else masks_to_boxes(g)[0]
+    biou = box_iou_pairs(pb, gb)[0]
     rec = {
         "inter": inter,
         "union": union,
@@ -407,7 +271,7 @@ def sample_record(
 
 def batch_records(pred, gt, *, valid=None, boundary: bool = False, boundary_tol: float = DAVIS_TOL) -> list[dict]:
     """:func:`sample_record` for a batch ``(N, H, W)`` at once (vectorised counts and boxes)."""
-    p, g = _batch(pred, "pred"), _batch(gt, "gt")
+    p, g = as_masks(pred, "pred"), as_masks(gt, "gt")
     if p.shape != g.shape:
         raise GeometryError(f"pred and gt differ in shape: {p.shape} vs {g.shape}")
     n = len(p)
@@ -418,9 +282,9 @@ def batch_records(pred, gt, *, valid=None, boundary: bool = False, boundary_tol:
     inter[~v] = 0  # an invalid output's prediction is empty
     pa[~v] = 0
     union = pa + ga - inter
-    pboxes = boxes_from_masks(p)
+    pboxes = masks_to_boxes(p)
     pboxes[~v] = np.nan
-    bi = box_ious(pboxes, boxes_from_masks(g))
+    bi = box_iou_pairs(pboxes, masks_to_boxes(g))
     iou = np.where(union > 0, inter / np.maximum(union, 1), np.where(v, 1.0, 0.0))
     bf = [None] * n
     if boundary:

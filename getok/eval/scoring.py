@@ -27,6 +27,7 @@ from ..codecs.base import NO_TARGET, Codec, DecodeResult
 from ..data_builders.samples import Sample
 from ..errors import DecodeError, GetokError
 from ..geom.masks import rle_decode, rle_encode
+from ..geom.points import points_in_mask
 from ..geometry import Geometry
 from .metrics import sample_record
 
@@ -35,7 +36,6 @@ __all__ = [
     "truth_union",
     "decode_answer",
     "instance_masks",
-    "points_on_mask",
     "geometry_json",
     "score_answer",
     "describe_sample",
@@ -76,15 +76,6 @@ def instance_masks(decoder, geometries: Sequence[Geometry], size) -> np.ndarray:
     from ..decoding import decode_instances
 
     return decode_instances(decoder, geometries, size)
-
-
-def points_on_mask(points_xy: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Whether points ``(P, 2)`` XY pixels lie on ``mask`` (pixel ``(min(floor y, H-1), min(floor x, W-1))``)."""
-    h, w = mask.shape
-    p = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
-    cols = np.clip(np.floor(p[:, 0]).astype(np.int64), 0, w - 1)
-    rows = np.clip(np.floor(p[:, 1]).astype(np.int64), 0, h - 1)
-    return mask[rows, cols]
 
 
 def _round(a, nd: int = 2) -> list:
@@ -220,7 +211,7 @@ def score_answer(
     if valid and sample.kind in ("point", "polyline"):
         pts = [g.points for g in geoms if g.points is not None and len(g.points)]
         if pts:
-            hit = float(points_on_mask(np.concatenate(pts), gt).mean())
+            hit = float(points_in_mask(np.concatenate(pts), gt).mean())
         elif gt.any():
             hit = 0.0
     elif not valid and sample.kind in ("point", "polyline"):

@@ -52,13 +52,17 @@ import numpy as np
 
 from ..answers import extract_answer
 from ..codecs.base import get_codec
-from ..data_builders.offsets import DEFAULT_REFINE, BandConfig, label_points, landing_pixels, moves
+from ..data_builders.offsets import DEFAULT_REFINE, BandConfig, label_points
 from ..data_builders.samples import Sample, Turn
 from ..errors import ConfigError
 from ..geom.grid import apply_offsets
+from ..geom.masks import mask_iou_matrix
+from ..geom.matching import match
+from ..geom.points import points_in_mask
+from ..geom.refine import moved_positions, point_scores
 from ..geometry import Geometry
 from .metrics import sample_ious, summarize
-from .scoring import describe_sample, instance_masks, points_on_mask, score_answer, truth_masks
+from .scoring import describe_sample, instance_masks, score_answer, truth_masks
 from .stats import CHANGE_TOL
 
 __all__ = [
@@ -213,17 +217,10 @@ def match_targets(pred_masks: np.ndarray, gt_masks: np.ndarray, centroids: np.nd
     >>> match_targets(a, b)
     [1]
     """
-    from scipy.optimize import linear_sum_assignment
-
     k, g = len(pred_masks), len(gt_masks)
     if k == 0 or g == 0:
         return [-1] * k
-    p = pred_masks.reshape(k, -1).astype(np.float32)
-    t = gt_masks.reshape(g, -1).astype(np.float32)
-    inter = p @ t.T
-    union = p.sum(1)[:, None] + t.sum(1)[None, :] - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    sim = iou.astype(np.float64)
+    sim = mask_iou_matrix(pred_masks, gt_masks, empty=0.0)
     if centroids is not None:
         h, w = gt_masks.shape[1:]
         tc = np.zeros((g, 2))
@@ -232,10 +229,9 @@ def match_targets(pred_masks: np.ndarray, gt_masks: np.ndarray, centroids: np.nd
             tc[j] = (xs.mean() + 0.5, ys.mean() + 0.5) if len(xs) else (np.inf, np.inf)
         d = np.linalg.norm(np.asarray(centroids, dtype=np.float64)[:, None, :] - tc[None, :, :], axis=2)
         sim = sim - 1e-6 * np.minimum(d / np.hypot(h, w), 1.0)
-    rows, cols = linear_sum_assignment(-sim)
     out = [-1] * k
-    for r, c in zip(rows, cols):
-        out[int(r)] = int(c)
+    for r, c in match(sim).pairs.tolist():
+        out[r] = c
     return out
 
 
@@ -260,7 +256,6 @@ def account_points(prev: RefineState, turn: Sequence[Geometry], targets: Sequenc
     """
     c = dict.fromkeys(POINT_KEYS, 0)
     score_sum = 0.0
-    mv = moves(r)
     for i, (g, t) in enumerate(zip(prev.proposal, turn)):
         mask = _target(targets, i, g.size)
         k = len(g.cells)
@@ -272,17 +267,17 @@ def account_points(prev: RefineState, turn: Sequence[Geometry], targets: Sequenc
         c["points"] += int(np.count_nonzero(alive))
         pos0 = prev.positions(i)
         pos1 = prev.positions(i, prev.offsets[i] + to)
-        in0 = points_on_mask(pos0, mask)
-        in1 = points_on_mask(pos1, mask)
+        in0 = points_in_mask(pos0, mask)
+        in1 = points_in_mask(pos1, mask)
         moved = np.any(to != 0, axis=1)
         dele = alive & td
         keep = alive & ~td
-        if dele.any():
-            rows, cols = landing_pixels(pos0[dele], mv, g.grid_n, prev.step, g.size)
-            salvage = mask[rows, cols].any(axis=1)
-            c["valid_delete"] += int(np.count_nonzero(~salvage))
-            c["invalid_delete"] += int(np.count_nonzero(salvage))
-            score_sum += float(np.count_nonzero(~salvage))
+        salvage = np.zeros(k, dtype=bool)
+        if dele.any():  # a delete is valid when no one-move position (null move included) is on the mask
+            reach = moved_positions(pos0[dele], r, g.grid_n, g.size, prev.step)
+            salvage[dele] = points_in_mask(reach.reshape(-1, 2), mask).reshape(reach.shape[:2]).any(axis=1)
+            c["valid_delete"] += int(np.count_nonzero(dele & ~salvage))
+            c["invalid_delete"] += int(np.count_nonzero(dele & salvage))
         m, s = keep & moved, keep & ~moved
         c["into"] += int(np.count_nonzero(m & ~in0 & in1))
         c["out_of"] += int(np.count_nonzero(m & in0 & ~in1))
@@ -290,7 +285,7 @@ def account_points(prev: RefineState, turn: Sequence[Geometry], targets: Sequenc
         c["moved_outside"] += int(np.count_nonzero(m & ~in0 & ~in1))
         c["kept_inside"] += int(np.count_nonzero(s & in0))
         c["kept_outside"] += int(np.count_nonzero(s & ~in0))
-        score_sum += float(np.count_nonzero(keep & in1)) - float(np.count_nonzero(keep & in0 & ~in1))
+        score_sum += float(point_scores(in0, in1, td, salvage)[alive].sum())  # the stage-2 reward's rule
     c["point_score_sum"] = score_sum
     return c
 

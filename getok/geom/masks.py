@@ -1,7 +1,6 @@
-"""Masks: validation, boxes, IoU and run-length encoding.
+"""Masks: validation, pixel counts, IoU (one pair, a batch, every pair) and run-length encoding.
 
-Masks are ``(H, W)`` bool arrays. Boxes are XYXY pixels with the continuous-pixel convention: the box of
-a mask covers its pixels entirely (``x2 = max column + 1``).
+Masks are ``(H, W)`` bool arrays, batches ``(N, H, W)``. Boxes of masks live in :mod:`getok.geom.boxes`.
 """
 
 from __future__ import annotations
@@ -13,10 +12,11 @@ from ..errors import GeometryError
 
 __all__ = [
     "as_mask",
-    "mask_to_box",
-    "box_to_mask",
+    "as_masks",
+    "mask_counts",
+    "intersection_union",
     "mask_iou",
-    "box_iou",
+    "mask_iou_matrix",
     "rle_encode",
     "rle_decode",
 ]
@@ -41,66 +41,102 @@ def as_mask(mask, size: tuple[int, int] | None = None, *, name: str = "mask") ->
     return m.astype(bool)
 
 
-def mask_to_box(mask) -> np.ndarray | None:
-    """Tight box XYXY (pixels, float) around the mask's pixels, or ``None`` for an empty mask.
-
-    >>> m = np.zeros((4, 5), bool); m[1:3, 2:4] = True
-    >>> mask_to_box(m).tolist()
-    [2.0, 1.0, 4.0, 3.0]
-    """
-    m = as_mask(mask)
-    rows = np.flatnonzero(m.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(m.any(axis=0))
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64)
-
-
-def box_to_mask(box_xyxy, size: tuple[int, int]) -> np.ndarray:
-    """Rasterise a pixel box: pixels whose centre lies inside the box (at least one pixel per box)."""
-    h, w = as_size(size)
-    x1, y1, x2, y2 = np.asarray(box_xyxy, dtype=np.float64).reshape(4)
-    c1 = int(np.clip(np.ceil(x1 - 0.5), 0, w - 1))
-    r1 = int(np.clip(np.ceil(y1 - 0.5), 0, h - 1))
-    c2 = int(np.clip(np.ceil(x2 - 0.5), c1 + 1, w))
-    r2 = int(np.clip(np.ceil(y2 - 0.5), r1 + 1, h))
-    m = np.zeros((h, w), dtype=bool)
-    m[r1:r2, c1:c2] = True
+def as_masks(masks, name: str = "masks") -> np.ndarray:
+    """Validate a mask or a batch of masks and return it as ``(N, H, W)`` bool (``(H, W)`` becomes ``N = 1``)."""
+    m = np.asarray(masks)
+    if m.ndim == 2:
+        m = m[None]
+    if m.ndim != 3:
+        raise GeometryError(f"{name} must be (H, W) or (N, H, W), got shape {m.shape}")
+    if m.dtype != bool:
+        vals = np.unique(m)
+        if not np.isin(vals, [0, 1]).all():
+            raise GeometryError(f"{name} must be binary (0/1 or bool); found values {vals[:6].tolist()}")
+        m = m.astype(bool)
     return m
 
 
-def mask_iou(a, b, empty: float = 1.0) -> float:
-    """IoU of two masks of the same shape; ``empty`` is returned when both are empty.
+def _chunk_rows(shape: tuple[int, ...], budget: int = 1 << 22) -> int:
+    """Samples per chunk so that one chunk's temporaries stay around ``budget`` bytes (cache friendly)."""
+    per = int(np.prod(shape[1:])) or 1
+    return max(1, budget // per)
+
+
+def mask_counts(pred, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-sample ``(intersection, pred area, gt area)`` pixel counts, ``(N,)`` int64 each.
+
+    ``pred`` and ``gt`` are ``(H, W)`` or ``(N, H, W)`` of the same shape. Works through the batch in chunks
+    of a few MB, so the temporaries stay in cache.
+    """
+    p, g = as_masks(pred, "pred"), as_masks(gt, "gt")
+    if p.shape != g.shape:
+        raise GeometryError(f"pred and gt differ in shape: {p.shape} vs {g.shape}")
+    n = len(p)
+    inter = np.empty(n, dtype=np.int64)
+    pa = np.empty(n, dtype=np.int64)
+    ga = np.empty(n, dtype=np.int64)
+    per = int(np.prod(p.shape[1:]))
+    if hasattr(np, "bitwise_count") and per % 8 == 0 and p.flags.c_contiguous and g.flags.c_contiguous:
+        # 8 mask bytes (each 0 or 1) per uint64 word: popcount counts the True pixels, ~2x count_nonzero
+        pw = p.reshape(n, -1).view(np.uint64)
+        gw = g.reshape(n, -1).view(np.uint64)
+        step = _chunk_rows(p.shape, 1 << 20)
+        for i in range(0, n, step):
+            a, b = pw[i : i + step], gw[i : i + step]
+            inter[i : i + step] = np.bitwise_count(a & b).sum(axis=1, dtype=np.int64)
+            pa[i : i + step] = np.bitwise_count(a).sum(axis=1, dtype=np.int64)
+            ga[i : i + step] = np.bitwise_count(b).sum(axis=1, dtype=np.int64)
+        return inter, pa, ga
+    step = _chunk_rows(p.shape)
+    for i in range(0, n, step):
+        a, b = p[i : i + step], g[i : i + step]
+        inter[i : i + step] = np.count_nonzero(a & b, axis=(1, 2))
+        pa[i : i + step] = np.count_nonzero(a, axis=(1, 2))
+        ga[i : i + step] = np.count_nonzero(b, axis=(1, 2))
+    return inter, pa, ga
+
+
+def intersection_union(pred, gt) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample intersection and union pixel counts, ``(N,)`` int64 each (:func:`mask_counts`).
+
+    >>> a = np.zeros((1, 2, 2), bool); a[0, 0] = True
+    >>> intersection_union(a, np.ones((2, 2), bool))
+    (array([2]), array([4]))
+    """
+    inter, pa, ga = mask_counts(pred, gt)
+    return inter, pa + ga - inter
+
+
+def mask_iou(pred, gt, empty: float = 1.0):
+    """Mask IoU; ``empty`` where both masks are empty. A float for ``(H, W)`` inputs, ``(N,)`` for batches.
 
     >>> a = np.zeros((2, 2), bool); a[0] = True
-    >>> mask_iou(a, np.ones((2, 2), bool))
-    0.5
+    >>> mask_iou(a, np.ones((2, 2), bool)), mask_iou(np.zeros((2, 2)), np.zeros((2, 2)))
+    (0.5, 1.0)
     """
-    a = as_mask(a, name="a")
-    b = as_mask(b, name="b")
-    if a.shape != b.shape:
-        raise GeometryError(f"masks differ in shape: {a.shape} vs {b.shape}")
-    union = np.count_nonzero(a | b)
-    if union == 0:
-        return float(empty)
-    return float(np.count_nonzero(a & b) / union)
+    inter, union = intersection_union(pred, gt)
+    iou = np.where(union > 0, inter / np.maximum(union, 1), float(empty))
+    return float(iou[0]) if np.ndim(pred) == 2 else iou
 
 
-def box_iou(a, b) -> float:
-    """IoU of two XYXY boxes (continuous area). Two degenerate identical boxes give 1.
+def mask_iou_matrix(pred, gt, empty: float = 1.0) -> np.ndarray:
+    """IoU of every pair of masks, ``(P, G)``, from ``(P, H, W)`` and ``(G, H, W)``; ``empty`` where both
+    masks of a pair are empty.
 
-    >>> box_iou([0, 0, 2, 2], [1, 0, 3, 2])
-    0.3333333333333333
+    >>> a = np.zeros((1, 2, 2), bool); a[0, 0] = True
+    >>> mask_iou_matrix(a, np.stack([np.ones((2, 2), bool), a[0]])).tolist()
+    [[0.5, 1.0]]
     """
-    a = np.asarray(a, dtype=np.float64).reshape(4)
-    b = np.asarray(b, dtype=np.float64).reshape(4)
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    if union <= 0:
-        return 1.0 if np.allclose(a, b) else 0.0
-    return float(inter / union)
+    p, g = as_masks(pred, "pred"), as_masks(gt, "gt")
+    if p.shape[1:] != g.shape[1:]:
+        raise GeometryError(f"pred and gt masks differ in size: {p.shape[1:]} vs {g.shape[1:]}")
+    if len(p) == 0 or len(g) == 0:
+        return np.zeros((len(p), len(g)))
+    pf = p.reshape(len(p), -1).astype(np.float32)  # float32 sums are exact integers up to 2**24 pixels
+    gf = g.reshape(len(g), -1).astype(np.float32)
+    inter = (pf @ gf.T).astype(np.int64)
+    union = pf.sum(1).astype(np.int64)[:, None] + gf.sum(1).astype(np.int64)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), float(empty))
 
 
 def rle_encode(mask) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .boxes import box_to_mask
 from .grid import cells_to_mask
-from .masks import box_to_mask
 from .polygons import polygons_to_mask
 
 __all__ = ["rasterize"]

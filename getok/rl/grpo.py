@@ -44,6 +44,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, atomic_write_text
+from ..provenance import cpu_seconds, fingerprint
 from ..train.callbacks import (
     CHECKPOINT_INFO_FILE,
     CONFIG_FILE,
@@ -200,12 +201,6 @@ def answer_codec(cfg: GRPORunConfig, layout: VocabLayout) -> str:
     return layout.codecs[0]
 
 
-def _fingerprint(obj) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _single_target(s) -> bool:
     return len(s.truth.get("masks") or []) == 1
 
@@ -226,7 +221,7 @@ def build_prompt_data(cfg: GRPORunConfig, spec: str, out_dir: str | Path, *, pro
     out = Path(out_dir)
     d = cfg.data
     spec_fp = {"data": config_to_dict(d), "codec": spec, "tasks": cfg.tasks, "stage": cfg.rl.stage, "seed": cfg.seed}
-    fp = _fingerprint(spec_fp)
+    fp = fingerprint(spec_fp)
     if out.exists():
         if read_dataset(out, check_images=False).manifest.get("builder", {}).get("fingerprint") == fp:
             return out
@@ -613,7 +608,7 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
     from ..train.sft import resolve_use_cpu, zero3_state_dict
     from .stage2 import ProposalStore
 
-    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    t_wall, t_cpu = time.perf_counter(), cpu_seconds()
     state = PartialState(cpu=resolve_use_cpu(cfg.train))  # several CPU processes: one gloo group
     out = Path(cfg.output_dir)
     set_seed(cfg.seed)
@@ -685,9 +680,9 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
                 truncate_jsonl(out / log_file, done)
         if store is not None and (resume / PROPOSALS_FILE).is_file():
             store.load_state_dict(json.loads((resume / PROPOSALS_FILE).read_text()))
-    t0w, t0c = time.perf_counter(), time.process_time()
+    t0w, t0c = time.perf_counter(), cpu_seconds()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    train_wall, train_cpu = time.perf_counter() - t0w, time.process_time() - t0c
+    train_wall, train_cpu = time.perf_counter() - t0w, cpu_seconds() - t0c
     step = int(trainer.state.global_step)
     state_dict = zero3_state_dict(trainer)  # every rank: ZeRO-3 gathers the shards
     if trainer.is_world_process_zero():
@@ -730,7 +725,7 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
                                 title=f"GRPO stage {cfg.rl.stage}: {Path(cfg.output_dir).name}")  # fmt: skip
     summary["curve"] = str(png) if png else None
     summary["total_wall_s"] = round(time.perf_counter() - t_wall, 1)
-    summary["total_cpu_s"] = round(time.process_time() - t_cpu, 1)
+    summary["total_cpu_s"] = round(cpu_seconds() - t_cpu, 1)
     if trainer.is_world_process_zero():
         atomic_write_json(out / "summary.json", summary)
     state.wait_for_everyone()  # several processes: no rank exits while rank 0 still writes

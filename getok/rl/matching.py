@@ -8,7 +8,8 @@ Similarity of prediction ``i`` and target ``j``::
 
 with ``hit`` the fraction of the prediction's points that fall on the target mask and ``l1`` the mean
 absolute difference of the four box coordinates, x divided by W and y by H (so ``l1`` is in [0, 1]).
-The assignment maximises the total similarity (scipy ``linear_sum_assignment`` on ``-sim``).
+The assignment maximises the total similarity (:func:`getok.geom.matching.match`: Hungarian on ``-sim``).
+Box IoU and L1 are :mod:`getok.geom.boxes`', point lookups :mod:`getok.geom.points`'.
 Unmatched predictions and targets score 0, instance rewards are averaged over ``max(#pred, #gt)``, and
 no prediction for no target is a correct answer (reward 1) — :func:`instance_mean`.
 
@@ -34,21 +35,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from ..conventions import as_size
 from ..errors import ConfigError
+from ..geom.boxes import box_iou_matrix, box_l1_matrix
+from ..geom.matching import Matching, match
+from ..geom.points import hit_ratio, pixel_values
 
 __all__ = [
     "MatchConfig",
     "Matching",
-    "box_iou_matrix",
-    "box_iou_scalar",
-    "box_l1_matrix",
-    "box_l1",
-    "points_in_mask",
-    "hit_ratio",
-    "pixel_values",
     "hit_matrix",
     "hit_matrix_bits",
     "hit_matrix_table",
@@ -91,123 +86,6 @@ class MatchConfig:
             raise ConfigError("MatchConfig: at least one of a, b, c must be positive")
         if not (np.isfinite(self.norm) and self.norm > 0):
             raise ConfigError(f"MatchConfig.norm must be > 0, got {self.norm}")
-
-
-@dataclass(frozen=True)
-class Matching:
-    """Result of the assignment.
-
-    Attributes
-    ----------
-    pairs : (M, 2) int
-        ``(prediction index, target index)`` of each match, sorted by prediction index.
-    n_pred, n_gt : int
-    sim : (n_pred, n_gt) float
-        The similarity matrix the assignment was made on.
-    """
-
-    pairs: np.ndarray
-    n_pred: int
-    n_gt: int
-    sim: np.ndarray
-
-    @property
-    def denominator(self) -> int:
-        """``max(n_pred, n_gt)``: what instance rewards are averaged over (0 for no pred, no target)."""
-        return max(self.n_pred, self.n_gt)
-
-    @property
-    def unmatched_pred(self) -> np.ndarray:
-        return np.setdiff1d(np.arange(self.n_pred), self.pairs[:, 0])
-
-    @property
-    def unmatched_gt(self) -> np.ndarray:
-        return np.setdiff1d(np.arange(self.n_gt), self.pairs[:, 1])
-
-    def target_of(self) -> dict[int, int]:
-        """``{prediction index: target index}``."""
-        return {int(i): int(j) for i, j in self.pairs}
-
-
-def _boxes(b) -> np.ndarray:
-    return np.asarray(b, dtype=np.float64).reshape(-1, 4)
-
-
-def box_iou_matrix(pred_boxes, gt_boxes) -> np.ndarray:
-    """IoU of every pair of XYXY boxes, ``(P, G)``; NaN rows (no box) give 0.
-
-    Degenerate boxes (zero area) give 1 with an identical box, else 0.
-    """
-    p, g = _boxes(pred_boxes), _boxes(gt_boxes)
-    if len(p) == 0 or len(g) == 0:
-        return np.zeros((len(p), len(g)))
-    iw = np.maximum(np.minimum(p[:, None, 2], g[None, :, 2]) - np.maximum(p[:, None, 0], g[None, :, 0]), 0.0)
-    ih = np.maximum(np.minimum(p[:, None, 3], g[None, :, 3]) - np.maximum(p[:, None, 1], g[None, :, 1]), 0.0)
-    inter = iw * ih
-    ap = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
-    ag = (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1])
-    union = ap[:, None] + ag[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    same = np.all(p[:, None, :] == g[None, :, :], axis=2) & (union <= 0)
-    iou = np.where(same, 1.0, iou)
-    return np.where(np.isnan(iou), 0.0, iou)
-
-
-def box_l1_matrix(pred_boxes, gt_boxes, size: tuple[int, int]) -> np.ndarray:
-    """Normalised L1 distance of every pair of XYXY boxes, ``(P, G)`` in [0, 1]; NaN rows give 1.
-
-    ``l1 = mean(|x1 - x1'| / W, |y1 - y1'| / H, |x2 - x2'| / W, |y2 - y2'| / H)``.
-    """
-    h, w = as_size(size)
-    p, g = _boxes(pred_boxes), _boxes(gt_boxes)
-    scale = np.array([w, h, w, h], dtype=np.float64)
-    d = (np.abs(p[:, None, :] - g[None, :, :]) / scale).mean(axis=2)
-    return np.where(np.isnan(d), 1.0, np.minimum(d, 1.0))
-
-
-def box_l1(box_a, box_b, size: tuple[int, int]) -> float:
-    """:func:`box_l1_matrix` for one pair; 1 when either box is ``None``."""
-    if box_a is None or box_b is None:
-        return 1.0
-    return float(box_l1_matrix(box_a, box_b, size)[0, 0])
-
-
-def pixel_values(points_xy, image: np.ndarray) -> np.ndarray:
-    """Values of an ``(H, W)`` image at the pixel holding each point ``(K, 2)`` XY (floored; points on or
-    beyond the right / bottom edge read the last pixel), ``(K,)`` of the image's dtype."""
-    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
-    h, w = image.shape
-    col = np.minimum(np.maximum(np.floor(pts[:, 0]), 0), w - 1).astype(np.int64)
-    row = np.minimum(np.maximum(np.floor(pts[:, 1]), 0), h - 1).astype(np.int64)
-    return image.reshape(-1)[row * w + col]
-
-
-def points_in_mask(points_xy, mask: np.ndarray, origin: tuple[int, int] | None = None) -> np.ndarray:
-    """Whether each point ``(K, 2)`` XY pixels falls on a mask pixel (the pixel containing it), ``(K,)``.
-
-    ``mask`` is a full ``(H, W)`` mask (points on the right / bottom image edge count for the last
-    pixel), or a crop of one whose top-left pixel is at ``origin = (row0, col0)`` (points outside the
-    crop are outside the mask).
-    """
-    m = np.asarray(mask)
-    if origin is None:
-        return pixel_values(points_xy, m)
-    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
-    h, w = m.shape
-    col = np.floor(pts[:, 0]) - origin[1]
-    row = np.floor(pts[:, 1]) - origin[0]
-    ok = (col >= 0) & (col < w) & (row >= 0) & (row < h)
-    out = np.zeros(len(pts), dtype=bool)
-    if ok.any():
-        out[ok] = m.reshape(-1)[row[ok].astype(np.int64) * w + col[ok].astype(np.int64)]
-    return out
-
-
-def hit_ratio(points_xy, mask: np.ndarray, origin: tuple[int, int] | None = None) -> float:
-    """Fraction of points on the mask (:func:`points_in_mask`); 0 for no points."""
-    inside = points_in_mask(points_xy, mask, origin)
-    return float(np.count_nonzero(inside) / len(inside)) if len(inside) else 0.0
 
 
 def hit_matrix(pred_points, gt_masks, origins=None) -> np.ndarray:
@@ -272,7 +150,8 @@ def similarity_parts(
     places target masks given as crops (:func:`hit_matrix`); ``label_bits``, when given, replaces the
     per-mask lookups (:func:`hit_matrix_bits`); ``hit``, when given, is the ``(P, G)`` hit matrix
     already computed."""
-    p, g = _boxes(pred_boxes), _boxes(gt_boxes)
+    p = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
+    g = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     if len(p) != len(pred_points) or len(g) != len(gt_masks):
         raise ConfigError(
             f"similarity: {len(p)} boxes for {len(pred_points)} point sets, {len(g)} boxes for {len(gt_masks)} masks"
@@ -286,47 +165,7 @@ def similarity_parts(
             if label_bits is None
             else hit_matrix_bits(pred_points, label_bits, len(g))
         )
-    if len(p) * len(g) <= 36:  # a few instances: plain floats beat numpy's per-call overhead
-        iou, l1 = _box_terms_small(p, g, size)
-        return SimilarityParts(iou, hit, l1)
-    return SimilarityParts(box_iou_matrix(p, g), hit, box_l1_matrix(p, g, size))
-
-
-def box_iou_scalar(a, b) -> float:
-    """IoU of two XYXY boxes given as 4 floats (no numpy: for one pair at a time); degenerate boxes give
-    1 when identical, else 0 — as :func:`box_iou_matrix`."""
-    a0, a1, a2, a3 = a.tolist() if isinstance(a, np.ndarray) else a
-    b0, b1, b2, b3 = b.tolist() if isinstance(b, np.ndarray) else b
-    iw = min(a2, b2) - max(a0, b0)
-    ih = min(a3, b3) - max(a1, b1)
-    inter = iw * ih if iw > 0 and ih > 0 else 0.0
-    union = (a2 - a0) * (a3 - a1) + (b2 - b0) * (b3 - b1) - inter
-    if union > 0:
-        return inter / union
-    return 1.0 if (a0, a1, a2, a3) == (b0, b1, b2, b3) else 0.0
-
-
-def _box_terms_small(p: np.ndarray, g: np.ndarray, size) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`box_iou_matrix` and :func:`box_l1_matrix` with Python floats (same values)."""
-    h, w = as_size(size)
-    iou = [[0.0] * len(g) for _ in range(len(p))]
-    l1 = [[1.0] * len(g) for _ in range(len(p))]
-    gl = g.tolist()
-    for i, (a0, a1, a2, a3) in enumerate(p.tolist()):
-        if a0 != a0 or a1 != a1 or a2 != a2 or a3 != a3:  # NaN: no box
-            continue
-        area_a = (a2 - a0) * (a3 - a1)
-        for j, (b0, b1, b2, b3) in enumerate(gl):
-            iw = min(a2, b2) - max(a0, b0)
-            ih = min(a3, b3) - max(a1, b1)
-            inter = iw * ih if iw > 0 and ih > 0 else 0.0
-            union = area_a + (b2 - b0) * (b3 - b1) - inter
-            if union > 0:
-                iou[i][j] = inter / union
-            else:
-                iou[i][j] = 1.0 if (a0, a1, a2, a3) == (b0, b1, b2, b3) else 0.0
-            l1[i][j] = min(1.0, ((abs(a0 - b0) + abs(a2 - b2)) / w + (abs(a1 - b1) + abs(a3 - b3)) / h) / 4)
-    return np.array(iou).reshape(len(p), len(g)), np.array(l1).reshape(len(p), len(g))
+    return SimilarityParts(box_iou_matrix(p, g, missing=0.0), hit, box_l1_matrix(p, g, size))
 
 
 def similarity_matrix(
@@ -346,23 +185,6 @@ def similarity_matrix(
     config : MatchConfig, optional
     """
     return similarity_parts(pred_boxes, pred_points, gt_boxes, gt_masks, size).combine(config)
-
-
-def match(sim) -> Matching:
-    """Hungarian assignment maximising total similarity on a ``(P, G)`` matrix.
-
-    Every prediction / target is matched while both remain (``min(P, G)`` pairs); which ones are left
-    unmatched follows from the similarity.
-    """
-    s = np.asarray(sim, dtype=np.float64)
-    if s.ndim != 2:
-        raise ConfigError(f"similarity must be a (P, G) matrix, got shape {s.shape}")
-    n_pred, n_gt = s.shape
-    if n_pred == 0 or n_gt == 0:
-        return Matching(np.zeros((0, 2), dtype=np.int64), n_pred, n_gt, s)
-    rows, cols = linear_sum_assignment(-np.where(np.isnan(s), 0.0, s))
-    pairs = np.stack([rows, cols], axis=1).astype(np.int64)
-    return Matching(pairs[np.argsort(pairs[:, 0], kind="stable")], n_pred, n_gt, s)
 
 
 def match_instances(pred_boxes, pred_points, gt_boxes, gt_masks, size, config: MatchConfig | None = None) -> Matching:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +21,10 @@ import numpy as np
 
 from ..codecs import NO_TARGET, Codec, get_codec
 from ..errors import ConfigError, DecodeError, GetokError
+from ..geom.boxes import mask_to_box
 from ..geom.grid import grid_points, pixel_cell_lookup
 from ..geometry import Geometry
+from ..provenance import image_hash
 from .rewards_common import line_key
 from .truth import Target, Truth
 
@@ -185,14 +186,10 @@ def _squares_crop(cells: np.ndarray, offsets: np.ndarray, n: int, step: float, s
 
 def _trim(crop: np.ndarray, r0: int, c0: int) -> tuple[np.ndarray, int, int]:
     """Shrink a crop to the tight box of its pixels."""
-    if crop.size == 0:
+    box = mask_to_box(crop) if crop.size else None
+    if box is None:
         return np.zeros((0, 0), dtype=bool), 0, 0
-    rows = np.flatnonzero(crop.any(axis=1))
-    if rows.size == 0:
-        return np.zeros((0, 0), dtype=bool), 0, 0
-    a, b = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero(crop[a:b].any(axis=0))
-    c, d = int(cols[0]), int(cols[-1]) + 1
+    c, a, d, b = (int(v) for v in box)
     if (a, b, c, d) == (0, crop.shape[0], 0, crop.shape[1]):
         return crop, r0, c0
     return crop[a:b, c:d], r0 + a, c0 + c
@@ -409,8 +406,7 @@ def target_iou(inst: Instance, target: Target | None) -> float:
 
 
 def _image_key(image) -> str:
-    arr = np.ascontiguousarray(np.asarray(image))
-    return "img:" + hashlib.blake2b(arr.tobytes(), digest_size=12).hexdigest() + f":{arr.shape}"
+    return "img:" + image_hash(np.asarray(image))
 
 
 #: Decoders that need only the image size, never its pixels.

@@ -28,7 +28,6 @@ is in [0, 1] and any valid refinement scores above a malformed one. Also reporte
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 
@@ -36,9 +35,13 @@ import numpy as np
 
 from ..codecs.grid_offset import GridOffsetCodec
 from ..errors import ConfigError, DecodeError, GetokError
+from ..geom.boxes import box_iou
 from ..geom.grid import cell_centers, cell_size
+from ..geom.matching import Matching
+from ..geom.points import points_in_mask
+from ..geom.refine import delete_scores, kept_scores, move_index, moved_positions, offset_moves, point_scores
 from ..geometry import Geometry
-from .matching import MatchConfig, Matching, box_iou_scalar, instance_mean, points_in_mask
+from .matching import MatchConfig, instance_mean
 from .rewards_common import (
     ENVELOPES,
     answer_lines,
@@ -117,34 +120,9 @@ class Stage2Config:
 # ------------------------------------------------------------------------------------ components
 def reachable_positions(cells, n: int, size, r: int, step: float) -> np.ndarray:
     """Every position a proposed point can move to: ``(K, (2r+1)^2, 2)`` XY pixels, clipped to the image
-    (as :func:`~getok.geom.grid.apply_offsets` clips)."""
-    return _reach(cell_centers(cells, n, size), n, size, r, step)
-
-
-def _reach(start: np.ndarray, n: int, size, r: int, step: float) -> np.ndarray:
-    """Positions ``(K, M, 2)`` of points ``start`` ``(K, 2)`` after each move, clipped to the image."""
-    h, w = size
-    pos = start[:, None, :] + _moves(n, h, w, r, step)[None, :, :]
-    return np.minimum(np.maximum(pos, 0.0), np.array([w, h], dtype=np.float64))
-
-
-@functools.lru_cache(maxsize=8)
-def _int_moves(r: int) -> np.ndarray:
-    """The moves ``(M, 2)`` ``(dx, dy)`` in steps, in :func:`_moves`' order (dx is the slow axis)."""
-    d = np.arange(-r, r + 1)
-    dx, dy = np.meshgrid(d, d, indexing="ij")
-    out = np.stack([dx.ravel(), dy.ravel()], axis=1)
-    out.setflags(write=False)
-    return out
-
-
-@functools.lru_cache(maxsize=64)
-def _moves(n: int, h: int, w: int, r: int, step: float) -> np.ndarray:
-    """The ``(2r+1)^2`` offset moves in pixels, ``(M, 2)`` XY."""
-    d = np.arange(-r, r + 1, dtype=np.float64) * step
-    dx, dy = np.meshgrid(d, d, indexing="ij")
-    cw, ch = cell_size(n, (h, w))
-    return np.stack([dx.ravel() * cw, dy.ravel() * ch], axis=1)
+    (:func:`~getok.geom.refine.moved_positions` of the cell centres, in :func:`~getok.geom.refine.offset_moves`'
+    order)."""
+    return moved_positions(cell_centers(cells, n, size), r, n, size, step)
 
 
 def refine_point_scores(
@@ -190,22 +168,21 @@ def refine_point_scores(
     reach = np.zeros((0, 2))
     n_del = k - len(end)
     if n_del:
-        reach = _reach(start[dele], g.grid_n, size, r, step).reshape(-1, 2)
+        reach = moved_positions(start[dele], r, g.grid_n, size, step).reshape(-1, 2)
     inside = points_in_mask(np.concatenate([start, end, reach]), target_mask, origin)  # one lookup
-    start_in, end_in = inside[:k], inside[k : k + len(end)]
-    scores = np.empty(k)
-    scores[keep] = np.where(end_in, 1.0, np.where(start_in[keep], -1.0, 0.0))
+    end_in = np.zeros(k, dtype=bool)
+    end_in[keep] = inside[k : k + len(end)]
+    salvageable = np.zeros(k, dtype=bool)
     if n_del:
-        salvageable = inside[k + len(end) :].reshape(n_del, -1).any(axis=1)
-        scores[dele] = np.where(salvageable, bad_delete, 1.0)
-    return scores
+        salvageable[dele] = inside[k + len(end) :].reshape(n_del, -1).any(axis=1)
+    return point_scores(inside[:k], end_in, dele, salvageable, bad_delete)
 
 
 def _box_iou(inst: Instance, target: Target | None) -> float:
     """Box IoU of a decoded instance with a target; a missing box has IoU 0 (1 against an empty target)."""
     if target is None or target.area == 0:
         return 1.0 if inst.box is None else 0.0
-    return 0.0 if inst.box is None else box_iou_scalar(inst.box, target.box)
+    return 0.0 if inst.box is None else box_iou(inst.box, target.box)
 
 
 def box_gain(init: Instance, ref: Instance, target: Target | None) -> float:
@@ -250,20 +227,15 @@ class _PointTable:
         k, m = mv.pos.shape[:2]
         inside = points_in_mask(np.concatenate([mv.start, mv.pos.reshape(-1, 2)]), target_mask, origin)
         start, land = inside[:k], inside[k:].reshape(k, m)
-        return cls(np.where(land, 1.0, np.where(start[:, None], -1.0, 0.0)), land.any(axis=1))
+        return cls(kept_scores(start[:, None], land), land.any(axis=1))
 
     def mean_score(self, move: np.ndarray, deleted: np.ndarray, bad_delete: float) -> float:
         """The mean of :func:`refine_point_scores` for this instance's refinement (``move``: each point's
         index in :func:`reachable_positions`' move order)."""
         kept = self.kept_value[np.arange(len(move)), move]
         if deleted.any():
-            kept = np.where(deleted, np.where(self.salvageable, bad_delete, 1.0), kept)
+            kept = np.where(deleted, delete_scores(self.salvageable, bad_delete), kept)
         return float(kept.sum()) / len(kept)
-
-
-def _move_index(offsets: np.ndarray, r: int) -> np.ndarray:
-    """Each move's index in :func:`_moves`' order (dx is the slow axis)."""
-    return (offsets[:, 0] + r) * (2 * r + 1) + (offsets[:, 1] + r)
 
 
 def _proposal_state(
@@ -305,13 +277,13 @@ class _InstanceMoves:
 
     @classmethod
     def build(cls, g: Geometry, start: np.ndarray, r: int, step: float, with_blocks: bool) -> _InstanceMoves:
-        pos = _reach(start, g.grid_n, g.size, r, step)
+        pos = moved_positions(start, r, g.grid_n, g.size, step)
         m = int(round(1.0 / step))
         blocks, big = None, 0
         if with_blocks and m >= 1 and abs(1.0 / step - m) < 1e-9:
             big = g.grid_n * m
             # (K, M, 2): first sub-cell of each cell's square after each move
-            flat, ok = shifted_squares(m * g.cells[:, None, :] + _int_moves(r)[None], m, big)
+            flat, ok = shifted_squares(m * g.cells[:, None, :] + offset_moves(r)[None], m, big)
             blocks = np.where(ok, flat, -1).reshape(len(g.cells), pos.shape[1], m * m)
         return cls(start, pos, blocks, big)
 
@@ -385,7 +357,7 @@ def _lookup_refinement(line: str, i: int, state: _ProposalState, session, c: Gri
     r, step = c.config.r, c.config.step
     arr = rows[np.fromiter(idx, dtype=np.int64, count=len(idx))]
     offs, dele = arr[:, :2], arr[:, 2].astype(bool)
-    move = _move_index(offs, r)
+    move = move_index(offs, r)
     mv = _moves_of(i, state, session, r, step)
     keep = ~dele
     points = mv.pos[keep, move[keep]]
@@ -424,7 +396,7 @@ def _score_refined(i, line, g_ref, move, state, session, truth, cfg, r, tgt_of) 
         if table is None:
             mv = _moves_of(i, state, session, r, g_ref.offset_step)
             table = state.points[(i, j)] = _PointTable.from_moves(mv, tgt.crop_mask, tgt.origin)
-        point = table.mean_score(_move_index(g_ref.offsets, r) if move is None else move, g_ref.deleted, cfg.bad_delete)
+        point = table.mean_score(move_index(g_ref.offsets, r) if move is None else move, g_ref.deleted, cfg.bad_delete)
     before = state.before.get((i, j))  # the proposed instance's IoUs: the same for every line
     if before is None:
         before = state.before[(i, j)] = (target_iou(init, tgt), _box_iou(init, tgt))

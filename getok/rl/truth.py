@@ -50,10 +50,11 @@ import numpy as np
 
 from ..conventions import as_size
 from ..errors import DataError, GeometryError
+from ..geom.boxes import box_to_mask, mask_to_box
 from ..geom.grid import grid_points, pixel_cell_lookup
-from ..geom.masks import as_mask, box_to_mask, mask_to_box, rle_decode, rle_encode
+from ..geom.masks import as_mask, rle_decode, rle_encode
+from ..geom.points import pixel_values
 from ..geometry import KINDS
-from .matching import pixel_values
 
 __all__ = ["TASKS", "TRUTH_VERSION", "Target", "Truth", "pack_truth", "unpack_truth", "truth_from_json"]
 
@@ -89,7 +90,7 @@ class Target:
     def from_mask(cls, mask: np.ndarray, box=None) -> Target:
         """From a full ``(H, W)`` mask; ``box`` defaults to its tight box."""
         m = as_mask(mask)
-        tight = _tight_box(m)
+        tight = mask_to_box(m)
         if tight is None:
             return cls.from_crop(np.zeros((0, 0), dtype=bool), (0, 0), m.shape, box)
         x1, y1, x2, y2 = (int(v) for v in tight)
@@ -103,7 +104,7 @@ class Target:
         r0, c0 = int(origin[0]), int(origin[1])
         if r0 < 0 or c0 < 0 or r0 + crop.shape[0] > h or c0 + crop.shape[1] > w:
             raise DataError(f"mask crop {crop.shape} at (row, col)={(r0, c0)} exceeds the image (H, W)={(h, w)}")
-        tight = _tight_box(crop) if crop.size else None
+        tight = mask_to_box(crop) if crop.size else None
         if tight is None:
             crop, (r0, c0) = np.zeros((0, 0), dtype=bool), (0, 0)
         else:
@@ -169,19 +170,6 @@ class Target:
             return np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
         ys, xs = np.nonzero(self.crop_mask)
         return np.array([xs.mean() + self.origin[1] + 0.5, ys.mean() + self.origin[0] + 0.5])
-
-
-def _tight_box(m: np.ndarray) -> np.ndarray | None:
-    """:func:`~getok.geom.masks.mask_to_box`, reducing along the contiguous axis first (RLE masks are
-    column-major) and the other one only inside the found span."""
-    if not m.flags.f_contiguous or m.flags.c_contiguous:
-        return mask_to_box(m)
-    cols = np.flatnonzero(m.any(axis=0))
-    if cols.size == 0:
-        return None
-    c1, c2 = int(cols[0]), int(cols[-1]) + 1
-    rows = np.flatnonzero(m[:, c1:c2].any(axis=1))
-    return np.array([c1, rows[0], c2, rows[-1] + 1], dtype=np.float64)
 
 
 def _as_box(box, name: str = "box") -> np.ndarray:
@@ -298,7 +286,7 @@ class Truth:
 
     def centre_bits(self, n: int) -> np.ndarray | None:
         """:attr:`label_bits` at the pixel holding each cell centre of the ``n x n`` grid, ``(n * n,)``
-        indexed row-major (``cy * n + cx``; :func:`~getok.rl.matching.pixel_values`' rule); cached per ``n``."""
+        indexed row-major (``cy * n + cx``; :func:`~getok.geom.points.pixel_values`' rule); cached per ``n``."""
         bits = self.label_bits
         if bits is None:
             return None

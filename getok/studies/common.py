@@ -16,10 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import platform
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..io import atomic_write_json, atomic_write_text
+from ..provenance import Clock, cpu_seconds, environment, git_commit  # noqa: F401  (the studies import them from here)
 
 __all__ = [
     "Budget",
@@ -161,30 +160,6 @@ class SceneSeries:
 
 
 # ---------------------------------------------------------------------------------------------- time, stats
-def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (dataloader workers), user + system, seconds."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-class Clock:
-    """Wall and CPU seconds since creation (``with Clock() as c: ...; c.wall, c.cpu``)."""
-
-    def __init__(self) -> None:
-        self.t0, self.c0 = time.perf_counter(), cpu_seconds()
-        self.wall = self.cpu = 0.0
-
-    def stop(self) -> dict:
-        self.wall, self.cpu = time.perf_counter() - self.t0, cpu_seconds() - self.c0
-        return {"wall_s": round(self.wall, 1), "cpu_s": round(self.cpu, 1)}
-
-    def __enter__(self) -> Clock:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
 def mean_ci(values: Sequence[float | None], level: float = 0.95) -> dict:
     """Mean and Student-t confidence interval of per-seed values (``None`` values are left out).
 
@@ -233,42 +208,6 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     """The command as typed (``getok study ...``), shell-quoted."""
     args = list(sys.argv[1:] if argv is None else argv)
     return shlex.join(["getok", *args])
-
-
-def git_commit() -> str | None:
-    """The checkout's commit (``+dirty`` with uncommitted changes); ``None`` outside a git checkout."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("+dirty" if dirty else "") if head else None
-
-
-def environment() -> dict:
-    """Versions and machine facts recorded with every result."""
-    import importlib.metadata as md
-
-    from .._version import __version__
-
-    out = {"getok": __version__, "python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("numpy", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    out["git_commit"] = git_commit()
-    out["cpu_count"] = os.cpu_count()
-    try:
-        out["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        out["load_average_at_start"] = None
-    return out
 
 
 def write_outputs(out_dir: str | Path, name: str, result: dict, markdown: str, figure=None) -> dict:

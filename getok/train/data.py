@@ -16,8 +16,6 @@ Two steps, both before any gradient is computed:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, GetokError, LayoutMismatchError
+from ..provenance import fingerprint
 from ..vocab.layout import VocabLayout
 from .config import DataConfig, EvalConfig, MixtureEntry
 
@@ -221,10 +220,6 @@ def mix_pools(pools: dict[str, list], weights: dict[str, float], num_samples: in
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def _fingerprint(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def build_mixture(
     data: DataConfig, vocab_codecs: list[str], out_dir: str | Path, *, seed: int = 0, progress: bool = True
 ) -> Path:
@@ -243,7 +238,7 @@ def build_mixture(
 
     out = Path(out_dir)
     spec = {"data": config_to_dict(data), "vocab_codecs": list(vocab_codecs), "seed": seed}
-    fp = _fingerprint(spec)
+    fp = fingerprint(spec)
     if out.exists():
         man = read_dataset(out, check_images=False).manifest
         if man.get("builder", {}).get("fingerprint") == fp:
@@ -293,7 +288,7 @@ def build_eval_set(ev: EvalConfig, data: DataConfig, codec: str, out_dir: str | 
     out = Path(out_dir)
     spec = {"n": ev.n_scenes, "seed": ev.seed, "tasks": list(ev.tasks), "codec": codec,
             "scenes": data.scenes.scene_config().to_dict()}  # fmt: skip
-    fp = _fingerprint(spec)
+    fp = fingerprint(spec)
     if out.exists():
         if read_dataset(out, check_images=False).manifest.get("builder", {}).get("fingerprint") == fp:
             return out

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, atomic_write_text
+from ..provenance import cpu_seconds
 from .callbacks import (
     CONFIG_FILE,
     CheckpointInfoCallback,
@@ -458,12 +459,6 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (the dataloader workers), user + system."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
 
 
 def _can_generate(args) -> bool:

@@ -35,6 +35,7 @@ import numpy as np
 from ..codecs.tokens import grid_token
 from ..errors import ConfigError
 from ..geom.grid import pixel_cell_lookup
+from ..provenance import cpu_seconds
 
 __all__ = ["token_targets", "warm_up_vision", "word_row"]
 
@@ -174,7 +175,7 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
     )
     cache: dict = {}
     losses, accs = [], []
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     was_training = model.training
     model.train()
     it = range(cfg.steps)
@@ -248,7 +249,7 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
         "colours": colours,
         "shapes": shapes,
         "wall_s": round(time.perf_counter() - t0, 1),
-        "cpu_s": round(time.process_time() - c0, 1),
+        "cpu_s": round(cpu_seconds() - c0, 1),
     }
     log.info("vision warm-up: %s", stats)
     return stats

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from getok.data_builders.cache import FORMAT, ProposalCache, cache_key, image_hash, stack_from_record, stack_to_record
+from getok.data_builders.cache import FORMAT, ProposalCache, cache_key, stack_from_record, stack_to_record
 from getok.data_builders.proposers import ExactProposer, ProposalStack, SuperpixelProposer
 from getok.errors import DataError, GeometryError
+from getok.provenance import image_hash
 
 
 def image(seed: int, size=(40, 52)) -> np.ndarray:

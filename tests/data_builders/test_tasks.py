@@ -12,7 +12,8 @@ from getok.data_builders.records import AnnotatedImage, AnnotatedObject
 from getok.data_builders.scenes import generate_scenes
 from getok.data_builders.tasks import TASKS, TaskConfig, build_tasks
 from getok.errors import ConfigError, GeometryError
-from getok.geom.masks import mask_to_box, rle_decode
+from getok.geom.boxes import mask_to_box
+from getok.geom.masks import rle_decode
 from getok.geometry import Geometry
 
 

@@ -8,8 +8,8 @@ import pytest
 from getok.decoding import PointProposer, get_decoder
 from getok.decoding.proposals import cover_lookup
 from getok.errors import ConfigError, DataError, GeometryError
-from getok.eval.metrics import mask_iou
 from getok.geom.grid import mask_to_cells
+from getok.geom.masks import mask_iou
 from getok.geometry import Geometry
 
 from .conftest import SIZE, LabelProposer, StackProposer

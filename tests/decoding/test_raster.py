@@ -8,8 +8,8 @@ import pytest
 from getok.decoding import get_decoder, raster_mask
 from getok.decoding.raster import cells_mask, shifted_cells_mask
 from getok.errors import GeometryError
+from getok.geom.boxes import box_to_mask
 from getok.geom.grid import cells_to_mask
-from getok.geom.masks import box_to_mask
 from getok.geom.polygons import polygons_to_mask
 from getok.geometry import Geometry
 

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from getok.eval.metrics import boxes_from_masks, mask_iou
+from getok.geom.boxes import masks_to_boxes
+from getok.geom.masks import mask_iou
 
 mask_utils = pytest.importorskip("pycocotools.mask")
 
@@ -43,7 +44,7 @@ def test_mask_iou_matches_pycocotools_on_real_dev(real_dev_root):
         np.testing.assert_allclose(ours_d, coco_d, rtol=0, atol=1e-12)
         assert (ours_d > 0).all() and (ours_d < 1).all()
         # boxes from masks by min / max agree with pycocotools' toBbox (XYWH)
-        bb = boxes_from_masks(masks)
+        bb = masks_to_boxes(masks)
         coco_bb = mask_utils.toBbox(rles)
         np.testing.assert_allclose(bb[:, :2], coco_bb[:, :2])
         np.testing.assert_allclose(bb[:, 2:] - bb[:, :2], coco_bb[:, 2:])

@@ -9,9 +9,9 @@ from getok.codecs.tokens import grid_token
 from getok.data_builders.offsets import DEFAULT_REFINE
 from getok.decoding.raster import raster_mask
 from getok.errors import ConfigError
-from getok.eval.metrics import mask_iou
 from getok.eval.runner import evaluate
 from getok.eval.selfcorrect import POINT_KEYS, RefineState, SelfCorrectConfig, account_points, match_targets
+from getok.geom.masks import mask_iou
 from getok.geometry import Geometry
 
 from .conftest import ScriptedModel, hand_sample

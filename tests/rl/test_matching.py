@@ -4,37 +4,18 @@ import numpy as np
 import pytest
 
 from getok.errors import ConfigError
-from getok.geom.masks import box_iou
+from getok.geom.boxes import box_iou_matrix
+from getok.geom.points import points_in_mask
 from getok.rl.matching import (
     MatchConfig,
-    box_iou_matrix,
-    box_l1_matrix,
     hit_matrix,
     hit_matrix_bits,
     instance_mean,
     match,
-    points_in_mask,
     similarity_matrix,
 )
 
 from .conftest import rect
-
-
-def test_box_iou_matrix_agrees_with_pairwise_iou_and_handles_missing_boxes():
-    rng = np.random.default_rng(0)
-    a = np.sort(rng.uniform(0, 50, (5, 2, 2)), axis=1).transpose(0, 2, 1).reshape(5, 4)[:, [0, 2, 1, 3]]
-    b = np.sort(rng.uniform(0, 50, (4, 2, 2)), axis=1).transpose(0, 2, 1).reshape(4, 4)[:, [0, 2, 1, 3]]
-    m = box_iou_matrix(a, b)
-    for i, j in itertools.product(range(5), range(4)):
-        assert m[i, j] == pytest.approx(box_iou(a[i], b[j]))
-    nan = box_iou_matrix(np.full((1, 4), np.nan), b)
-    assert (nan == 0).all()
-    assert box_l1_matrix(np.full((1, 4), np.nan), b, (50, 50)).tolist() == [[1.0] * 4]
-
-
-def test_box_l1_is_normalised_mean_abs():
-    l1 = box_l1_matrix([[0, 0, 10, 10]], [[10, 0, 20, 10]], (10, 100))
-    assert l1[0, 0] == pytest.approx((10 / 100 + 0 + 10 / 100 + 0) / 4)
 
 
 def test_points_in_mask_full_and_cropped():
@@ -98,34 +79,16 @@ def test_match_config_validation_names_the_field():
         MatchConfig(norm=0)
 
 
-def test_small_and_vectorised_box_terms_agree():
-    from getok.rl.matching import _box_terms_small, similarity_parts
+def test_similarity_parts_box_terms_are_geom_boxes():
+    from getok.geom.boxes import box_l1_matrix
+    from getok.rl.matching import similarity_parts
 
     rng = np.random.default_rng(3)
-    for _ in range(50):
-        p = np.sort(rng.uniform(0, 40, (4, 2, 2)), axis=1).reshape(4, 4)[:, [0, 1, 2, 3]]
-        p = np.stack([p[:, 0], p[:, 2], p[:, 1], p[:, 3]], axis=1)
-        p[rng.random(4) < 0.2] = np.nan
-        g = np.stack(
-            [
-                np.array([5, 5, 20, 30.0]),
-                np.array([10, 10, 10, 10.0]),
-                rng.uniform(0, 20, 4).cumsum().reshape(2, 2).ravel(),
-            ]
-        )
-        g[2] = [min(g[2][0], g[2][2]), min(g[2][1], g[2][3]), max(g[2][0], g[2][2]), max(g[2][1], g[2][3])]
-        iou, l1 = _box_terms_small(p, g, (40, 50))
-        assert np.allclose(iou, box_iou_matrix(p, g)) and np.allclose(l1, box_l1_matrix(p, g, (40, 50)))
+    p = np.sort(rng.uniform(0, 40, (4, 2, 2)), axis=1).reshape(4, 4)
+    p = np.stack([p[:, 0], p[:, 2], p[:, 1], p[:, 3]], axis=1)
+    p[1] = np.nan
+    g = np.array([[5, 5, 20, 30.0], [10, 10, 10, 10.0], [0, 0, 40, 40.0]])
     parts = similarity_parts(p, [np.zeros((0, 2))] * 4, g, [np.zeros((40, 50), bool)] * 3, (40, 50))
-    assert parts.box_iou.shape == (4, 3)
-
-
-def test_box_iou_scalar_matches_the_matrix():
-    from getok.rl.matching import box_iou_scalar
-
-    rng = np.random.default_rng(4)
-    for _ in range(100):
-        a = np.sort(rng.uniform(0, 10, (2, 2)), axis=0).T.reshape(4)[[0, 2, 1, 3]]
-        b = np.sort(rng.uniform(0, 10, (2, 2)), axis=0).T.reshape(4)[[0, 2, 1, 3]]
-        assert box_iou_scalar(a, b) == pytest.approx(box_iou_matrix([a], [b])[0, 0]) == pytest.approx(box_iou(a, b))
-    assert box_iou_scalar([1, 1, 1, 1], [1, 1, 1, 1]) == 1.0 and box_iou_scalar([1, 1, 1, 1], [2, 2, 2, 2]) == 0.0
+    assert parts.box_iou.shape == (4, 3) and (parts.box_iou[1] == 0).all()  # no box: IoU term 0
+    np.testing.assert_array_equal(parts.box_iou, box_iou_matrix(p, g, missing=0.0))
+    np.testing.assert_array_equal(parts.l1, box_l1_matrix(p, g, (40, 50)))

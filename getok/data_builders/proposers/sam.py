@@ -119,7 +119,7 @@ class SamProposer:
         """Compute (or load, or keep) the embedding of ``image`` ``(H, W, 3)`` uint8 RGB."""
         import torch
 
-        from ..cache import image_hash
+        from ...provenance import image_hash
 
         img = np.asarray(image)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:

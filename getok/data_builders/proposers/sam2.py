@@ -118,7 +118,7 @@ class Sam2Proposer:
 
     def set_image(self, image: np.ndarray) -> None:
         """Compute the multi-scale embedding of ``image`` ``(H, W, 3)`` uint8 RGB (kept for the same pixels)."""
-        from ..cache import image_hash
+        from ...provenance import image_hash
 
         img = np.asarray(image)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:

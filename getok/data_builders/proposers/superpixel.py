@@ -104,7 +104,7 @@ class SuperpixelProposer:
 
     def labels(self, image: np.ndarray) -> np.ndarray:
         """The over-segmentation ``(H, W)`` int64 of ``image`` (the last one is kept)."""
-        from ..cache import image_hash
+        from ...provenance import image_hash
 
         h = image_hash(np.asarray(image))
         if self._last is None or self._last[0] != h:

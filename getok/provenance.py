@@ -1,0 +1,139 @@
+"""Where a result came from — the one implementation of each: content hashes of images, fingerprints of
+configs, CPU / wall time, package versions, the machine and the checkout.
+
+* :func:`image_hash` — sha256 of an image's shape, dtype and pixels: the identity of an image in every cache
+  (on disk: proposal caches; in memory: decoder embeddings, reward sessions).
+* :func:`fingerprint` — a short sha256 of any JSON-able object (sorted keys): what a resumed run checks
+  its settings against.
+* :func:`cpu_seconds`, :class:`Clock` — CPU time of this process **and its finished children** (data
+  loader workers), user + system, beside wall time: the same measure in SFT, GRPO, the demo and the studies.
+* :func:`versions`, :func:`machine`, :func:`git_commit`, :func:`environment` — what every result file records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "image_hash",
+    "fingerprint",
+    "cpu_seconds",
+    "Clock",
+    "PACKAGES",
+    "versions",
+    "machine",
+    "git_commit",
+    "environment",
+]
+
+#: The packages whose versions results record.
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "numpy", "matplotlib")
+
+
+def image_hash(image) -> str:
+    """sha256 (hex) of an image's pixels, shape and dtype — the identity of an image in every cache.
+
+    >>> image_hash(np.zeros((2, 2, 3), np.uint8))[:12]
+    '26a9605fb992'
+    """
+    a = np.ascontiguousarray(image)
+    h = hashlib.sha256(f"{a.shape}|{a.dtype.str}|".encode())
+    h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def fingerprint(obj, length: int = 16) -> str:
+    """The first ``length`` hex digits of the sha256 of ``obj`` as JSON (sorted keys; other values by ``str``).
+
+    >>> fingerprint({"b": 1, "a": [1, 2]}) == fingerprint({"a": [1, 2], "b": 1})
+    True
+    """
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (data loader workers), user + system, seconds."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class Clock:
+    """Wall and CPU seconds (:func:`cpu_seconds`) since creation: ``with Clock() as c: ...; c.wall, c.cpu``,
+    or ``c.stop()`` → ``{"wall_s", "cpu_s"}``; ``c.elapsed()`` reads without stopping."""
+
+    def __init__(self) -> None:
+        self.t0, self.c0 = time.perf_counter(), cpu_seconds()
+        self.wall = self.cpu = 0.0
+
+    def elapsed(self) -> tuple[float, float]:
+        """``(wall, cpu)`` seconds so far."""
+        return time.perf_counter() - self.t0, cpu_seconds() - self.c0
+
+    def stop(self) -> dict:
+        self.wall, self.cpu = self.elapsed()
+        return {"wall_s": round(self.wall, 1), "cpu_s": round(self.cpu, 1)}
+
+    def __enter__(self) -> Clock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def versions(packages: Iterable[str] = PACKAGES) -> dict:
+    """``{"getok", "python", package: version or None}``."""
+    from importlib import metadata
+
+    from ._version import __version__
+
+    out = {"getok": __version__, "python": platform.python_version()}
+    for pkg in packages:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def machine() -> dict:
+    """Platform, CPU count and the load average now (``None`` where the OS has none)."""
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": load}
+
+
+def git_commit(root: str | Path | None = None) -> str | None:
+    """The checkout's commit (``+dirty`` with uncommitted changes); ``None`` outside a git checkout."""
+    import subprocess
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
+
+
+def environment() -> dict:
+    """:func:`versions`, the platform, CPU count and load average at start, and the git commit."""
+    m = machine()
+    return {
+        **versions(),
+        "platform": m["platform"],
+        "git_commit": git_commit(),
+        "cpu_count": m["cpus"],
+        "load_average_at_start": m["load_average"],
+    }
