@@ -3,6 +3,8 @@
 #   make demo  — the same set-up, then the main job on the embedded defaults (report under runs/demo)
 #   make test-engines — a second venv (.venv-engines: transformers < 5, EasyR1's CPU requirements) and the
 #                       contract tests that drive our configs / data / model dirs / reward through EasyR1's code
+#   make test-verl    — a third venv (.venv-verl: verl 0.9.1 without its GPU dependencies) and the contract tests
+#                       that drive our stage-2 configs / rows / agent loop / reward through verl's own code
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -16,8 +18,15 @@ ENGINES_BIN    := $(ENGINES_VENV)/bin
 ENGINES_STAMP  := $(ENGINES_VENV)/.getok-engines-installed
 ENGINES_REQ    := requirements/engines.txt
 ENGINES_LOCK   := requirements/engines-lock.txt
+# the verl contract environment (tests/engines_verl): its own venv, since EasyR1's snapshot is also a package `verl`
+VERL_PYTHON ?= python3.11
+VERL_VENV   ?= .venv-verl
+VERL_BIN    := $(VERL_VENV)/bin
+VERL_STAMP  := $(VERL_VENV)/.getok-verl-installed
+VERL_REQ    := requirements/verl.txt
+VERL_LOCK   := requirements/verl-lock.txt
 
-.PHONY: install test test-all test-engines install-engines demo lint bench clean lock lock-engines
+.PHONY: install test test-all test-engines install-engines test-verl install-verl demo lint bench clean lock lock-engines lock-verl
 
 $(STAMP): setup.cfg pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +62,24 @@ install-engines: $(ENGINES_STAMP)
 test-engines: $(STAMP) $(ENGINES_STAMP)
 	$(ENGINES_BIN)/python -m pytest -q -p no:cacheprovider tests/engines $(PYTEST_ARGS)
 
+$(VERL_STAMP): setup.cfg pyproject.toml $(VERL_REQ) $(VERL_LOCK)
+	test -x $(VERL_BIN)/python || $(VERL_PYTHON) -m venv $(VERL_VENV)
+	$(VERL_BIN)/pip install --quiet --upgrade pip
+	# the same torch pair as .venv first; the lock pins it, so nothing installed later can replace it
+	$(VERL_BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(VERL_BIN)/pip install --quiet -c $(VERL_LOCK) -r $(VERL_REQ)
+	# verl without its install_requires (wandb, tensorboard, ray[default], peft, torchdata) and GPU extras
+	$(VERL_BIN)/pip install --quiet --no-deps -c $(VERL_LOCK) verl
+	$(VERL_BIN)/pip install --quiet --no-deps -e .
+	$(VERL_BIN)/python -c "import torch, verl; assert torch.__version__.split('+')[0] == '2.14.1', torch.__version__"
+	touch $(VERL_STAMP)
+
+install-verl: $(VERL_STAMP)
+
+# verl contract tests (tests/engines_verl) in .venv-verl; the artefacts are built by getok in .venv.
+test-verl: $(STAMP) $(VERL_STAMP)
+	$(VERL_BIN)/python -m pytest -q -p no:cacheprovider tests/engines_verl $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	$(BIN)/getok demo --out runs/demo
 
@@ -66,5 +93,8 @@ lock: $(STAMP)
 lock-engines: $(ENGINES_STAMP)
 	{ sed -n '1,3p' $(ENGINES_LOCK); $(ENGINES_BIN)/pip freeze --exclude-editable | grep -v '^#'; } > $(ENGINES_LOCK).new && mv $(ENGINES_LOCK).new $(ENGINES_LOCK)
 
+lock-verl: $(VERL_STAMP)
+	{ sed -n '1,3p' $(VERL_LOCK); $(VERL_BIN)/pip freeze --exclude-editable | grep -v '^#'; } > $(VERL_LOCK).new && mv $(VERL_LOCK).new $(VERL_LOCK)
+
 clean:
-	rm -rf $(VENV) $(ENGINES_VENV) runs build *.egg-info
+	rm -rf $(VENV) $(ENGINES_VENV) $(VERL_VENV) runs build *.egg-info

@@ -11,6 +11,8 @@
     getok rl export-easyr1 --stage 2 --data runs/stage2-data --out runs/easyr1-s2 --model MODEL_DIR
     getok rl check-easyr1 --model MODEL_DIR --config configs/easyr1/qwen2_5_vl_7b-stage1.yaml [key=value ...]
     getok rl export-easyr1-model --model runs/sft/merged --out runs/sft/easyr1-model   # for transformers 4.5x
+    getok rl export-verl --data runs/tasks --out runs/verl-s2 --model MODEL_DIR   # verl stage 2 (multi-turn rollouts)
+    getok rl check-verl --config configs/verl/qwen2_5_vl_7b-stage2.yaml [key=value ...]  # in verl's environment
 
 ``train grpo`` joins SFT's ``getok train`` group through its extension hook
 (:data:`getok.train.cli.TRAIN_EXTENSIONS` lists ``getok.rl.cli_train``, which calls
@@ -31,6 +33,8 @@ __all__ = [
     "cmd_export_easyr1",
     "cmd_check_easyr1",
     "cmd_export_easyr1_model",
+    "cmd_export_verl",
+    "cmd_check_verl",
     "main",
 ]
 
@@ -124,9 +128,29 @@ def cmd_export_easyr1_model(args) -> int:
     return 0
 
 
+def cmd_export_verl(args) -> int:
+    from .verl_stage2 import export_verl_stage2
+
+    out, counts = export_verl_stage2(
+        args.data, args.out, model=args.model, tasks=tuple(args.tasks.split(",")) if args.tasks else None,
+        fallback_k=args.fallback_k, seed=args.seed, limit=args.limit, overwrite=args.overwrite, progress=not args.quiet,
+    )  # fmt: skip
+    print(f"wrote {counts['rows']} verl stage-2 rows to {out}/train.parquet: {json.dumps(dict(counts), sort_keys=True)}")
+    return 0
+
+
+def cmd_check_verl(args) -> int:
+    from .verl_stage2 import check_verl
+
+    for line in check_verl(args.config, args.overrides, model=args.model, data=args.data):
+        print(line)
+    return 0
+
+
 def register(subparsers) -> None:
-    """Add the ``rl`` group (``make-stage2-data``, ``export-easyr1``, ``check-easyr1``, ``export-easyr1-model``)."""
-    rl = subparsers.add_parser("rl", help="GRPO data for clusters (EasyR1): stage-2 proposals, exports, guards")
+    """Add the ``rl`` group (``make-stage2-data``, ``export-easyr1``, ``check-easyr1``, ``export-easyr1-model``,
+    ``export-verl``, ``check-verl``)."""
+    rl = subparsers.add_parser("rl", help="GRPO data for clusters (EasyR1, verl): stage-2 proposals, exports, guards")
     sub = rl.add_subparsers(dest="rl_command", metavar="WHAT")
     rl.set_defaults(func=lambda args: (rl.print_help(), 1)[1])
 
@@ -193,6 +217,38 @@ def register(subparsers) -> None:
     p.add_argument("--tokenizer-class", help="force tokenizer_config.json's tokenizer_class (default: by model type)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export_easyr1_model)
+
+    p = sub.add_parser(
+        "export-verl",
+        help="verl rows for stage 2 with multi-turn rollouts (getok's agent loop: propose, refine instruction, refine)",
+        description="Writes OUT/train.parquet: verl RLHFDataset rows (data_source, prompt, images, reward_model, "
+                    "agent_name, extra_info.interaction_kwargs with the codec, image size and a builder-made fallback "
+                    "proposal) from the single-target mask questions of a dataset. See configs/verl/ and docs/rl.md.",
+    )  # fmt: skip
+    p.add_argument("--data", required=True, type=Path, help="getok dataset dir with single-target grid mask questions")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--model", help="the model verl will train: its spatial tokens are checked (non-special, one id)")
+    p.add_argument("--tasks", help="comma-separated tasks to use (default: text>mask,point>mask,box>mask)")
+    p.add_argument("--fallback-k", type=int, default=6, help="cells of the fallback proposal (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="at most this many rows")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_export_verl)
+
+    p = sub.add_parser(
+        "check-verl",
+        help="guards before a verl launch: the YAML + overrides through verl's own config code, agent loop, reward, tokens",
+        description="Composes --config with the key=value overrides exactly as python -m verl.trainer.main_ppo "
+                    "--config-path DIR --config-name NAME does (Hydra over verl's ppo_trainer), runs verl's validate_config "
+                    "and config dataclasses, then getok's checks (agent loop YAML, reward path and kwargs, data keys, "
+                    "the model's spatial tokens, the rows' layout). Run it in verl's environment.",
+    )  # fmt: skip
+    p.add_argument("--config", required=True, type=Path, help="the verl YAML (configs/verl/qwen2_5_vl_7b-stage2.yaml)")
+    p.add_argument("--model", help="model directory verl will load (default: actor_rollout_ref.model.path)")
+    p.add_argument("--data", type=Path, help="an export-verl directory")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="the overrides the launch passes")
+    p.set_defaults(func=cmd_check_verl)
 
 
 def main(argv: list[str] | None = None) -> int:
