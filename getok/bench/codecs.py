@@ -1,7 +1,7 @@
 """Codec benchmark: how faithfully, and in how many tokens, each representation writes real masks.
 
 For every codec setting of a sweep, each ground-truth mask is encoded, decoded back and rasterised with the
-weight-free path (:func:`getok.geom.raster.rasterize`: polygons filled, cells as their pixels), then scored
+weight-free path (:func:`getok.geom.raster.raster_mask`: polygons filled, cells as their pixels), then scored
 against the mask. Tokens per object are counted with a real tokenizer that has the codec's tokens added
 (the tiny offline tokenizer; added tokens are one id each) and, for every codec, Qwen2-style (each digit and
 punctuation mark one token) so that text numbers compare with the papers.
@@ -23,7 +23,7 @@ import numpy as np
 
 from ..codecs import get_codec, qwen_style_count
 from ..geom.masks import mask_iou
-from ..geom.raster import rasterize
+from ..geom.raster import raster_mask
 from ..geometry import Geometry
 
 __all__ = ["DEFAULT_SWEEP", "bench_codecs", "simpleseg_reference", "markdown_table", "register_bench"]
@@ -106,7 +106,7 @@ def bench_codecs(
                 invalid += 1
                 iou = 0.0
             else:
-                iou = mask_iou(rasterize(res.geometries[0]), m)
+                iou = mask_iou(raster_mask(res.geometries[0]), m)
             ious["all"].append(iou)
             ious[_area_class(int(m.sum()))].append(iou)
             qtoks.append(qwen_style_count(text))

@@ -13,18 +13,17 @@ from ..conventions import denormalize_points, normalize_points
 from ..errors import DecodeError, GeometryError
 from ..geom.boxes import mask_to_box
 from ..geom.polygons import mask_to_polygons, signed_area
+from ..geom.raster import raster_mask
 from ..geometry import Geometry
 from ._vertices import Vertices
 
 
 def region_mask(g: Geometry) -> np.ndarray:
-    """The region of a geometry as a mask: its mask, else its polygons, cells or box rasterised."""
-    from ..geom.raster import rasterize
-
-    m = rasterize(g)
-    if m is None:
+    """The region of a geometry as a mask: its mask, else its polygons, cells or box rasterised
+    (:func:`~getok.geom.raster.raster_mask`)."""
+    if g.mask is None and not g.polygons and g.cells is None and g.box is None:
         raise GeometryError(f"{g!r} describes no region (a mask answer needs a mask, polygons, cells or box)")
-    return m
+    return raster_mask(g)
 
 
 def geometry_box(g: Geometry) -> np.ndarray:

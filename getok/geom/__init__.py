@@ -9,7 +9,6 @@ from .grid import (
     cell_centers,
     cell_index,
     cell_size,
-    cells_to_mask,
     grid_points,
     index_to_cells,
     mask_to_cells,
@@ -22,8 +21,10 @@ from .matching import Matching, match
 from .points import points_in_mask
 from .polygons import is_clockwise, mask_to_polygons, orient, perimeter, polygons_to_mask, signed_area
 from .quantize import dequantize, quantize
+from .raster import cells_to_mask, raster_mask
 
 __all__ = [
+    "raster_mask",
     "points_in_mask",
     "match",
     "Matching",

@@ -7,8 +7,6 @@ Cell ``(cx, cy)`` (column, row) of an ``n x n`` grid over an image of size ``(H,
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from ..conventions import as_size, normalize_points
@@ -24,7 +22,6 @@ __all__ = [
     "index_to_cells",
     "points_to_cells",
     "sort_cells",
-    "cells_to_mask",
     "mask_to_cells",
     "apply_offsets",
     "points_to_cells_offsets",
@@ -82,27 +79,6 @@ def pixel_cell_lookup(n: int, size: tuple[int, int]) -> tuple[np.ndarray, np.nda
     rows = quantize((np.arange(h) + 0.5) / h, n)
     cols = quantize((np.arange(w) + 0.5) / w, n)
     return rows, cols
-
-
-def cells_to_mask(cells, n: int, size: tuple[int, int]) -> np.ndarray:
-    """Rasterise cells: every pixel whose centre falls in a listed cell. ``(H, W)`` bool."""
-    table = np.zeros((n, n), dtype=bool)  # [cy, cx]
-    c = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
-    if c.size:
-        if (c < 0).any() or (c >= n).any():
-            raise GeometryError(f"cells must satisfy 0 <= cx, cy < n={n}")
-        table[c[:, 1], c[:, 0]] = True
-    row_runs, col_runs = _cell_runs(n, *as_size(size))
-    # pixel_cell_lookup is non-decreasing, so repeating each grid row / column by the number of pixels it
-    # covers equals table[rows[:, None], cols[None, :]] (and is ~30x faster than the fancy-index gather)
-    return np.repeat(np.repeat(table, row_runs, axis=0), col_runs, axis=1)
-
-
-@functools.lru_cache(maxsize=64)
-def _cell_runs(n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels per grid row and per grid column, ``(n,)`` each (runs of :func:`pixel_cell_lookup`)."""
-    rows, cols = pixel_cell_lookup(n, (h, w))
-    return np.bincount(rows, minlength=n), np.bincount(cols, minlength=n)
 
 
 def mask_to_cells(mask, n: int) -> np.ndarray:

@@ -4,8 +4,8 @@ A :class:`DecoderSession` wraps any :class:`~getok.decoding.base.MaskDecoder`, c
 per image (so a SAM decoder embeds each image once per group of rollouts) and caches the decoded
 :class:`Instance` of each answer line. The default decoder is the weight-free ``raster`` decoder
 (:mod:`getok.decoding.raster`); for it the session never builds full-size masks: plain and shifted grid
-cells are kept as cells of a (sub-)grid (:func:`raster_cells`, areas and intersections counted per cell
-from :meth:`~getok.rl.truth.Target.cell_counts`), other regions as tight crops (:func:`raster_crop`).
+cells are kept as cells of a (sub-)grid (:func:`~getok.geom.raster.raster_cells`, areas and intersections counted per cell
+from :meth:`~getok.rl.truth.Target.cell_counts`), other regions as tight crops (:func:`~getok.geom.raster.raster_crop`).
 Both are exact: tests compare them with the decoder's own masks.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 
 from ..codecs import NO_TARGET, Codec, get_codec
 from ..errors import ConfigError, DecodeError, GetokError
-from ..geom.boxes import mask_to_box
-from ..geom.grid import grid_points, pixel_cell_lookup
+from ..geom.grid import grid_points
+from ..geom.raster import cells_crop, grid_runs, raster_cells, raster_crop, trim_crop
 from ..geometry import Geometry
 from ..provenance import image_hash
 from .rewards_common import line_key
@@ -34,9 +34,6 @@ __all__ = [
     "Instance",
     "instance_key",
     "instance_points",
-    "raster_crop",
-    "raster_cells",
-    "crop_to_content",
     "target_iou",
     "box_or_none",
 ]
@@ -53,71 +50,6 @@ def instance_key(line: str, geometry: Geometry) -> str:
     return line_key(line)
 
 
-def raster_crop(geometry: Geometry) -> tuple[np.ndarray, int, int]:
-    """What the weight-free ``raster`` decoder (:func:`~getok.decoding.raster.raster_mask`) draws, as the
-    tight crop that holds it: ``(crop, row0, col0)`` with ``mask[row0:row0+h, col0:col0+w] == crop`` and
-    the mask empty elsewhere (an empty region is a ``(0, 0)`` crop).
-
-    Same pixels as ``raster_mask`` (a test checks it on random geometries), without building the
-    full-size mask for grid answers: cells are drawn on the ``n x n`` table (or the ``n m`` sub-cell table
-    for offsets of ``1 / m`` cell) over their bounding rows and columns only.
-    """
-    g = geometry
-    if g.mask is not None or g.polygons or g.cells is None or len(g.cells) == 0:
-        from ..decoding.raster import raster_mask
-
-        return crop_to_content(raster_mask(g))
-    keep = None if g.deleted is None else ~g.deleted
-    cells = g.cells if keep is None else g.cells[keep]
-    offs = None if g.offsets is None else (g.offsets if keep is None else g.offsets[keep])
-    if offs is None or not np.any(offs):
-        return _blocks_crop(cells, None, g.grid_n, 1, g.size)
-    m = int(round(1.0 / g.offset_step))
-    if m >= 1 and abs(1.0 / g.offset_step - m) < 1e-9:
-        return _blocks_crop(cells, offs, g.grid_n, m, g.size)
-    return _squares_crop(cells, offs, g.grid_n, g.offset_step, g.size)
-
-
-def raster_cells(geometry: Geometry) -> tuple[np.ndarray, int] | None:
-    """What the ``raster`` decoder draws for grid cells, as cells of a grid: ``(indices, N)`` with
-    row-major indices ``cy * N + cx`` (repeats possible) on the ``N x N`` grid — ``N = n`` for cells that
-    do not move, ``N = n m`` (sub-cells) for offsets of ``1 / m`` cell. ``None`` when the region is not
-    a union of such cells (masks, polygons, boxes, other steps)."""
-    g = geometry
-    if g.mask is not None or g.polygons or g.cells is None:
-        return None
-    n = g.grid_n
-    cells = g.cells if g.deleted is None else g.cells[~g.deleted]
-    offs = None if g.offsets is None else (g.offsets if g.deleted is None else g.offsets[~g.deleted])
-    if offs is None or not np.any(offs):
-        return cells[:, 1] * n + cells[:, 0], n
-    m = int(round(1.0 / g.offset_step))
-    if not (m >= 1 and abs(1.0 / g.offset_step - m) < 1e-9):
-        return None
-    big = n * m
-    flat, ok = shifted_squares(m * cells + offs, m, big)
-    return flat[ok], big
-
-
-def shifted_squares(lo: np.ndarray, m: int, big: int) -> tuple[np.ndarray, np.ndarray]:
-    """The sub-cells of ``m x m`` squares whose first sub-cell (x, y) is ``lo`` (``(..., 2)``) on the
-    ``big x big`` sub-cell grid: row-major indices ``(..., m, m)`` and whether each lies on the grid."""
-    span = np.arange(m)
-    xs, ys = lo[..., 0:1] + span, lo[..., 1:2] + span  # (..., m) each
-    flat = ys[..., :, None] * big + xs[..., None, :]
-    ok = ((ys >= 0) & (ys < big))[..., :, None] & ((xs >= 0) & (xs < big))[..., None, :]
-    return flat, ok
-
-
-@functools.lru_cache(maxsize=64)
-def _runs(m: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pixels per row / column of an ``m x m`` grid and the first pixel of each (as
-    :func:`~getok.geom.grid.pixel_cell_lookup` assigns pixels): ``row_runs, row_start, col_runs, col_start``."""
-    rows, cols = pixel_cell_lookup(m, (h, w))
-    rr, cc = np.bincount(rows, minlength=m), np.bincount(cols, minlength=m)
-    return rr, np.concatenate([[0], np.cumsum(rr)[:-1]]), cc, np.concatenate([[0], np.cumsum(cc)[:-1]])
-
-
 @functools.lru_cache(maxsize=64)
 def _cell_centres(n: int, h: int, w: int) -> np.ndarray:
     """:func:`~getok.geom.grid.grid_points` (every cell centre, row-major), cached and read-only: the points
@@ -125,79 +57,6 @@ def _cell_centres(n: int, h: int, w: int) -> np.ndarray:
     out = grid_points(n, (h, w))
     out.setflags(write=False)
     return out
-
-
-def _blocks_crop(cells: np.ndarray, offsets: np.ndarray | None, n: int, m: int, size) -> tuple[np.ndarray, int, int]:
-    """Cell squares on the ``n m`` sub-cell table, shifted by ``offsets`` sub-cells and clipped to the
-    table, expanded to pixels over their bounding box only; a tight crop."""
-    if len(cells) == 0:
-        return np.zeros((0, 0), dtype=bool), 0, 0
-    nm = n * m
-    lo = m * cells if offsets is None else m * cells + offsets  # (K, 2) first sub-cell (x, y)
-    hi = np.minimum(lo + m, nm)
-    lo = np.maximum(lo, 0)
-    ok = np.all(hi > lo, axis=1)
-    if not ok.all():
-        lo, hi = lo[ok], hi[ok]
-        if len(lo) == 0:
-            return np.zeros((0, 0), dtype=bool), 0, 0
-    x0, y0 = lo.min(axis=0)
-    x1, y1 = hi.max(axis=0)
-    table = np.zeros((y1 - y0, x1 - x0), dtype=bool)
-    if m == 1:
-        table[lo[:, 1] - y0, lo[:, 0] - x0] = True
-    else:
-        span = np.arange(m)
-        ys = np.minimum(lo[:, 1:2] + span, hi[:, 1:2] - 1) - y0  # (K, m); clipped squares repeat an index
-        xs = np.minimum(lo[:, 0:1] + span, hi[:, 0:1] - 1) - x0
-        table[ys[:, :, None], xs[:, None, :]] = True
-    rr, rs, cc, cs = _runs(nm, *size)
-    crop = np.repeat(np.repeat(table, rr[y0:y1], axis=0), cc[x0:x1], axis=1)
-    r0, c0 = int(rs[y0]), int(cs[x0])
-    # the extreme table rows / columns each hold a square, and every table row / column covers at least
-    # one pixel when the table is no finer than the image: then the crop is tight
-    if nm <= min(size):
-        return crop, r0, c0
-    return _trim(crop, r0, c0)
-
-
-def _squares_crop(cells: np.ndarray, offsets: np.ndarray, n: int, step: float, size) -> tuple[np.ndarray, int, int]:
-    """Cell squares shifted by ``offsets * step`` cells (pixels whose centre lies in a square), as a tight
-    crop: the path for steps that are not ``1 / m`` (the ``raster`` decoder's formula)."""
-    h, w = size
-    cw, ch = w / n, h / n
-    x0 = (cells[:, 0] + offsets[:, 0] * step) * cw
-    y0 = (cells[:, 1] + offsets[:, 1] * step) * ch
-    c1 = np.maximum(np.ceil(x0 - 0.5), 0).astype(np.int64)
-    c2 = np.maximum(np.ceil(x0 + cw - 0.5), 0).astype(np.int64)
-    r1 = np.maximum(np.ceil(y0 - 0.5), 0).astype(np.int64)
-    r2 = np.maximum(np.ceil(y0 + ch - 0.5), 0).astype(np.int64)
-    c1, c2, r1, r2 = (np.minimum(v, lim) for v, lim in ((c1, w), (c2, w), (r1, h), (r2, h)))
-    ok = (r2 > r1) & (c2 > c1)
-    if not ok.any():
-        return np.zeros((0, 0), dtype=bool), 0, 0
-    r1, r2, c1, c2 = r1[ok], r2[ok], c1[ok], c2[ok]
-    ra, ca = int(r1.min()), int(c1.min())
-    crop = np.zeros((int(r2.max()) - ra, int(c2.max()) - ca), dtype=bool)
-    for a, b, c, d in zip(r1 - ra, r2 - ra, c1 - ca, c2 - ca):
-        crop[a:b, c:d] = True
-    return crop, ra, ca
-
-
-def _trim(crop: np.ndarray, r0: int, c0: int) -> tuple[np.ndarray, int, int]:
-    """Shrink a crop to the tight box of its pixels."""
-    box = mask_to_box(crop) if crop.size else None
-    if box is None:
-        return np.zeros((0, 0), dtype=bool), 0, 0
-    c, a, d, b = (int(v) for v in box)
-    if (a, b, c, d) == (0, crop.shape[0], 0, crop.shape[1]):
-        return crop, r0, c0
-    return crop[a:b, c:d], r0 + a, c0 + c
-
-
-def crop_to_content(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """A full ``(H, W)`` mask → ``(crop, row0, col0)`` of its tight box (``(0, 0)`` crop when empty)."""
-    return _trim(np.asarray(mask, dtype=bool), 0, 0)
 
 
 def instance_points(g: Geometry) -> np.ndarray:
@@ -278,7 +137,7 @@ class Instance:
         """From a decoded crop (or a full mask with ``row0 = col0 = 0``), trimmed to its content unless
         ``tight`` says it already is."""
         crop = np.asarray(crop, dtype=bool)
-        crop, r0, c0 = (crop, int(row0), int(col0)) if tight else _trim(crop, int(row0), int(col0))
+        crop, r0, c0 = (crop, int(row0), int(col0)) if tight else trim_crop(crop, int(row0), int(col0))
         h, w = geometry.size
         if r0 < 0 or c0 < 0 or r0 + crop.shape[0] > h or c0 + crop.shape[1] > w:
             raise DecodeError(f"decoded region {crop.shape} at {(r0, c0)} exceeds the image {geometry.size}", "decoder")
@@ -309,7 +168,7 @@ class Instance:
         """
         h, w = geometry.size
         flat = _unique_sorted(indices, grid * grid)  # sorted row-major
-        rr, rs, cc, cs = _runs(grid, h, w)
+        rr, rs, cc, cs = grid_runs(grid, h, w)
         cy, cx = flat // grid, flat % grid
         pix_r, pix_c = rr[cy], cc[cx]
         area = int(np.dot(pix_r, pix_c))
@@ -347,9 +206,7 @@ class Instance:
         """The decoded mask inside its tight box (``(0, 0)`` when empty); ``origin`` places it."""
         if self._crop is None:
             n = self.grid_n
-            crop, r0, c0 = _blocks_crop(
-                np.stack([self.cells % n, self.cells // n], axis=1), None, n, 1, self.geometry.size
-            )
+            crop, r0, c0 = cells_crop(np.stack([self.cells % n, self.cells // n], axis=1), n, self.geometry.size)
             self._crop, self.origin = crop, (r0, c0)
         return self._crop
 

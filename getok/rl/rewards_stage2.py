@@ -39,6 +39,7 @@ from ..geom.boxes import box_iou
 from ..geom.grid import cell_centers, cell_size
 from ..geom.matching import Matching
 from ..geom.points import points_in_mask
+from ..geom.raster import raster_crop, shifted_squares
 from ..geom.refine import delete_scores, kept_scores, move_index, moved_positions, offset_moves, point_scores
 from ..geometry import Geometry
 from .matching import MatchConfig, instance_mean
@@ -51,7 +52,7 @@ from .rewards_common import (
     split_envelope,
     weighted_overall,
 )
-from .rewards_decoding import DecoderSession, Instance, raster_crop, shifted_squares, target_iou
+from .rewards_decoding import DecoderSession, Instance, target_iou
 from .rewards_stage1 import _check_weights, match_to_targets
 from .truth import Target, Truth
 
@@ -268,7 +269,7 @@ class _InstanceMoves:
     (:func:`reachable_positions`' move order) and, for the ``raster`` decoder with a step of ``1 / m``
     cell, ``blocks`` ``(K, M, m * m)`` the sub-cells (row-major on the ``n m`` grid, ``-1`` off the grid)
     its shifted cell square covers — so a refinement line becomes lookups (the same values as decoding
-    it with the codec and :func:`~getok.rl.rewards_decoding.raster_cells`; a test compares them)."""
+    it with the codec and :func:`~getok.geom.raster.raster_cells`; a test compares them)."""
 
     start: np.ndarray
     pos: np.ndarray

@@ -11,7 +11,7 @@ from getok import NO_TARGET, DecodeError, Geometry, get_codec, list_codecs
 from getok.codecs.tokens import DELETE, grid_token
 from getok.errors import ConfigError
 from getok.geom import cells_to_mask, mask_iou, mask_to_cells, polygons_to_mask
-from getok.geom.raster import rasterize
+from getok.geom.raster import raster_mask
 from tests.conftest import disk
 
 SIZE = (64, 80)
@@ -128,7 +128,7 @@ def test_no_target_and_multi_instance(spec):
     b = Geometry(size=SIZE, mask=disk(SIZE, (60, 44), 12))
     out = c.decode(c.encode([a, b], kind="mask"), SIZE, kind="mask")
     assert len(out) == 2
-    ious = [mask_iou(rasterize(o), g.mask) for o, g in zip(out, [a, b])]
+    ious = [mask_iou(raster_mask(o), g.mask) for o, g in zip(out, [a, b])]
     assert min(ious) > 0.3  # the instances come back in order (coarsest codec here: rle with 8 rows)
     with pytest.raises(DecodeError) as exc:
         c.decode("", SIZE, kind="mask")
@@ -192,7 +192,7 @@ def test_mask_round_trip(spec, m):
     s = c.encode([Geometry(size=SIZE, mask=m)], kind="mask")
     out = c.decode(s, SIZE, kind="mask")
     assert len(out) == 1
-    rec = rasterize(out[0])
+    rec = raster_mask(out[0])
     assert rec.shape == SIZE and rec.any()
     if spec.startswith(("grid:", "grid_offset:")):
         n = c.config.n
@@ -225,8 +225,8 @@ def test_holes_round_trip_through_orientation():
     c = get_codec("polygon:vertex=bins,bins=1000,holes=true")
     out = c.decode(c.encode([Geometry(size=m.shape, mask=m)]), m.shape)[0]
     assert len(out.holes) == 1
-    assert not rasterize(out)[40, 40]
-    assert mask_iou(rasterize(out), m) > 0.9
+    assert not raster_mask(out)[40, 40]
+    assert mask_iou(raster_mask(out), m) > 0.9
 
 
 def test_empty_geometry_cannot_be_encoded():
@@ -262,7 +262,7 @@ def test_fuzzed_answers_raise_only_decode_error(spec):
         valid += 1
         for g in out:
             assert isinstance(g, Geometry) and g.size == SIZE
-            m = rasterize(g)
+            m = raster_mask(g)
             assert m is None or m.shape == SIZE
     assert valid > 0  # the generator does produce some decodable answers
 

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from getok.decoding import get_decoder, raster_mask
-from getok.decoding.raster import cells_mask, shifted_cells_mask
 from getok.errors import GeometryError
 from getok.geom.boxes import box_to_mask
-from getok.geom.grid import cells_to_mask
 from getok.geom.polygons import polygons_to_mask
+from getok.geom.raster import cells_to_mask, shifted_cells_mask
 from getok.geometry import Geometry
 
 
@@ -28,10 +27,13 @@ def _reference_shifted(cells, n, size, offsets, step):
 
 
 @pytest.mark.parametrize("size,n", [((64, 80), 8), ((37, 53), 7), ((480, 640), 32), ((5, 3), 4)])
-def test_cells_mask_matches_geom_cells_to_mask(size, n):
+def test_cells_to_mask_matches_the_pixel_centre_rule(size, n):
     rng = np.random.default_rng(n)
     cells = rng.integers(0, n, (max(1, n), 2))
-    np.testing.assert_array_equal(cells_mask(cells, n, size), cells_to_mask(cells, n, size))
+    expect = _reference_shifted(cells, n, size, np.zeros_like(cells), 1.0)
+    np.testing.assert_array_equal(cells_to_mask(cells, n, size), expect)
+    g = Geometry(size=size, cells=cells, grid_n=n)
+    np.testing.assert_array_equal(raster_mask(g), expect)
 
 
 @pytest.mark.parametrize("size,n,step", [((64, 80), 8, 0.5), ((37, 53), 7, 0.5), ((48, 48), 6, 0.25), ((40, 60), 5, 0.3)])
@@ -108,6 +110,6 @@ def test_shifted_cells_bad_input():
     with pytest.raises(GeometryError, match="align"):
         shifted_cells_mask([[0, 0]], 4, (8, 8), [[0, 0], [1, 1]], 0.5)
     with pytest.raises(GeometryError, match="0 <= cx, cy < n"):
-        cells_mask([[4, 0]], 4, (8, 8))
+        cells_to_mask([[4, 0]], 4, (8, 8))
     with pytest.raises(GeometryError, match="step"):
         shifted_cells_mask([[0, 0]], 4, (8, 8), [[1, 1]], 0.0)

@@ -3,11 +3,10 @@ import pytest
 
 from getok.codecs import get_codec
 from getok.decoding.raster import raster_mask
-from getok.geom.grid import cells_to_mask
+from getok.geom.raster import cells_to_mask, crop_to_content, raster_crop
 from getok.geometry import Geometry
 from getok.rl.rewards import Stage2Config, score_response, score_stage2
 from getok.rl.rewards_common import normalized_gain
-from getok.rl.rewards_decoding import crop_to_content, raster_crop
 from getok.rl.rewards_stage2 import STAGE2_KEYS, reachable_positions, refine_point_scores
 from getok.rl.truth import pack_truth, unpack_truth
 

@@ -104,7 +104,7 @@ def test_cropped_and_full_mask_forms_read_the_same():
 
 
 def test_cell_counts_match_the_cell_rasters():
-    from getok.geom.grid import cells_to_mask
+    from getok.geom.raster import cells_to_mask
 
     rng = np.random.default_rng(0)
     m = rng.random((37, 53)) < 0.5
