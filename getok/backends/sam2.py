@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError, require
+from ._transformers import load_pretrained
 
 __all__ = ["load_sam2", "build_tiny_sam2"]
 
@@ -17,16 +18,10 @@ def _torch():
     return require("torch", "hf", "SAM 2")
 
 
-def load_sam2(checkpoint: str | Path, device: str = "cpu"):
-    """``Sam2Model`` from a local transformers checkpoint directory (never downloads)."""
-    p = Path(checkpoint)
-    if not p.is_dir():
-        raise ConfigError(f"SAM2 checkpoint must be a local transformers model directory; not found: {p}")
-    tf = require("transformers", "hf", "the SAM2 decoder")
-    if not hasattr(tf, "Sam2Model"):
-        raise ConfigError(f"transformers {tf.__version__} has no Sam2Model; upgrade transformers")
-    model = tf.Sam2Model.from_pretrained(str(p), local_files_only=True, use_safetensors=True)
-    return model.to(device).eval()
+def load_sam2(checkpoint: str | Path, device: str = "cpu", dtype: str | None = None):
+    """``Sam2Model`` from a local transformers checkpoint directory (never downloads); ``dtype`` ``None``
+    keeps the checkpoint's (``"float32"``, ``"bfloat16"``, ``"float16"``)."""
+    return load_pretrained("Sam2Model", checkpoint, device, dtype, what="SAM2")
 
 
 def build_tiny_sam2(image_size: int = 128, seed: int = 0):

@@ -2,11 +2,12 @@
 
 Registered by name (:func:`get_decoder`): ``raster`` (weight-free rasterisation, the default),
 ``proposals`` (union of the predicted cells' proposals, weight-free with a weight-free proposer),
-``sam`` (segment-anything), ``sam2`` (SAM 2 through transformers) and ``polygon`` (polygons rasterised,
-optionally refined by SAM). torch and segment-anything load only when a SAM decoder is built.
+``sam`` (segment-anything), ``sam2`` (SAM 2 through transformers), ``sam3`` (SAM 3's tracker through
+transformers) and ``polygon`` (polygons rasterised, optionally refined by SAM). torch and segment-anything
+load only when a SAM decoder is built.
 """
 
-from . import polygon, proposals, raster, sam, sam2  # noqa: F401  (register the decoders)
+from . import polygon, proposals, raster, sam, sam2, sam3  # noqa: F401  (register the decoders)
 from .base import MaskDecoder, get_decoder, list_decoders, register_decoder
 from .combine import decode_instances, decode_union
 from .polygon import PolygonDecoder
@@ -15,6 +16,7 @@ from .proposals import PointProposer, ProposalDecoder
 from .raster import RasterDecoder, raster_mask
 from .sam import SamDecoder, build_tiny_sam, load_sam
 from .sam2 import Sam2Decoder, build_tiny_sam2
+from .sam3 import Sam3Decoder, build_tiny_sam3
 from .scenes import SceneExactDecoder
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "PointProposer",
     "SamDecoder",
     "Sam2Decoder",
+    "Sam3Decoder",
     "SceneExactDecoder",
     "PolygonDecoder",
     "Prompt",
@@ -37,5 +40,6 @@ __all__ = [
     "interior_points",
     "build_tiny_sam",
     "build_tiny_sam2",
+    "build_tiny_sam3",
     "load_sam",
 ]

@@ -6,7 +6,8 @@
   model=sam)``) — each outer ring prompts SAM once, jointly with the ring's box and ``interior_points``
   points well inside it (holes excluded, :func:`getok.decoding.prompts.interior_points`); the masks of
   an object's rings are unioned. Where SAM returns an empty mask for a ring, that ring's raster is kept
-  (``fallback=True``), so refinement never loses a part outright. ``refine=sam2`` uses SAM 2.
+  (``fallback=True``), so refinement never loses a part outright. ``refine=sam2`` / ``refine=sam3`` use
+  SAM 2 / SAM 3.
 
 Settings other than ``refine``, ``fallback`` and ``interior_points`` are passed to the refining decoder.
 """
@@ -24,7 +25,7 @@ from .raster import raster_mask
 
 __all__ = ["PolygonDecoder", "REFINERS"]
 
-REFINERS = ("none", "sam", "sam2")
+REFINERS = ("none", "sam", "sam2", "sam3")
 
 
 @register_decoder("polygon")
@@ -33,13 +34,13 @@ class PolygonDecoder:
 
     Parameters
     ----------
-    refine : {"none", "sam", "sam2"} or None
+    refine : {"none", "sam", "sam2", "sam3"} or None
     fallback : bool
         Keep a ring's raster where the refiner returns an empty mask.
     interior_points : int
         Interior points per ring in the refinement prompt.
     refiner : MaskDecoder, optional
-        A SAM / SAM2 decoder already built (instead of ``refine`` + its settings).
+        A SAM / SAM2 / SAM3 decoder already built (instead of ``refine`` + its settings).
     **refine_kwargs
         Settings of the refining decoder (``checkpoint``, ``model_type``, ``model``, ``device``, ...).
     """
@@ -56,7 +57,7 @@ class PolygonDecoder:
         if refiner is None and refine != "none":
             refiner = get_decoder(refine, interior_points=interior_points, **refine_kwargs)
         elif refine_kwargs:
-            raise ConfigError(f"settings {sorted(refine_kwargs)} need refine=sam or refine=sam2")
+            raise ConfigError(f"settings {sorted(refine_kwargs)} need refine=sam, sam2 or sam3")
         if refiner is not None and not callable(getattr(refiner, "decode_prompt", None)):
             raise ConfigError(f"refiner {refiner!r} cannot take prompts (needs decode_prompt, like SamDecoder)")
         self.refine = refine if refiner is None else getattr(refiner, "name", refine)

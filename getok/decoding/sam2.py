@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends._transformers import torch_dtype
 from ..backends.sam2 import build_tiny_sam2, load_sam2
 from ..errors import ConfigError, require
 from ._prompted import PromptedDecoder
@@ -43,14 +44,25 @@ class Sam2Decoder(PromptedDecoder):
     checkpoint : str, optional
         Local transformers checkpoint directory.
     model : transformers.Sam2Model, optional
-        A model already built (takes precedence).
+        A model already built (takes precedence; used on its own device, in its own dtype).
     backend : {"transformers"}
         Only transformers is wired.
-    device, mode, multimask, cache_size, batch_size, interior_points
+    device : str
+        Torch device for a model loaded here (``"cpu"``, ``"cuda"``).
+    dtype : {"float32", "bfloat16", "float16"}, optional
+        Torch dtype for a model loaded here (default: the checkpoint's). Prompts stay float32; masks are
+        upsampled and thresholded in float32.
+    mode, multimask, cache_size, batch_size, interior_points
         As for :class:`~getok.decoding.sam.SamDecoder`.
     """
 
     name = "sam2"
+    #: the transformers class a checkpoint is loaded as, and the ``config.model_type`` a model must have
+    model_class = "Sam2Model"
+    model_type = "sam2"
+    #: the image processor's normalisation (fractions of 255)
+    pixel_mean = _IMAGENET_MEAN
+    pixel_std = _IMAGENET_STD
 
     def __init__(
         self,
@@ -58,6 +70,7 @@ class Sam2Decoder(PromptedDecoder):
         model=None,
         backend: str = "transformers",
         device: str = "cpu",
+        dtype: str | None = None,
         mode: str = "union",
         multimask: bool = True,
         cache_size: int = 4,
@@ -68,25 +81,37 @@ class Sam2Decoder(PromptedDecoder):
                          interior_points=interior_points)
         if backend != "transformers":
             raise ConfigError(
-                f"sam2 backend {backend!r} is not supported; use backend=transformers with a local "
-                "transformers checkpoint directory (Sam2Model.save_pretrained)"
+                f"{self.name} backend {backend!r} is not supported; use backend=transformers with a local "
+                f"transformers checkpoint directory ({self.model_class}.save_pretrained)"
             )
+        torch_dtype(dtype)  # a bad name fails here, also when a model given is used in its own dtype
         if model is None:
             if checkpoint is None:
                 raise ConfigError(
-                    "the sam2 decoder needs weights: 'sam2:checkpoint=/path/to/transformers_dir' "
-                    "or get_decoder('sam2', model=sam2_model)"
+                    f"the {self.name} decoder needs weights: '{self.name}:checkpoint=/path/to/transformers_dir' "
+                    f"or get_decoder('{self.name}', model={self.name}_model)"
                 )
-            model = load_sam2(checkpoint, device)
+            model = self._load(checkpoint, device, dtype)
         for part in ("get_image_embeddings", "prompt_encoder", "mask_decoder"):
             if not hasattr(model, part):
-                raise ConfigError(f"model is not a transformers Sam2Model (no {part!r})")
+                raise ConfigError(f"model is not a transformers {self.model_class} (no {part!r})")
+        found = getattr(getattr(model, "config", None), "model_type", None)
+        if found != self.model_type:
+            raise ConfigError(
+                f"the {self.name} decoder needs a transformers {self.model_class} (config.model_type "
+                f"{self.model_type!r}), got a {type(model).__name__} ({found!r}): its image preprocessing differs"
+            )
         self.model = model.eval()
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.input_size = int(model.config.prompt_encoder_config.image_size)
 
+    @staticmethod
+    def _load(checkpoint: str, device: str, dtype: str | None):
+        return load_sam2(checkpoint, device, dtype)
+
     def settings(self) -> dict:
-        return {**super().settings(), "checkpoint": self.checkpoint, "input_size": self.input_size}
+        return {**super().settings(), "checkpoint": self.checkpoint, "input_size": self.input_size,
+                "dtype": str(self.model.dtype).removeprefix("torch.")}
 
     def _embed(self, image: np.ndarray):
         import cv2
@@ -94,8 +119,9 @@ class Sam2Decoder(PromptedDecoder):
         torch = _torch()
         s = self.input_size
         x = cv2.resize(image, (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
-        x = (x - _IMAGENET_MEAN) / _IMAGENET_STD
-        pv = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.model.device)
+        x = (x - self.pixel_mean) / self.pixel_std
+        pv = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]  # (1, 3, S, S)
+        pv = pv.to(device=self.model.device, dtype=self.model.dtype)
         with torch.inference_mode():
             emb = self.model.get_image_embeddings(pv)  # list of (1, C_l, h_l, w_l), finest first
         return {"embeddings": emb, "original_size": tuple(image.shape[:2])}

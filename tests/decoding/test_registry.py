@@ -15,15 +15,15 @@ from getok.geometry import Geometry
 
 
 def test_all_decoders_are_registered():
-    assert {"raster", "proposals", "sam", "sam2", "polygon"} <= set(list_decoders())
+    assert {"raster", "proposals", "sam", "sam2", "sam3", "polygon"} <= set(list_decoders())
 
 
 def test_specs_and_protocol():
     dec = get_decoder("raster")
     assert isinstance(dec, MaskDecoder) and dec.name == "raster"
     assert get_decoder(dec) is dec
-    with pytest.raises(ConfigError, match="unknown decoder 'sam3'"):
-        get_decoder("sam3")
+    with pytest.raises(ConfigError, match="unknown decoder 'sam4'"):
+        get_decoder("sam4")
     with pytest.raises(ConfigError, match="key=value"):
         get_decoder("sam:vit_b")
     with pytest.raises(ConfigError, match="already registered"):
