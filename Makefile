@@ -84,7 +84,7 @@ demo: $(STAMP)
 	$(BIN)/getok demo --out runs/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check getok tests benchmarks
+	$(BIN)/ruff check getok getok_lab tests benchmarks
 
 # Rewrite the lock from the current venv after a deliberate upgrade (then rerun the demo, commit both).
 lock: $(STAMP)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from getok.bench.builders import main
+from getok_lab.bench.builders import main
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DEV = (REPO / ".." / "shared" / "data" / "real-dev").resolve()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from getok.bench.decoders import main
+from getok_lab.bench.decoders import main
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DEV = (REPO / ".." / "shared" / "data" / "real-dev").resolve()

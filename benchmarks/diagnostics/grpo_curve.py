@@ -1,7 +1,7 @@
 """Diagnostic: does GRPO stage 1 raise held-out text>mask over SFT, and after how many steps?
 
 Starts from a finished demo run's SFT model (``--run``, e.g. ``runs/demo``) and trains GRPO stage 1 with that
-demo's own stage-1 settings (``getok.demo.grpo_config``) for ``--steps`` steps, a checkpoint every
+demo's own stage-1 settings (``getok_lab.demo.grpo_config``) for ``--steps`` steps, a checkpoint every
 ``--every``; the SFT model and every checkpoint answer the same text>mask questions of a *development*
 series (scene series 20000 by default — not the demo's reported series 10000, so a decision taken from this
 curve does not tune the reported numbers). Each checkpoint is compared with the SFT model on the same
@@ -57,10 +57,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from getok.data_builders.dataset import read_dataset
-    from getok.demo import DemoConfig, grpo_config
     from getok.eval.baselines import BaselineGenerator
     from getok.eval.stats import paired_comparison
     from getok.rl.grpo import run_grpo
+    from getok_lab.demo import DemoConfig, grpo_config
 
     info = json.loads((args.run / "run.json").read_text())
     import dataclasses

@@ -2,6 +2,8 @@
 
 Every sub-command module exposes ``register(subparsers)``, which adds its parsers and sets ``func``; heavy
 libraries (torch, transformers) are imported inside the command functions, so ``getok --help`` is fast.
+Packages installed beside getok add commands through the ``getok.commands`` entry-point group (the
+experiments in ``getok_lab``: ``getok demo``, ``getok study``, ``getok bench``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ COMMAND_MODULES = [
     "getok.eval.cli",
     "getok.train.cli",
     "getok.rl.cli",
-    "getok.bench.cli",
-    "getok.demo",
-    "getok.studies.cli",
 ]
+
+#: Entry-point group through which installed packages add sub-commands (``register(subparsers)``): the
+#: experiments beside the library (``getok_lab``: ``demo``, ``study``, ``bench``) register here.
+COMMAND_GROUP = "getok.commands"
 
 
 def register_extensions(modules: list[str], hook: str, subparsers) -> None:
@@ -71,6 +74,11 @@ def build_parser(modules: list[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in COMMAND_MODULES if modules is None else modules:
         importlib.import_module(mod).register(sub)
+    if modules is None:
+        from importlib.metadata import entry_points
+
+        for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+            ep.load()(sub)
     return parser
 
 

@@ -76,7 +76,7 @@ def test_build_grid_tokens_on_real_dev_with_cache(tmp_path, real_dev_root):
 
 
 def test_bench_builders_smoke(tmp_path):
-    from getok.bench.builders import main
+    from getok_lab.bench.builders import main
 
     out = tmp_path / "b.json"
     assert main(["--scenes", "2", "--scene-size", "96", "128", "--n", "8", "--out", str(out)]) == 0

@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 
-from getok.bench.rewards import main, register_bench, stage1_group, stage2_group
 from getok.rl.rewards import RewardScorer
+from getok_lab.bench.rewards import main, register_bench, stage1_group, stage2_group
 
 
 def test_synthetic_groups_score_sensibly():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from getok.studies.cli import main
+from getok_lab.studies.cli import main
 
 
 def _run(tmp_path: Path, name: str, *extra: str) -> dict:
@@ -102,7 +102,7 @@ def test_polygon_density_missing_real_dev_is_skipped_with_a_message(tmp_path, ca
 
 @pytest.mark.shared
 def test_polygon_density_oracle_on_real_dev(real_dev_masks):
-    from getok.studies.polygon_density import _default_formats, oracle_sweep
+    from getok_lab.studies.polygon_density import _default_formats, oracle_sweep
 
     masks = real_dev_masks[:40]
     rows = oracle_sweep(masks, _default_formats(), [0.005, 0.01, 0.02])

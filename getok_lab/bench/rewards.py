@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codecs.tokens import DELETE, grid_token, offset_token
-from ..geom.grid import mask_to_cells
-from ..io import atomic_write_json
+from getok.codecs.tokens import DELETE, grid_token, offset_token
+from getok.geom.grid import mask_to_cells
+from getok.io import atomic_write_json
 
 __all__ = [
     "synthetic_scene",
@@ -128,7 +128,7 @@ def _envelope(rng, answer: str) -> str:
 
 def stage1_group(rng, size=(480, 640), n_objects: int = 3, rollouts: int = 8, n: int = 32, style: str = "dense"):
     """``(truth_json, responses)`` for one stage-1 group."""
-    from ..rl.truth import pack_truth
+    from getok.rl.truth import pack_truth
 
     masks = synthetic_scene(rng, size, n_objects)
     truth = pack_truth(size, masks, codec=f"grid:n={n}", task="stage1", image_id=f"scene{rng.integers(1 << 30)}")
@@ -152,8 +152,8 @@ def stage2_group(
     style: str = "dense",
 ):
     """``(truth_json, responses)`` for one stage-2 group: a noisy proposal and refinements of it."""
-    from ..codecs import get_codec
-    from ..rl.truth import pack_truth
+    from getok.codecs import get_codec
+    from getok.rl.truth import pack_truth
 
     masks = synthetic_scene(rng, size, n_objects)
     proposal = stage1_answer(rng, masks, n, style=style)
@@ -187,7 +187,7 @@ def stage2_group(
 def _time_groups(make_scorer, groups, images=None, repeats: int = 1) -> dict:
     """Score every group ``repeats`` times, each time with a fresh scorer and a cold truth cache; the
     rates of the fastest run are reported (the least disturbed by other processes), with the median."""
-    from ..rl.truth import truth_from_json
+    from getok.rl.truth import truth_from_json
 
     runs = []
     for _ in range(max(1, repeats)):
@@ -244,7 +244,7 @@ def run_reward_bench(
     tests); ``torch_threads`` the torch CPU threads (1: the reward worker's share of a busy machine);
     ``repeats`` timed runs of the raster cases (the fastest is reported, see ``_time_groups``).
     """
-    from ..rl.rewards import RewardScorer
+    from getok.rl.rewards import RewardScorer
 
     rng = np.random.default_rng(seed)
     result: dict = {
@@ -296,7 +296,7 @@ def run_reward_bench(
     if sam:
         import torch
 
-        from ..decoding import build_tiny_sam, get_decoder
+        from getok.decoding import build_tiny_sam, get_decoder
 
         torch.set_num_threads(max(1, int(torch_threads)))
         model = build_tiny_sam(img_size=sam_img_size, seed=seed)
@@ -372,7 +372,7 @@ def register_bench(bench_subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m getok.bench.rewards [--out FILE] ...`` (same options as ``getok bench rewards``)."""
+    """``python -m getok_lab.bench.rewards [--out FILE] ...`` (same options as ``getok bench rewards``)."""
     import sys
 
     parser = argparse.ArgumentParser(prog="getok bench")

@@ -33,14 +33,14 @@ def _load_images(data_dir: str | Path | None, scenes: int, seed: int, max_images
     """``[(image_id, size, [instance masks])]`` from a real-dev-format manifest and / or procedural scenes."""
     out = []
     if data_dir is not None:
-        from ..data_builders.sources.manifest import load_manifest
+        from getok.data_builders.sources.manifest import load_manifest
 
         for img in load_manifest(data_dir):
             masks = [m for m in (o.get_mask() for o in img.objects) if m.any()]
             if masks:
                 out.append((str(img.image_id), tuple(img.size), masks))
     if scenes:
-        from ..data_builders.scenes import generate_scenes
+        from getok.data_builders.scenes import generate_scenes
 
         for img in generate_scenes(scenes, seed=seed):
             masks = [m for m in (o.get_mask() for o in img.objects) if m.any()]
@@ -51,10 +51,10 @@ def _load_images(data_dir: str | Path | None, scenes: int, seed: int, max_images
 
 def _answers(mask: np.ndarray, n: int, rng: np.random.Generator):
     """The answers a model could give for one instance: cells, refined cells, polygons, box."""
-    from ..geom.boxes import mask_to_box
-    from ..geom.grid import mask_to_cells
-    from ..geom.polygons import mask_to_polygons
-    from ..geometry import Geometry
+    from getok.geom.boxes import mask_to_box
+    from getok.geom.grid import mask_to_cells
+    from getok.geom.polygons import mask_to_polygons
+    from getok.geometry import Geometry
 
     size = mask.shape
     cells = mask_to_cells(mask, n)
@@ -89,8 +89,8 @@ class _LabelMapProposer:
         return {"name": self.name}
 
     def propose(self, image, n):
-        from ..data_builders.proposers.base import ProposalStack
-        from ..geom.grid import grid_points
+        from getok.data_builders.proposers.base import ProposalStack
+        from getok.geom.grid import grid_points
 
         h, w = self.labels.shape
         pts = grid_points(n, (h, w))
@@ -101,7 +101,7 @@ class _LabelMapProposer:
 
 def _exact_proposer(labels: np.ndarray):
     try:
-        from ..data_builders.proposers import ExactProposer
+        from getok.data_builders.proposers import ExactProposer
     except ImportError:
         return _LabelMapProposer(labels)
     return ExactProposer(labels)
@@ -109,8 +109,8 @@ def _exact_proposer(labels: np.ndarray):
 
 def bench_weight_free(images, n: int = 32, seed: int = 0) -> dict:
     """Masks/s and mean IoU of ``raster`` and ``proposals`` per answer type (see the module docstring)."""
-    from ..decoding import get_decoder
-    from ..geom.masks import mask_iou
+    from getok.decoding import get_decoder
+    from getok.geom.masks import mask_iou
 
     rng = np.random.default_rng(seed)
     timing: dict[tuple[str, str], list[float]] = {}
@@ -199,8 +199,8 @@ def _synthetic_pairs(n: int, size: tuple[int, int], rng: np.random.Generator):
 
 def bench_metrics(n_samples: int = 10_000, real_size: tuple[int, int] = (480, 640), seed: int = 0) -> dict:
     """Seconds for the metric computations over ``n_samples`` samples (see the module docstring)."""
-    from ..eval.boundary import boundary_f_score
-    from ..eval.metrics import EMPTY_CONVENTIONS, batch_records, summarize
+    from getok.eval.boundary import boundary_f_score
+    from getok.eval.metrics import EMPTY_CONVENTIONS, batch_records, summarize
 
     rng = np.random.default_rng(seed)
     out: dict = {"samples": n_samples, "target_s": 1.0}
@@ -248,15 +248,15 @@ def bench_prompt_cost(ks=(1, 4, 16, 64), size: tuple[int, int] = (480, 640), see
     Times are the best of ``repeats`` runs. ``embed_ms`` is one ``set_image`` with a new key, ``prompt_ms``
     one single-point ``decode`` on a cached embedding; the totals are measured, not derived.
     """
-    from ..decoding.sam import SamDecoder, build_tiny_sam
-    from ..geometry import Geometry
+    from getok.decoding.sam import SamDecoder, build_tiny_sam
+    from getok.geometry import Geometry
 
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
     h, w = size
     models = {"sam (tiny, segment_anything)": lambda: SamDecoder(model=build_tiny_sam(), cache_size=1)}
     try:
-        from ..decoding.sam2 import Sam2Decoder, build_tiny_sam2
+        from getok.decoding.sam2 import Sam2Decoder, build_tiny_sam2
 
         models["sam2 (tiny, transformers)"] = lambda: Sam2Decoder(model=build_tiny_sam2(), cache_size=1)
     except ImportError as exc:  # transformers without Sam2Model
@@ -318,8 +318,8 @@ def _environment() -> dict:
 
 
 def run(args) -> int:
-    from ..errors import ConfigError
-    from ..io import atomic_write_json
+    from getok.errors import ConfigError
+    from getok.io import atomic_write_json
 
     if not args.data and not args.scenes:
         raise ConfigError("give --data DIR (a manifest.json directory) and/or --scenes N")
@@ -388,7 +388,7 @@ def register_bench(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark without the ``getok`` entry point: ``python -m getok.bench.decoders --data DIR``."""
+    """Run the benchmark without the ``getok`` entry point: ``python -m getok_lab.bench.decoders --data DIR``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="getok bench")

@@ -27,14 +27,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import config_to_dict, load_config
-from ..errors import ConfigError
+from getok.config import config_to_dict, load_config
+from getok.errors import ConfigError
+
 from .common import Budget, Clock, SceneSeries, command_line, environment, fmt, fmt_ci, mean_ci, write_outputs
 
 __all__ = ["Variant", "SelfCorrectStudyConfig", "load_selfcorrect_config", "run_self_correction", "per_turn",
            "selfcorrect_study_markdown"]  # fmt: skip
 
-log = logging.getLogger("getok.studies.self_correction")
+log = logging.getLogger("getok_lab.studies.self_correction")
 
 NAME = "self-correction"
 
@@ -113,7 +114,7 @@ class SelfCorrectStudyConfig:
     work_dir: str = "runs/studies/self-correction"
 
     def __post_init__(self):
-        from ..codecs.base import get_codec
+        from getok.codecs.base import get_codec
 
         self.codec = get_codec(self.codec).spec
         if get_codec(self.codec).name != "grid_offset":
@@ -153,8 +154,8 @@ def per_turn(records: list[dict], turns: int, tasks: list[str] | None = None) ->
         ``improved`` / ``worse`` / ``same`` / ``mean_delta`` vs the previous turn (oracle: vs its own previous
         turn, turn 1 being the shared proposal) and the model's ``refine_invalid`` count.
     """
-    from ..eval.metrics import summarize
-    from ..eval.selfcorrect import turn_deltas
+    from getok.eval.metrics import summarize
+    from getok.eval.selfcorrect import turn_deltas
 
     recs = [r for r in records if r.get("turns")]
     groups = {"all": recs}
@@ -198,7 +199,8 @@ def per_turn(records: list[dict], turns: int, tasks: list[str] | None = None) ->
 def run_self_correction(cfg: SelfCorrectStudyConfig, out_dir: str | Path, *, progress: bool = True,
                         argv: list[str] | None = None) -> dict:  # fmt: skip
     """Run the study; writes ``self-correction.{json,md,png}`` into ``out_dir`` and returns the result."""
-    from ..eval.runner import read_records
+    from getok.eval.runner import read_records
+
     from .common import evaluate_model, load_trained, sft_config, train_sft
     from .data import refine_samples, task_samples, write_pool
 

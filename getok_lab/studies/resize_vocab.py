@@ -21,13 +21,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import config_to_dict, load_config
-from ..errors import ConfigError
+from getok.config import config_to_dict, load_config
+from getok.errors import ConfigError
+
 from .common import Budget, Clock, SceneSeries, command_line, environment, fmt_ci, mean_ci, write_outputs
 
 __all__ = ["ResizeConfig", "load_resize_config", "run_resize_vocab", "resize_markdown", "INITS"]
 
-log = logging.getLogger("getok.studies.resize_vocab")
+log = logging.getLogger("getok_lab.studies.resize_vocab")
 
 NAME = "resize-vocab"
 INITS = ("interp", "mean", "random")
@@ -84,7 +85,7 @@ class ResizeConfig:
     work_dir: str = "runs/studies/resize-vocab"
 
     def __post_init__(self):
-        from ..vocab.init import list_inits
+        from getok.vocab.init import list_inits
 
         if not self.directions:
             raise ConfigError("directions must list at least one [n, m] pair")
@@ -162,10 +163,10 @@ def _resize_and_save(src_final, n: int, m: int, init: str, seed: int, out: Path)
     """Load the source model, resize its grid to ``m`` with ``init``, save it (a model directory)."""
     import shutil
 
-    from ..vocab import resize_grid
-    from ..vocab.layout import VocabLayout
-    from ..vocab.tiny import load_model_and_processor
-    from ..vocab.tokens import save_with_layout
+    from getok.vocab import resize_grid
+    from getok.vocab.layout import VocabLayout
+    from getok.vocab.tiny import load_model_and_processor
+    from getok.vocab.tokens import save_with_layout
 
     model, processor = load_model_and_processor(src_final)
     layout = VocabLayout.load(src_final).with_ids(processor.tokenizer)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..io import atomic_write_json, atomic_write_text
-from ..provenance import Clock, cpu_seconds, environment, git_commit  # noqa: F401  (the studies import them from here)
+from getok.errors import ConfigError
+from getok.io import atomic_write_json, atomic_write_text
+from getok.provenance import Clock, cpu_seconds, environment, git_commit  # noqa: F401  (the studies import them from here)
 
 __all__ = [
     "Budget",
@@ -47,7 +47,7 @@ __all__ = [
     "fmt_ci",
 ]
 
-log = logging.getLogger("getok.studies")
+log = logging.getLogger("getok_lab.studies")
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -86,7 +86,7 @@ class Budget:
     vision_warmup: int | None = None
 
     def __post_init__(self):
-        from ..config import check_numbers
+        from getok.config import check_numbers
 
         check_numbers(self, "budget")  # no NaN / inf (lr, warmup_ratio)
         for name in ("steps", "batch_size", "max_length", "torch_threads"):
@@ -142,7 +142,7 @@ class SceneSeries:
             raise ConfigError("scenes.eval_seed must differ from scenes.train_seed (held-out scenes)")
 
     def scene_config(self):
-        from ..data_builders.scenes import SceneConfig
+        from getok.data_builders.scenes import SceneConfig
 
         return SceneConfig(size=(self.size, self.size), min_objects=self.min_objects, max_objects=self.max_objects)
 
@@ -153,7 +153,7 @@ class SceneSeries:
 
     def generate(self, split: str):
         """The scenes of ``split`` (``train`` or ``eval``), a list of AnnotatedImage."""
-        from ..data_builders.scenes import generate_scenes
+        from getok.data_builders.scenes import generate_scenes
 
         n, seed = (self.n_train, self.train_seed) if split == "train" else (self.n_eval, self.eval_seed)
         return generate_scenes(n, seed, self.scene_config())
@@ -277,7 +277,7 @@ def sft_config(
     image_size : int
         Scene side; ``model.max_pixels`` is set to its square.
     """
-    from ..train.config import MixtureEntry, load_sft_config
+    from getok.train.config import MixtureEntry, load_sft_config
 
     cfg = load_sft_config(
         None,
@@ -320,7 +320,7 @@ def train_sft(cfg, *, progress: bool = True) -> dict:
     """
     import shutil
 
-    from ..train.sft import run_sft
+    from getok.train.sft import run_sft
 
     out = Path(cfg.output_dir)
     if out.exists():
@@ -333,7 +333,7 @@ def train_sft(cfg, *, progress: bool = True) -> dict:
 
 def load_trained(model_dir: str | Path):
     """``(model, processor)`` of a trained full fine-tuning directory, in eval mode."""
-    from ..vocab.tiny import load_model_and_processor
+    from getok.vocab.tiny import load_model_and_processor
 
     model, processor = load_model_and_processor(model_dir)
     model.eval()
@@ -355,7 +355,7 @@ def evaluate_model(
     model_name: str | None = None,
 ) -> dict:
     """:func:`getok.eval.runner.evaluate` from scratch into ``out_dir``; adds ``clock`` and ``ms_per_sample``."""
-    from ..eval.runner import evaluate
+    from getok.eval.runner import evaluate
 
     with Clock() as c:
         summary = evaluate(
@@ -375,7 +375,7 @@ def oracle_records(data_dir: str | Path, out_dir: str | Path, *, decoder: str) -
     The target text of every sample is "generated" and scored like a model's answer (same decoder, same
     metrics), so the records say what a perfect model of this representation would reach.
     """
-    from ..eval.runner import RECORDS_FILE, evaluate, read_records
+    from getok.eval.runner import RECORDS_FILE, evaluate, read_records
 
     def targets(samples, **kw):
         return [s.answer for s in samples]
@@ -387,8 +387,8 @@ def oracle_records(data_dir: str | Path, out_dir: str | Path, *, decoder: str) -
 
 def target_tokens_per_object(samples, tokenizer) -> float | None:
     """Mean tokens per target instance of the reference answers (the tokenizer's ids, final turn only)."""
-    from ..answers import extract_answer
-    from ..codecs.count import tokenizer_count
+    from getok.answers import extract_answer
+    from getok.codecs.count import tokenizer_count
 
     tok = tot = 0
     for s in samples:

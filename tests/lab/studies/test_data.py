@@ -8,8 +8,8 @@ import pytest
 from getok.codecs import get_codec
 from getok.errors import ConfigError
 from getok.geom.masks import rle_decode
-from getok.studies.common import SceneSeries
-from getok.studies.data import point_on_mask, refine_samples, task_samples
+from getok_lab.studies.common import SceneSeries
+from getok_lab.studies.data import point_on_mask, refine_samples, task_samples
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def _rec(task, ious, oracle=None):
 
 
 def test_per_turn_counts_improved_and_worse():
-    from getok.studies.self_correction import per_turn
+    from getok_lab.studies.self_correction import per_turn
 
     recs = [_rec("point>mask", [0.2, 0.5, 0.5], [0.9, 0.9]), _rec("point>mask", [0.6, 0.4, 0.7], [0.6, 0.6]),
             _rec("box>mask", [0.0, 0.0, 0.0], [0.3, 0.4])]  # fmt: skip
@@ -132,7 +132,7 @@ def test_per_turn_counts_improved_and_worse():
 
 
 def test_summarize_records_pools_core_tasks_and_reads_a_turn():
-    from getok.studies.representations import summarize_records
+    from getok_lab.studies.representations import summarize_records
 
     recs = [_rec("point>mask", [0.2, 0.8]), _rec("box>mask", [0.4, 0.4]), _rec("text>mask", [0.0, 0.0])]
     last = summarize_records(recs, ["point>mask", "box>mask", "text>mask"], ["point>mask", "box>mask"])

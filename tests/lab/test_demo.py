@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from getok.demo import (
+from getok.errors import ConfigError
+from getok.eval.baselines import baseline_answer
+from getok_lab.demo import (
     BASELINES,
     STAGES,
     DemoConfig,
@@ -26,10 +28,8 @@ from getok.demo import (
     run_demo,
     sft_config,
 )
-from getok.errors import ConfigError
-from getok.eval.baselines import baseline_answer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -253,7 +253,7 @@ def test_fast_demo_end_to_end(tmp_path):
 def test_cli_registers_demo():
     import argparse
 
-    from getok.demo import register
+    from getok_lab.demo import register
 
     p = argparse.ArgumentParser()
     register(p.add_subparsers(dest="command"))

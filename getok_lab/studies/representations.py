@@ -36,8 +36,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import config_to_dict, load_config
-from ..errors import ConfigError
+from getok.config import config_to_dict, load_config
+from getok.errors import ConfigError
+
 from .common import Budget, Clock, SceneSeries, command_line, environment, fmt, fmt_ci, mean_ci, write_outputs
 
 __all__ = [
@@ -50,7 +51,7 @@ __all__ = [
     "DEFAULT_REPRESENTATIONS",
 ]
 
-log = logging.getLogger("getok.studies.representations")
+log = logging.getLogger("getok_lab.studies.representations")
 
 NAME = "representations"
 METRICS = ("Acc@0.5", "Acc@0.8", "gIoU", "invalid_rate", "tokens_per_object")
@@ -86,7 +87,8 @@ class Representation:
     max_new_tokens: int = 16
 
     def __post_init__(self):
-        from ..codecs.base import get_codec
+        from getok.codecs.base import get_codec
+
         from .data import ANSWER_FORMS
 
         self.codec = get_codec(self.codec).spec
@@ -198,7 +200,7 @@ def summarize_records(records: list[dict], tasks: list[str], core: list[str], tu
 
     Returns ``{"core": {...}, "per_task": {task: {...}}}`` with :data:`METRICS` and ``n``.
     """
-    from ..eval.metrics import summarize
+    from getok.eval.metrics import summarize
 
     def pick(r):
         if turn is not None and r.get("turns"):
@@ -259,7 +261,7 @@ def _run_arm(
         max_new_tokens=rep.max_new_tokens, batch_size=cfg.eval_batch_size, seed=seed,
         model_name=f"{rep.name} seed {seed}",
     )  # fmt: skip
-    from ..eval.runner import read_records
+    from getok.eval.runner import read_records
 
     records = read_records(run_dir / "eval" / "records.jsonl")
     out = {

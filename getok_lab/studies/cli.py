@@ -20,28 +20,28 @@ import argparse
 import importlib
 import logging
 
-from ..errors import ConfigError
+from getok.errors import ConfigError
 
 __all__ = ["STUDIES", "register", "main", "parse_seeds"]
 
-log = logging.getLogger("getok.studies.cli")
+log = logging.getLogger("getok_lab.studies.cli")
 
 #: name → (module, config loader, runner, one-line help)
 STUDIES: dict[str, tuple[str, str, str, str]] = {
     "representations": (
-        "getok.studies.representations", "load_representations_config", "run_representations",
+        "getok_lab.studies.representations", "load_representations_config", "run_representations",
         "same model, data and budget with text coordinates, bins, grid, grid + offset, text and token polygons",
     ),
     "resize-vocab": (
-        "getok.studies.resize_vocab", "load_resize_config", "run_resize_vocab",
+        "getok_lab.studies.resize_vocab", "load_resize_config", "run_resize_vocab",
         "train at grid n, resize to m by interp / mean / random rows: accuracy before and after a short fine-tune",
     ),
     "self-correction": (
-        "getok.studies.self_correction", "load_selfcorrect_config", "run_self_correction",
+        "getok_lab.studies.self_correction", "load_selfcorrect_config", "run_self_correction",
         "per-turn IoU over K turns, improved / worse counts, the oracle refinement bound",
     ),
     "polygon-density": (
-        "getok.studies.polygon_density", "load_density_config", "run_polygon_density",
+        "getok_lab.studies.polygon_density", "load_density_config", "run_polygon_density",
         "polygon epsilon sweep, tokens vs IoU: oracle on real-dev and after training on scenes",
     ),
 }  # fmt: skip
@@ -120,12 +120,12 @@ def run_study(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m getok.studies.cli representations --fast``)."""
+    """Stand-alone entry (``python -m getok_lab.studies.cli representations --fast``)."""
     import sys
 
-    from ..cli.main import main as cli_main
+    from getok.cli.main import main as cli_main
 
-    return cli_main(["study", *(sys.argv[1:] if argv is None else argv)], modules=["getok.studies.cli"])
+    return cli_main(["study", *(sys.argv[1:] if argv is None else argv)], modules=["getok_lab.studies.cli"])
 
 
 if __name__ == "__main__":  # pragma: no cover

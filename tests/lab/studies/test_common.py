@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from getok.errors import ConfigError
-from getok.studies.cli import STUDIES, parse_seeds
-from getok.studies.common import Budget, SceneSeries, command_line, environment, fmt_ci, mean_ci, write_outputs
+from getok_lab.studies.cli import STUDIES, parse_seeds
+from getok_lab.studies.common import Budget, SceneSeries, command_line, environment, fmt_ci, mean_ci, write_outputs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_mean_ci_student_t():
@@ -69,7 +69,7 @@ def test_command_line_and_environment():
     env = environment()
     for key in ("getok", "python", "numpy", "torch", "transformers", "cpu_count", "git_commit"):
         assert key in env
-    if (Path(__file__).resolve().parents[2] / ".git").exists():  # a checkout: the commit is recorded
+    if (Path(__file__).resolve().parents[3] / ".git").exists():  # a checkout: the commit is recorded
         assert len(env["git_commit"].split("+")[0]) == 40
 
 
@@ -113,10 +113,10 @@ def test_unknown_override_is_a_config_error(name):
 
 
 def test_study_configs_reject_bad_values():
-    from getok.studies.polygon_density import load_density_config
-    from getok.studies.representations import load_representations_config
-    from getok.studies.resize_vocab import load_resize_config
-    from getok.studies.self_correction import load_selfcorrect_config
+    from getok_lab.studies.polygon_density import load_density_config
+    from getok_lab.studies.representations import load_representations_config
+    from getok_lab.studies.resize_vocab import load_resize_config
+    from getok_lab.studies.self_correction import load_selfcorrect_config
 
     with pytest.raises(ConfigError, match="only"):
         load_representations_config(None, ["only=[nope]"])
@@ -135,7 +135,7 @@ def test_study_configs_reject_bad_values():
 
 
 def test_register_adds_the_four_studies():
-    from getok.studies.cli import build_config, register, run_study
+    from getok_lab.studies.cli import build_config, register, run_study
 
     parser = argparse.ArgumentParser(prog="getok")
     register(parser.add_subparsers(dest="command"))
@@ -152,7 +152,7 @@ def test_register_adds_the_four_studies():
 def test_importing_the_studies_does_not_import_torch():
     from tests.conftest import fresh_python
 
-    code = ("import sys, getok.studies.cli, getok.studies.representations, getok.studies.resize_vocab, "
-            "getok.studies.self_correction, getok.studies.polygon_density, getok.studies.data; "
+    code = ("import sys, getok_lab.studies.cli, getok_lab.studies.representations, getok_lab.studies.resize_vocab, "
+            "getok_lab.studies.self_correction, getok_lab.studies.polygon_density, getok_lab.studies.data; "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")  # fmt: skip
     assert fresh_python(code) == ["False", "False"]

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from getok.bench.decoders import bench_metrics, bench_prompt_cost, bench_weight_free, main
+from getok_lab.bench.decoders import bench_metrics, bench_prompt_cost, bench_weight_free, main
 
 
 def _images():

@@ -5,7 +5,7 @@
 1. **Oracle** (no model): every real-dev mask (``../shared/data/real-dev``; skipped with a message where
    absent) and every held-out procedural object is written as a polygon at each ``eps`` of the sweep, in
    text (``polygon:vertex=text``, SimpleSeg) and in tokens (``polygon:vertex=bins``), decoded, rasterised
-   and compared with the mask (:func:`getok.bench.codecs.bench_codecs`): tokens per object vs IoU, the
+   and compared with the mask (:func:`getok_lab.bench.codecs.bench_codecs`): tokens per object vs IoU, the
    ceiling of each density.
 2. **Trained**: the tiny model is trained on procedural scenes with outline answers at a few ``eps`` values
    (text polygons ``text_coords:eps=…`` and token polygons ``bins:bins=112,eps=…``; point / box queries
@@ -21,14 +21,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import config_to_dict, load_config
-from ..errors import ConfigError
+from getok.config import config_to_dict, load_config
+from getok.errors import ConfigError
+
 from .common import Budget, Clock, SceneSeries, command_line, environment, fmt, fmt_ci, mean_ci, write_outputs
 
 __all__ = ["PolygonFormat", "DensityConfig", "load_density_config", "run_polygon_density", "density_markdown",
            "default_real_dev", "oracle_sweep", "simplify_fallbacks"]  # fmt: skip
 
-log = logging.getLogger("getok.studies.polygon_density")
+log = logging.getLogger("getok_lab.studies.polygon_density")
 
 NAME = "polygon-density"
 
@@ -59,7 +60,7 @@ class PolygonFormat:
     init: str = "2d"
 
     def __post_init__(self):
-        from ..codecs.base import get_codec
+        from getok.codecs.base import get_codec
 
         for attr in ("oracle", "trained"):
             tpl = getattr(self, attr)
@@ -163,7 +164,7 @@ def oracle_sweep(masks, formats: list[PolygonFormat], eps_values: list[float], *
     ``which`` picks the codec template of each format: ``oracle`` (full-resolution vertices, for real
     images) or ``trained`` (the codec the trained runs use, for the scenes).
     """
-    from ..bench.codecs import bench_codecs, tiny_tokenizer_counter
+    from getok_lab.bench.codecs import bench_codecs, tiny_tokenizer_counter
 
     if which not in ("oracle", "trained"):
         raise ConfigError(f"which must be 'oracle' or 'trained', got {which!r}")
@@ -186,7 +187,7 @@ def simplify_fallbacks(masks, eps: float) -> int:
     That happens when Douglas–Peucker collapses a ring below 3 vertices and
     :func:`getok.geom.polygons.mask_to_polygons` keeps the unsimplified ring instead.
     """
-    from ..geom.polygons import mask_to_polygons
+    from getok.geom.polygons import mask_to_polygons
 
     if eps <= 0:
         return 0
@@ -203,8 +204,9 @@ def run_polygon_density(
     cfg: DensityConfig, out_dir: str | Path, *, progress: bool = True, argv: list[str] | None = None
 ) -> dict:
     """Run the study; writes ``polygon-density.{json,md,png}`` into ``out_dir`` and returns the result."""
-    from ..bench.codecs import load_masks
-    from ..eval.runner import read_records
+    from getok.eval.runner import read_records
+    from getok_lab.bench.codecs import load_masks
+
     from .common import evaluate_model, load_trained, sft_config, target_tokens_per_object, train_sft
     from .data import task_samples, write_pool
     from .representations import summarize_records

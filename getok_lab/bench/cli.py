@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 #: Modules exposing ``register_bench(subparsers)``.
-BENCH_MODULES = ["getok.bench.codecs", "getok.bench.builders", "getok.bench.decoders", "getok.bench.rewards"]
+BENCH_MODULES = ["getok_lab.bench.codecs", "getok_lab.bench.builders", "getok_lab.bench.decoders", "getok_lab.bench.rewards"]
 
 
 def register(subparsers) -> None:

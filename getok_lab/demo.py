@@ -53,12 +53,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .eval.baselines import BASELINES as _BASELINE_LABELS
-from .eval.baselines import BaselineGenerator
-from .eval.stats import format_diff, format_p
-from .provenance import cpu_seconds, fingerprint
-from .provenance import versions as provenance_versions
+from getok.errors import ConfigError, DataError
+from getok.eval.baselines import BASELINES as _BASELINE_LABELS
+from getok.eval.baselines import BaselineGenerator
+from getok.eval.stats import format_diff, format_p
+from getok.provenance import cpu_seconds, fingerprint
+from getok.provenance import versions as provenance_versions
 
 __all__ = [
     "DemoConfig",
@@ -73,7 +73,7 @@ __all__ = [
     "main",
 ]
 
-log = logging.getLogger("getok.demo")
+log = logging.getLogger("getok_lab.demo")
 
 #: The stages, in order (``stages/<name>.json`` marks each one finished).
 STAGES = (
@@ -109,7 +109,7 @@ TRAIN_SERIES, GRPO_SERIES, EVAL_SERIES = 0, 1, 10_000
 
 # ---------------------------------------------------------------------------------------------- config
 def _positive(obj, *names: str) -> None:
-    from .config import check_numbers
+    from getok.config import check_numbers
 
     for n in names:
         if getattr(obj, n) is None:
@@ -254,7 +254,7 @@ class DemoConfig:
             bad = [k for k in getattr(self, name) if k.split(".")[0] not in ("rl", "proposals", "reward")]
             if bad:
                 raise ConfigError(f"DemoConfig.{name}: keys must be rl.*, proposals.* or reward.*, got {bad}")
-        from .data_builders.tasks import TASKS
+        from getok.data_builders.tasks import TASKS
 
         for name in ("eval_tasks", "grpo_tasks", "offsets_tasks"):  # offsets_tasks may be empty
             tasks = getattr(self, name)
@@ -268,13 +268,13 @@ class DemoConfig:
     @property
     def threads(self) -> int:
         """The intra-op threads the stages use (``torch_threads``, or every usable core)."""
-        from .train.sft import usable_cores
+        from getok.train.sft import usable_cores
 
         return int(self.torch_threads or usable_cores())
 
     @property
     def polygon_codec(self) -> str:
-        from .codecs.base import get_codec
+        from getok.codecs.base import get_codec
 
         return get_codec(f"polygon:vertex=grid_offset,n=8,r=1,step=0.5,eps={self.polygon_eps:g}").spec
 
@@ -299,7 +299,7 @@ FAST: dict = {
 def load_demo_config(path: str | Path | None = None, overrides: Sequence[str] = (), *, fast: bool = False,
                      seed: int | None = None) -> DemoConfig:  # fmt: skip
     """Defaults (← :data:`FAST` with ``fast``) ← YAML file ← ``a.b=c`` overrides ← ``seed``; validated."""
-    from .config import load_config, read_yaml_mapping
+    from getok.config import load_config, read_yaml_mapping
 
     ov = [f"{k}={json.dumps(v)}" for k, v in FAST.items()] if fast else []
     if path is not None:
@@ -339,7 +339,7 @@ def _scenes_section(n: int, seed: int) -> dict:
 def sft_config(cfg: DemoConfig, out: str | Path):
     """The SFT run: ``configs/sft/tiny-cpu.yaml`` (the schema defaults) with the demo's vocabulary, mixture
     and budget; held-out evaluation is the demo's own (``eval.enabled: false``)."""
-    from .train.config import load_sft_config
+    from getok.train.config import load_sft_config
 
     out = Path(out)
     ov = {
@@ -369,7 +369,7 @@ def sft_config(cfg: DemoConfig, out: str | Path):
 def grpo_config(cfg: DemoConfig, out: str | Path, stage: int):
     """GRPO stage ``stage``: the schema defaults with the demo's start policy, prompts, budget and the stage's
     settings (``cfg.grpo1`` / ``cfg.grpo2``); held-out evaluation is the demo's own."""
-    from .rl.grpo_config import load_grpo_config
+    from getok.rl.grpo_config import load_grpo_config
 
     out = Path(out)
     steps = cfg.grpo1_steps if stage == 1 else cfg.grpo2_steps
@@ -404,7 +404,7 @@ def grpo_config(cfg: DemoConfig, out: str | Path, stage: int):
 
 # ---------------------------------------------------------------------------------------------- data
 def _scene_config():
-    from .data_builders.scenes import SceneConfig
+    from getok.data_builders.scenes import SceneConfig
 
     return SceneConfig(size=(112, 112), min_objects=1, max_objects=3, background="mixed")
 
@@ -423,14 +423,14 @@ def build_box_polygon_set(n_scenes: int, series: int, polygon_codec: str, out_di
     Path
         The dataset directory (``task="box>polygon"``, ``kind="mask"``; ``truth["query"]`` holds the box).
     """
-    from .codecs.base import get_codec
-    from .data_builders.dataset import read_dataset, write_dataset
-    from .data_builders.polygons import polygon_sample
-    from .data_builders.scenes import generate_scenes
-    from .data_builders.tasks import SampleList, image_ref
-    from .errors import GetokError
-    from .geom.boxes import mask_to_box
-    from .geometry import Geometry
+    from getok.codecs.base import get_codec
+    from getok.data_builders.dataset import read_dataset, write_dataset
+    from getok.data_builders.polygons import polygon_sample
+    from getok.data_builders.scenes import generate_scenes
+    from getok.data_builders.tasks import SampleList, image_ref
+    from getok.errors import GetokError
+    from getok.geom.boxes import mask_to_box
+    from getok.geometry import Geometry
 
     out = Path(out_dir)
     scfg = _scene_config()
@@ -492,7 +492,7 @@ class _Stages:
         return json.loads(p.read_text()) if p.is_file() else None
 
     def run(self, name: str, title: str, key: dict, fn: Callable[[], dict]) -> dict:
-        from .io import atomic_write_json
+        from getok.io import atomic_write_json
 
         fp = fingerprint(key)
         k = STAGES.index(name) + 1
@@ -534,7 +534,7 @@ _KEEP = ("n", "gIoU", "cIoU", "Acc@0.5", "invalid_rate", "tokens_per_object", "b
 
 def _table_of(records: Sequence[dict]) -> dict:
     """Per-task and overall metrics of first answers (:func:`getok.eval.metrics.summarize`, LISA rule)."""
-    from .eval.metrics import summarize
+    from getok.eval.metrics import summarize
 
     recs = _turn1_records(records)
     groups: dict[str, list] = {}
@@ -561,7 +561,7 @@ def _selfcorrect_of(summary: dict) -> dict | None:
 def _evaluate_sets(model, processor, sets: dict, out: Path, cfg: DemoConfig, name: str, *, generate_fn=None,
                    progress: bool = True) -> dict:  # fmt: skip
     """Evaluate one model (or baseline) on the task set (self-correction) and the polygon set."""
-    from .eval.runner import evaluate, read_records
+    from getok.eval.runner import evaluate, read_records
 
     res = {}
     for key, (data_dir, decoder, turns, max_new) in sets.items():
@@ -586,14 +586,14 @@ def _eval_sets(cfg: DemoConfig, out: Path) -> dict:
 
 
 def _load_model(path: Path):
-    from .vocab import load_model_and_processor
+    from getok.vocab import load_model_and_processor
 
     return load_model_and_processor(path)
 
 
 def _untrained_model(cfg: DemoConfig, out: Path):
     """The tiny base (built into ``sft/base``, as the SFT run does) with the vocabulary added, untrained."""
-    from .train.sft import prepare_base, setup_model
+    from getok.train.sft import prepare_base, setup_model
 
     scfg = sft_config(cfg, out)
     base = prepare_base(scfg, scfg.output_dir)
@@ -615,8 +615,8 @@ def compare_runs(results: dict, kinds: dict[str, str] | None = None) -> dict:
     against the one before per task; each model's turn 2 against its turn 1 (and the oracle's turn 2) per mask
     task; and text>mask per expression kind (``kinds``: sample id → kind) with bootstrap intervals.
     """
-    from .eval.runner import question_ious
-    from .eval.stats import bootstrap_mean, paired_comparison
+    from getok.eval.runner import question_ious
+    from getok.eval.stats import bootstrap_mean, paired_comparison
 
     def runs(key):
         group, name = ("baselines", key.split(":", 1)[1]) if key.startswith("baseline:") else ("models", key)
@@ -676,8 +676,8 @@ def compare_runs(results: dict, kinds: dict[str, str] | None = None) -> dict:
 
 
 def _expression_kinds(data_dir: Path) -> dict[str, str]:
-    from .data_builders.dataset import read_dataset
-    from .data_builders.scenes import expression_kind
+    from getok.data_builders.dataset import read_dataset
+    from getok.data_builders.scenes import expression_kind
 
     return {s.sample_id: expression_kind(s.truth["query"]["text"]) for s in read_dataset(data_dir, check_images=False)
             if s.task == "text>mask" and (s.truth or {}).get("query", {}).get("type") == "text"}  # fmt: skip
@@ -1181,8 +1181,8 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
     command : str, optional
         The command line recorded in the report.
     """
-    from .config import config_to_dict
-    from .io import atomic_write_json, atomic_write_text
+    from getok.config import config_to_dict
+    from getok.io import atomic_write_json, atomic_write_text
 
     t_start, c_start = time.perf_counter(), cpu_seconds()
     load0 = _loadavg()
@@ -1205,9 +1205,9 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
 
     # 1. data: the polygon training set and the held-out sets
     def data_stage() -> dict:
-        from .data_builders.dataset import read_dataset
-        from .train.config import EvalConfig
-        from .train.data import build_eval_set
+        from getok.data_builders.dataset import read_dataset
+        from getok.train.config import EvalConfig
+        from getok.train.data import build_eval_set
 
         poly_train = build_box_polygon_set(cfg.train_scenes, TRAIN_SERIES, cfg.polygon_codec, d / "polygons-train",
                                            progress=progress)  # fmt: skip
@@ -1222,7 +1222,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
 
     # 2. trivial baselines
     def baselines_stage() -> dict:
-        from .data_builders.dataset import read_dataset
+        from getok.data_builders.dataset import read_dataset
 
         samples = {key: list(read_dataset(data_dir, check_images=False)) for key, (data_dir, *_) in sets.items()}
         res = {}
@@ -1247,14 +1247,14 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
 
     # 4-9. train and evaluate
     def sft_stage() -> dict:
-        from .train.sft import run_sft
+        from getok.train.sft import run_sft
 
         s = run_sft(sft_cfg, progress=progress)
         return {"train": s.get("train"), "data": s.get("data"), "params": s.get("params"), "final": s.get("final")}
 
     def grpo_stage(gcfg) -> Callable[[], dict]:
         def fn() -> dict:
-            from .rl.grpo import run_grpo
+            from getok.rl.grpo import run_grpo
 
             s = run_grpo(gcfg, progress=progress)
             keep = ("train", "data", "params", "final", "proposals", "start_policy")
@@ -1285,7 +1285,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
 
     # 10. per-sample overlays of the final model
     def viz_stage() -> dict:
-        from .eval.viz import render_run
+        from getok.eval.viz import render_run
 
         res = {}
         for set_key in ("tasks", "polygons"):
@@ -1404,10 +1404,10 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m getok.demo --out DIR [...]`` (the same as ``getok demo``)."""
-    from .cli.main import main as cli_main
+    """``python -m getok_lab.demo --out DIR [...]`` (the same as ``getok demo``)."""
+    from getok.cli.main import main as cli_main
 
-    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)], modules=["getok.demo"])
+    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)], modules=["getok_lab.demo"])
 
 
 if __name__ == "__main__":  # pragma: no cover

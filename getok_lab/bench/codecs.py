@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codecs import get_codec, qwen_style_count
-from ..geom.masks import mask_iou
-from ..geom.raster import raster_mask
-from ..geometry import Geometry
+from getok.codecs import get_codec, qwen_style_count
+from getok.geom.masks import mask_iou
+from getok.geom.raster import raster_mask
+from getok.geometry import Geometry
 
 __all__ = ["DEFAULT_SWEEP", "bench_codecs", "simpleseg_reference", "markdown_table", "register_bench"]
 
@@ -132,7 +132,7 @@ def simpleseg_reference(masks, eps: float = 0.01) -> dict:
     import cv2
     from pycocotools import mask as mask_utils
 
-    from ..codecs.count import qwen_style_count as count
+    from getok.codecs.count import qwen_style_count as count
 
     ious, toks = [], []
     for (h, w), m in masks:
@@ -162,7 +162,7 @@ def simpleseg_reference(masks, eps: float = 0.01) -> dict:
 def tiny_tokenizer_counter() -> Callable[[str, str], int] | None:
     """A ``(spec, text) -> count`` using the offline tiny tokenizer with each codec's tokens added."""
     try:
-        from ..vocab.tiny import build_tiny_tokenizer
+        from getok.vocab.tiny import build_tiny_tokenizer
     except ImportError:
         return None
     from tokenizers import AddedToken
@@ -205,7 +205,7 @@ def load_masks(data_dir: str | Path | None, scenes: int = 0, seed: int = 0):
     """Masks from a real-dev-format ``manifest.json`` directory, or from ``scenes`` procedural scenes."""
     out = []
     if data_dir is not None:
-        from ..data_builders.sources.manifest import load_manifest
+        from getok.data_builders.sources.manifest import load_manifest
 
         for img in load_manifest(data_dir):
             for obj in img.objects:
@@ -213,7 +213,7 @@ def load_masks(data_dir: str | Path | None, scenes: int = 0, seed: int = 0):
                 if m.any():
                     out.append((img.size, m))
     if scenes:
-        from ..data_builders.scenes import generate_scenes
+        from getok.data_builders.scenes import generate_scenes
 
         for img in generate_scenes(scenes, seed=seed):
             for obj in img.objects:
@@ -223,10 +223,10 @@ def load_masks(data_dir: str | Path | None, scenes: int = 0, seed: int = 0):
 
 
 def run(args) -> int:
-    from ..io import atomic_write_json
+    from getok.io import atomic_write_json
 
     if not args.data and not args.scenes:
-        from ..errors import ConfigError
+        from getok.errors import ConfigError
 
         raise ConfigError("give --data DIR (a manifest.json directory) and/or --scenes N")
     masks = load_masks(args.data, args.scenes, args.seed)

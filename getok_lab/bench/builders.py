@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write_json
+from getok.io import atomic_write_json
 
 __all__ = ["run_builders_bench", "register_bench", "run", "main", "TARGETS"]
 
@@ -49,7 +49,7 @@ def _version(dist: str) -> str:
 def _load_real_dev(root: Path, limit: int | None):
     """``[(image_id, pixels, [masks])]`` from a manifest (the sources loader, or pycocotools directly)."""
     try:
-        from ..data_builders.sources.manifest import load_manifest
+        from getok.data_builders.sources.manifest import load_manifest
     except ImportError:  # pragma: no cover - the loader is part of the package
         load_manifest = None
     out = []
@@ -62,7 +62,7 @@ def _load_real_dev(root: Path, limit: int | None):
 
     from pycocotools import mask as mu  # pragma: no cover
 
-    from ..data_builders.records import load_image_rgb  # pragma: no cover
+    from getok.data_builders.records import load_image_rgb  # pragma: no cover
 
     for rec in json.loads((root / "manifest.json").read_text())[: limit or None]:  # pragma: no cover
         h, w = rec["height"], rec["width"]
@@ -77,7 +77,7 @@ def _load_real_dev(root: Path, limit: int | None):
 
 def _load_scenes(count: int, size, seed: int):
     """``[(image_id, pixels, [masks], label_map)]`` of procedural scenes."""
-    from ..data_builders.scenes import SceneConfig, generate_scenes, label_map_from_objects
+    from getok.data_builders.scenes import SceneConfig, generate_scenes, label_map_from_objects
 
     out = []
     for im in generate_scenes(count, seed=seed, cfg=SceneConfig(size=tuple(size), min_objects=3, max_objects=8)):
@@ -113,12 +113,12 @@ def _bench_dataset(items, proposer_for, n: int, cache_root: Path, seed: int) -> 
     """Time floor / greedy / offsets / polygons over ``items`` ``(image_id, pixels, masks, ...)``."""
     import cv2
 
-    from ..codecs import get_codec
-    from ..data_builders.cache import ProposalCache, cache_key
-    from ..data_builders.greedy import GreedyConfig, greedy_cells
-    from ..data_builders.offsets import OffsetConfig, offset_sample
-    from ..data_builders.polygons import polygon_sample
-    from ..provenance import image_hash
+    from getok.codecs import get_codec
+    from getok.data_builders.cache import ProposalCache, cache_key
+    from getok.data_builders.greedy import GreedyConfig, greedy_cells
+    from getok.data_builders.offsets import OffsetConfig, offset_sample
+    from getok.data_builders.polygons import polygon_sample
+    from getok.provenance import image_hash
 
     cv2.setNumThreads(1)
     cache = ProposalCache(cache_root)
@@ -257,7 +257,7 @@ def run_builders_bench(
     import cv2
     import skimage
 
-    from ..data_builders.proposers import ExactProposer, get_proposer
+    from getok.data_builders.proposers import ExactProposer, get_proposer
 
     result: dict = {
         "benchmark": "builders",
@@ -346,7 +346,7 @@ def register_bench(bench_subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m getok.bench.builders [--data DIR] [--out FILE] ...``."""
+    """``python -m getok_lab.bench.builders [--data DIR] [--out FILE] ...``."""
     parser = argparse.ArgumentParser(prog="getok bench")
     sub = parser.add_subparsers(dest="bench")
     register_bench(sub)

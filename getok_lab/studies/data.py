@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codecs.base import get_codec
-from ..errors import ConfigError
-from ..geometry import Geometry
+from getok.codecs.base import get_codec
+from getok.errors import ConfigError
+from getok.geometry import Geometry
 
 __all__ = ["ANSWER_FORMS", "grid_n", "task_samples", "point_on_mask", "refine_samples", "write_pool"]
 
@@ -41,7 +41,7 @@ def _geometry_fn(spec: str):
     n = grid_n(spec)
     if n is None:
         return None
-    from ..data_builders.greedy import GreedyGeometryFn
+    from getok.data_builders.greedy import GreedyGeometryFn
 
     return GreedyGeometryFn("exact", n=n)
 
@@ -94,8 +94,8 @@ def task_samples(scenes, spec: str, tasks: Sequence[str], *, answer: str = "nati
     SampleList
         With ``images`` (the scenes to write) and ``skipped``.
     """
-    from ..data_builders.tasks import SampleList, TaskConfig, build_tasks
-    from ..geom.masks import rle_decode
+    from getok.data_builders.tasks import SampleList, TaskConfig, build_tasks
+    from getok.geom.masks import rle_decode
 
     if answer not in ANSWER_FORMS:
         raise ConfigError(f"answer must be one of {ANSWER_FORMS}, got {answer!r}")
@@ -158,7 +158,7 @@ def refine_samples(scenes, spec: str, ks: Sequence[int], *, ask: str = "point", 
     -------
     SampleList
     """
-    from ..data_builders.refine import refine_from_tasks
+    from getok.data_builders.refine import refine_from_tasks
 
     if ask not in ("point", "text"):
         raise ConfigError(f"ask must be 'point' or 'text', got {ask!r}")
@@ -173,7 +173,7 @@ def refine_samples(scenes, spec: str, ks: Sequence[int], *, ask: str = "point", 
 
 def write_pool(samples, path: str | Path, sources: list[dict]) -> Path:
     """Write ``samples`` as a dataset directory at ``path`` (replaced if present); ``sources`` go to the manifest."""
-    from ..data_builders.dataset import write_dataset
+    from getok.data_builders.dataset import write_dataset
 
     if not len(samples):
         raise ConfigError(f"no samples to write to {path} (skipped: {len(getattr(samples, 'skipped', []))})")
