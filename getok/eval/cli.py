@@ -1,8 +1,13 @@
 """``getok eval`` and ``getok viz``: evaluate a model on a dataset; render a run's overlays and HTML index.
 
+``getok eval`` takes the convention of every configurable command: ``[CONFIG.yaml] [key=value ...]`` over a
+config dataclass (:class:`~getok.eval.runner.EvalRunConfig`), before or after all the flags; a flag given
+(``--turns 3``) overrides the same setting.
+
 Examples::
 
     getok eval --model runs/tiny_g32 --data data/scenes_val --out runs/eval_tiny --limit 64
+    getok eval configs/eval/selfcorrect.yaml turns=3 --model runs/sft --data data/val --out runs/eval_sft
     getok eval --model runs/sft --data data/refcoco_val --decoder sam:checkpoint=sam_vit_b.pth \\
         --out runs/eval_sft --turns 3 --constrained
     getok viz --run runs/eval_sft --limit 50
@@ -12,34 +17,64 @@ torch / transformers are imported inside the command functions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-__all__ = ["register", "main", "cmd_eval", "cmd_viz"]
+from ..errors import ConfigError
+
+__all__ = ["register", "main", "cmd_eval", "cmd_viz", "eval_config"]
+
+
+#: ``getok eval`` flags that set an :class:`~getok.eval.runner.EvalRunConfig` field: flag → (field, value
+#: transform). A flag given on the command line overrides the YAML and the ``key=value`` overrides.
+CONFIG_FLAGS = {
+    "codec": ("codec", None),
+    "decoder": ("decoder", None),
+    "turns": ("turns", None),
+    "constrained": ("constrained", None),
+    "limit": ("limit", None),
+    "batch_size": ("batch_size", None),
+    "max_new_tokens": ("max_new_tokens", None),
+    "empty": ("empty", None),
+    "on_invalid": ("on_invalid", None),
+    "no_oracle": ("oracle", lambda v: not v),
+    "no_boundary": ("boundary", lambda v: not v),
+    "seed": ("seed", None),
+}
 
 
 def register(subparsers) -> None:
-    """Add ``eval`` and ``viz`` to the ``getok`` command line."""
-    p = subparsers.add_parser("eval", help="evaluate a model on a dataset (records, summary, optional self-correction)")
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a model on a dataset (records, summary, optional self-correction)",
+        description="getok eval [CONFIG.yaml] [key=value ...] --model M --data D --out O [flags]. Settings: "
+        "EvalRunConfig's fields (codec, decoder, turns, constrained, limit, batch_size, max_new_tokens, empty, "
+        "boundary, on_invalid, oracle, refine_prompt, seed) from the defaults, then the YAML, then key=value, "
+        "then the flags below (a flag given overrides the same setting).",
+    )
+    p.add_argument("settings", nargs="*", metavar="CONFIG.yaml | key=value",
+                   help="an EvalRunConfig YAML and / or key=value overrides (e.g. turns=3 decoder=raster)")  # fmt: skip
     p.add_argument("--model", type=Path, required=True, help="model directory (tiny, Qwen2.5-VL, getok checkpoint)")
     p.add_argument("--data", type=Path, required=True, help="dataset directory (getok build ...)")
     p.add_argument("--out", type=Path, required=True, help="run directory (records.jsonl, summary.json, summary.md)")
     p.add_argument("--codec", default=None, help="codec that decodes the answers (default: each sample's)")
-    p.add_argument("--decoder", default="raster", help="mask decoder spec (raster, proposals:proposer=..., sam:checkpoint=...)")
-    p.add_argument("--turns", type=int, default=1, help="K > 1: propose, then K-1 refinement turns (grid_offset)")
-    p.add_argument("--constrained", action="store_true", help="grammar-constrained decoding (every output parses)")
+    p.add_argument("--decoder", default=None, help="mask decoder spec (raster, proposals:proposer=..., sam:checkpoint=...)")
+    p.add_argument("--turns", type=int, default=None, help="K > 1: propose, then K-1 refinement turns (grid_offset)")
+    p.add_argument("--constrained", action="store_true", default=None, help="grammar-constrained decoding (every output parses)")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--empty", default="lisa", choices=("lisa", "rela", "exclude"), help="empty-target convention")
-    p.add_argument("--on-invalid", default="keep", choices=("keep", "zero"), help="scoring of a refinement that does not parse")
-    p.add_argument("--no-oracle", action="store_true", help="skip the oracle refinement baseline")
-    p.add_argument("--no-boundary", action="store_true", help="skip the boundary F-score")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--empty", default=None, choices=("lisa", "rela", "exclude"), help="empty-target convention")
+    p.add_argument("--on-invalid", default=None, choices=("keep", "zero"), help="scoring of a refinement that does not parse")
+    p.add_argument("--no-oracle", action="store_true", default=None, help="skip the oracle refinement baseline")
+    p.add_argument("--no-boundary", action="store_true", default=None, help="skip the boundary F-score")
     p.add_argument("--no-resume", action="store_true", help="start over instead of skipping recorded samples")
     p.add_argument("--dtype", default=None, help="model dtype (default: the checkpoint's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--dry-run", action="store_true", help="validate and print the resolved settings; no compute")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
@@ -53,15 +88,40 @@ def register(subparsers) -> None:
     v.set_defaults(func=cmd_viz)
 
 
+def eval_config(args):
+    """The :class:`~getok.eval.runner.EvalRunConfig` of a ``getok eval`` invocation: defaults, the YAML, the
+    ``key=value`` overrides, then the flags given (:data:`CONFIG_FLAGS`)."""
+    from ..config import load_config
+    from .runner import EvalRunConfig
+
+    path, overrides = None, []
+    for item in args.settings:
+        if "=" in item:
+            overrides.append(item)
+        elif item.endswith((".yaml", ".yml")) and path is None:
+            path = item
+        else:
+            raise ConfigError(f"getok eval: {item!r} is neither a CONFIG.yaml (one at most) nor a key=value override")
+    flags = {}
+    for flag, (field, transform) in CONFIG_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            flags[field] = transform(value) if transform else value
+    cfg = load_config(EvalRunConfig, path, overrides)
+    return dataclasses.replace(cfg, **flags) if flags else cfg  # validated again
+
+
 def cmd_eval(args) -> int:
+    from ..config import config_to_dict
     from .runner import SUMMARY_MD, evaluate_path
 
+    cfg = eval_config(args)  # a bad setting fails here, before the model loads
+    if args.dry_run:
+        print(json.dumps({"model": str(args.model), "data": str(args.data), "out": str(args.out), **config_to_dict(cfg)}, indent=1))
+        return 0
     summary = evaluate_path(
-        args.model, args.data, out_dir=args.out, codec=args.codec, decoder=args.decoder, turns=args.turns,
-        constrained=args.constrained, limit=args.limit, batch_size=args.batch_size, empty=args.empty,
-        resume=not args.no_resume, progress=not args.quiet, max_new_tokens=args.max_new_tokens,
-        boundary=not args.no_boundary, on_invalid=args.on_invalid, oracle=not args.no_oracle,
-        seed=args.seed, dtype=args.dtype, device=args.device,
+        args.model, args.data, out_dir=args.out, resume=not args.no_resume, progress=not args.quiet,
+        dtype=args.dtype, device=args.device, **config_to_dict(cfg),
     )  # fmt: skip
     print((Path(args.out) / SUMMARY_MD).read_text())
     o = summary["overall"]
