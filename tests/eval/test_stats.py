@@ -47,3 +47,27 @@ def test_paired_comparison_counts_and_significance():
     assert worse["diff"] == pytest.approx(-0.75) and worse["significant"] and worse["hi"] < 0
     with pytest.raises(ValueError, match="length"):
         paired_comparison([0, 1], [0])
+
+
+def test_bootstrap_crossed_counts_seed_variation_and_pairs():
+    from getok.eval.stats import bootstrap_crossed, bootstrap_mean
+
+    rng = np.random.default_rng(0)
+    q = 300
+    # five seeds whose models differ systematically (offsets), same questions
+    base = rng.random(q)
+    m = np.clip(base[None, :] + np.array([-0.2, -0.1, 0.0, 0.1, 0.2])[:, None], 0, 1)
+    crossed = bootstrap_crossed(m, n_boot=3000)
+    pooled = bootstrap_mean(m.ravel(), n_boot=3000)  # treats the 1500 cells as independent
+    assert crossed["lo"] <= crossed["mean"] <= crossed["hi"] and crossed["n_seeds"] == 5
+    assert crossed["hi"] - crossed["lo"] > 1.5 * (pooled["hi"] - pooled["lo"])  # the seeds' spread counts
+    # a paired interval: the same arm against itself is exactly 0
+    z = bootstrap_crossed(m - m, n_boot=500)
+    assert z["mean"] == z["lo"] == z["hi"] == 0.0
+    # unscored cells are left out, a vector is one seed, a cube is refused
+    m2 = m.copy()
+    m2[0, :100] = np.nan
+    assert bootstrap_crossed(m2, n_boot=500)["mean"] == pytest.approx(np.nanmean(m2))
+    assert bootstrap_crossed(base, n_boot=500)["n_seeds"] == 1
+    with pytest.raises(ValueError, match="seeds, questions"):
+        bootstrap_crossed(np.zeros((2, 2, 2)))
