@@ -19,6 +19,8 @@ SIZE = (64, 80)
 SPECS = [
     "text_coords",
     "text_coords:style=int1000",
+    "text_coords:style=qwen3",
+    "text_coords:style=qwen2_5",
     "bins:bins=100",
     "grid:n=8",
     "grid_offset:n=8,r=1,step=0.5",
@@ -33,6 +35,8 @@ SPECS = [
 POINT_TOL = {
     "text_coords": 0.0005,
     "text_coords:style=int1000": 0.0005,
+    "text_coords:style=qwen3": 0.0005,
+    "text_coords:style=qwen2_5": 0.5 / 56,  # pixels of the resized input: (64, 80) is seen as 56 x 84
     "bins:bins=100": 0.005,
     "grid:n=8": 1 / 16,
     "grid_offset:n=8,r=1,step=0.5": 1 / 32,
