@@ -26,9 +26,13 @@ def _add_tiny(sub) -> None:
     tsub = p.add_subparsers(dest="tiny_command", metavar="ACTION", required=True)
     q = tsub.add_parser("init", help="build the tiny model into DIR")
     q.add_argument("dir", type=Path)
-    q.add_argument("--family", default=None, choices=("qwen3_vl", "qwen2_5_vl"),
+    q.add_argument("--family", default=None, choices=("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl"),
                    help="model family (default qwen3_vl: the CPU grounding recipe; docs/tiny_grounding.md)")
-    q.add_argument("--patch", type=int, default=None, help="vision patch size in pixels (default 7: 14-px tokens)")
+    q.add_argument("--patch", type=int, default=None,
+                   help="vision patch size in pixels (default 7: 14-px tokens; 16: the real Qwen3-VL's 32-px unit)")
+    q.add_argument("--experts", type=int, default=None, help="qwen3_vl_moe: experts per layer (default 4)")
+    q.add_argument("--experts-per-token", type=int, default=None, help="qwen3_vl_moe: experts routed per token (default 2)")
+    q.add_argument("--moe-intermediate", type=int, default=None, help="qwen3_vl_moe: width of one expert (default 128)")
     q.add_argument("--layers", type=int, default=None, help="text decoder layers (default 4)")
     q.add_argument("--hidden", type=int, default=None, help="text hidden size (default 256; vision out follows)")
     q.add_argument("--intermediate", type=int, default=None, help="text MLP size (default 512)")
@@ -102,6 +106,8 @@ def cmd_tiny_init(args) -> int:
         ("heads", "num_heads"), ("kv_heads", "num_kv_heads"), ("vision_depth", "vision_depth"),
         ("vision_hidden", "vision_hidden_size"), ("min_pixels", "min_pixels"), ("max_pixels", "max_pixels"),
         ("vocab_multiple", "vocab_multiple"), ("family", "family"), ("patch", "patch_size"),
+        ("experts", "num_experts"), ("experts_per_token", "num_experts_per_tok"),
+        ("moe_intermediate", "moe_intermediate_size"),
     ):
         v = getattr(args, opt)
         if v is not None:

@@ -7,9 +7,13 @@
     AutoProcessor.from_pretrained(out_dir)                 # Qwen3VLProcessor
 
 It is the embedded default model for everything in getok that needs a VLM on a CPU: the code paths are the
-ones a real ``Qwen/Qwen3-VL-8B-Instruct`` (``family="qwen3_vl"``, the default) or
-``Qwen/Qwen2.5-VL-7B-Instruct`` (``family="qwen2_5_vl"``) directory takes (same classes, same special
-tokens, same image processor), only the sizes differ.
+ones a real ``Qwen/Qwen3-VL-8B-Instruct`` (``family="qwen3_vl"``, the default),
+``Qwen/Qwen3-VL-30B-A3B-Instruct`` (``family="qwen3_vl_moe"``: ``Qwen3VLMoeForConditionalGeneration``, a
+sparse MoE block of ``num_experts`` experts, ``num_experts_per_tok`` routed per token, in every decoder layer)
+or ``Qwen/Qwen2.5-VL-7B-Instruct`` (``family="qwen2_5_vl"``) directory takes (same classes, same special
+tokens, same image processor), only the sizes differ. ``patch_size=16`` gives the real Qwen3-VL's 32-px unit
+(patch 16 x merge 2 per image token; a 112-px scene is 4 x 4 tokens once the pixel bounds are in that unit,
+:class:`~getok.vocab.adapters.Qwen3VLAdapter`).
 
 Why the default differs from the 7B recipe's base (docs/tiny_grounding.md has the measurements):
 
@@ -54,6 +58,7 @@ __all__ = [
     "QWEN_SPECIAL_TOKENS",
     "CHAT_TEMPLATE",
     "FAMILIES",
+    "MOE_FIELDS",
     "chat_template",
     "build_tiny_model",
     "make_tiny_model",
@@ -156,15 +161,17 @@ def chat_template(system_prompt: str | None = "You are a helpful assistant.", te
 CHAT_TEMPLATE = chat_template()
 
 #: Model families the tiny builder knows.
-FAMILIES = ("qwen3_vl", "qwen2_5_vl")
-_FAMILY_THETA = {"qwen3_vl": 5_000_000.0, "qwen2_5_vl": 1_000_000.0}
+FAMILIES = ("qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl")
+_FAMILY_THETA = {"qwen3_vl": 5_000_000.0, "qwen3_vl_moe": 5_000_000.0, "qwen2_5_vl": 1_000_000.0}
+#: Fields only ``qwen3_vl_moe`` uses (left out of the other families' ``getok_tiny.json``).
+MOE_FIELDS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size")
 
 
 @dataclass(frozen=True)
 class TinyModelConfig:
     """Family and sizes of the tiny model (defaults: the CPU grounding recipe, ~3.5 M parameters).
 
-    ``family``: ``qwen3_vl`` (default) or ``qwen2_5_vl`` (:data:`FAMILIES`).
+    ``family``: ``qwen3_vl`` (default), ``qwen3_vl_moe`` or ``qwen2_5_vl`` (:data:`FAMILIES`).
     Text model: ``hidden_size`` (must equal ``vision_out_hidden_size``), ``num_layers`` decoder layers with
     ``num_heads`` query and ``num_kv_heads`` key/value heads; multimodal RoPE sections ``mrope_section``
     (temporal, height, width) must sum to ``head_dim / 2`` with ``head_dim = hidden_size / num_heads``
@@ -175,6 +182,9 @@ class TinyModelConfig:
     ``num_position_embeddings`` entries (a square, interpolated to the patch grid) and DeepStack features
     from ``deepstack_visual_indexes``; Qwen2.5-VL: window attention of ``window_size`` pixels except the
     blocks in ``fullatt_block_indexes``.
+    Qwen3-VL MoE (``qwen3_vl_moe`` only, :data:`MOE_FIELDS`): every decoder layer's MLP is a sparse block of
+    ``num_experts`` experts of width ``moe_intermediate_size``, ``num_experts_per_tok`` routed per token
+    (``intermediate_size`` is then unused).
     Chat template: ``system_prompt`` (``None``: no system turn) and ``text_before_image`` (:func:`chat_template`).
     Tokenizer: BPE with at most ``bpe_vocab_size`` entries (256 bytes + merges) before the special tokens;
     ``vocab_multiple`` pads the model's embedding rows to a multiple (Qwen pads 151665 tokens to 152064
@@ -200,6 +210,9 @@ class TinyModelConfig:
     temporal_patch_size: int = 2
     num_position_embeddings: int = 256
     deepstack_visual_indexes: tuple[int, ...] = ()
+    num_experts: int = 4
+    num_experts_per_tok: int = 2
+    moe_intermediate_size: int = 128
     window_size: int = 112
     fullatt_block_indexes: tuple[int, ...] = (1,)
     tie_word_embeddings: bool = False
@@ -227,11 +240,20 @@ class TinyModelConfig:
             "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "vision_depth",
             "vision_hidden_size", "vision_intermediate_size", "vision_num_heads", "vision_out_hidden_size",
             "patch_size", "spatial_merge_size", "temporal_patch_size", "window_size", "vocab_multiple",
-            "max_position_embeddings", "num_position_embeddings",
+            "max_position_embeddings", "num_position_embeddings", *MOE_FIELDS,
         ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"TinyModelConfig.{name} must be a positive int, got {v!r}")
+        if self.family != "qwen3_vl_moe":
+            changed = [f for f in MOE_FIELDS if getattr(self, f) != type(self).__dataclass_fields__[f].default]
+            if changed:
+                raise ConfigError(f"TinyModelConfig.{', '.join(changed)}: only family qwen3_vl_moe has experts")
+        if self.num_experts_per_tok > self.num_experts:
+            raise ConfigError(
+                f"TinyModelConfig.num_experts_per_tok ({self.num_experts_per_tok}) must be <= num_experts "
+                f"({self.num_experts})"
+            )
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"TinyModelConfig.hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
@@ -278,7 +300,12 @@ class TinyModelConfig:
             raise ConfigError(f"TinyModelConfig.seed must be a non-negative int, got {self.seed!r}")
 
     def to_dict(self) -> dict:
+        """Plain values (tuples as lists); the MoE fields only for ``qwen3_vl_moe``, so the dense families'
+        dictionaries (``getok_tiny.json``, run keys) are what they were before MoE existed."""
         d = asdict(self)
+        if self.family != "qwen3_vl_moe":
+            for k in MOE_FIELDS:
+                d.pop(k)
         d["mrope_section"] = list(self.mrope_section)
         d["fullatt_block_indexes"] = list(self.fullatt_block_indexes)
         d["deepstack_visual_indexes"] = list(self.deepstack_visual_indexes)
@@ -365,7 +392,7 @@ def _train_tokenizer(cfg: TinyModelConfig):
 def _make_processor(cfg: TinyModelConfig, tokenizer):
     from transformers import Qwen2VLImageProcessor
 
-    if cfg.family == "qwen3_vl":
+    if cfg.family in ("qwen3_vl", "qwen3_vl_moe"):  # the MoE model's processor is Qwen3-VL's
         from transformers import Qwen3VLProcessor as Processor
         from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor as Video
     else:
@@ -421,15 +448,21 @@ def _model_config(cfg: TinyModelConfig, tokenizer):
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=cfg.tie_word_embeddings,
     )
-    if cfg.family == "qwen3_vl":
-        from transformers import Qwen3VLConfig
-
+    if cfg.family in ("qwen3_vl", "qwen3_vl_moe"):
         text.update(head_dim=cfg.hidden_size // cfg.num_heads, rope_parameters={**rope, "mrope_interleaved": True})
         vision.update(
             num_position_embeddings=cfg.num_position_embeddings,
             deepstack_visual_indexes=list(cfg.deepstack_visual_indexes),
         )
-        return Qwen3VLConfig(text_config=text, vision_config=vision, **tokens)
+        if cfg.family == "qwen3_vl":
+            from transformers import Qwen3VLConfig
+
+            return Qwen3VLConfig(text_config=text, vision_config=vision, **tokens)
+        from transformers import Qwen3VLMoeConfig
+
+        text.update(num_experts=cfg.num_experts, num_experts_per_tok=cfg.num_experts_per_tok,
+                    moe_intermediate_size=cfg.moe_intermediate_size, decoder_sparse_step=1)  # fmt: skip
+        return Qwen3VLMoeConfig(text_config=text, vision_config=vision, **tokens)
     from transformers import Qwen2_5_VLConfig
 
     text.update(max_window_layers=cfg.num_layers, use_sliding_window=False, rope_parameters=rope)
@@ -440,10 +473,9 @@ def _model_config(cfg: TinyModelConfig, tokenizer):
 def _model_class(cfg: TinyModelConfig):
     import transformers
 
-    return getattr(
-        transformers,
-        "Qwen3VLForConditionalGeneration" if cfg.family == "qwen3_vl" else "Qwen2_5_VLForConditionalGeneration",
-    )
+    names = {"qwen3_vl": "Qwen3VLForConditionalGeneration", "qwen3_vl_moe": "Qwen3VLMoeForConditionalGeneration",
+             "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}  # fmt: skip
+    return getattr(transformers, names[cfg.family])
 
 
 def build_tiny_tokenizer(config: TinyModelConfig | None = None):
@@ -457,7 +489,8 @@ def make_tiny_model(config: TinyModelConfig | None = None):
     Returns
     -------
     (model, processor)
-        ``Qwen3VLForConditionalGeneration`` / ``Qwen2_5_VLForConditionalGeneration`` (per ``family``) in
+        ``Qwen3VLForConditionalGeneration`` / ``Qwen3VLMoeForConditionalGeneration`` /
+        ``Qwen2_5_VLForConditionalGeneration`` (per ``family``) in
         eval mode (float32, CPU) and its processor. Deterministic: the same config gives bit-identical
         weights and the same tokenizer on every call.
     """

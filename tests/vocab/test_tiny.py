@@ -187,3 +187,77 @@ def test_import_getok_vocab_is_light():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------------------------------------ Qwen3-VL (+ MoE)
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_vl_moe"])
+def test_qwen3_vl_dense_and_moe_at_the_32_px_unit_take_tokens_and_a_scene(family, tmp_path, monkeypatch):
+    """The real Qwen3-VL's unit (patch 16 x merge 2 = 32 px), dense and MoE: build → Auto classes → add getok
+    tokens → the tiny recipes' pixel bounds (112², in its unit: 4 x 4 tokens for a 112-px scene) → one
+    forward (and backward) with an image."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from getok.data_builders.scenes import generate_scenes
+    from getok.train.sft import set_pixel_bounds
+    from getok.vocab import add_spatial_tokens, load_model_and_processor
+    from getok.vocab.adapters import Qwen3VLAdapter, adapter_for
+    from getok.vocab.tiny import build_tiny_model, read_tiny_config
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = TinyModelConfig(family=family, patch_size=16, num_layers=2, vision_depth=1, fullatt_block_indexes=(0,))
+    assert cfg.unit == 32
+    out = build_tiny_model(tmp_path / family, cfg)
+    assert read_tiny_config(out) == cfg
+    cls = {"qwen3_vl": "Qwen3VLForConditionalGeneration", "qwen3_vl_moe": "Qwen3VLMoeForConditionalGeneration"}
+    assert type(AutoModelForImageTextToText.from_pretrained(out)).__name__ == cls[family]
+    model, proc = load_model_and_processor(out)
+    assert type(proc).__name__ == "Qwen3VLProcessor" and isinstance(adapter_for(model), Qwen3VLAdapter)
+    assert model.config.model_type == family and model.config.vision_config.patch_size == 16
+    if family == "qwen3_vl_moe":
+        tc = model.config.text_config
+        assert (tc.num_experts, tc.num_experts_per_tok, tc.moe_intermediate_size) == (4, 2, 128)
+        experts = model.model.language_model.layers[0].mlp.experts
+        assert tuple(experts.gate_up_proj.shape) == (4, 2 * 128, 256)
+        assert 0 < float(experts.gate_up_proj.detach().std()) < 1  # initialised, not torch.empty's memory
+
+    layout = add_spatial_tokens(proc, model, ["grid_offset:n=8,r=1,step=0.5"], init="2d")
+    tok = proc.tokenizer
+    assert len(layout.tokens) == 64 + 9 + 1
+    assert all(len(tok.encode(t, add_special_tokens=False)) == 1 for t in layout.tokens)
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)
+    assert set_pixel_bounds(proc, 56 * 56, 112 * 112)
+
+    scene = generate_scenes(1, seed=0)[0]
+    from PIL import Image
+
+    image = Image.fromarray(scene.get_image())
+    assert image.size == (112, 112)
+    msgs = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Segment the red circle."}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "<g8_r1_c2><g8_r1_c3>"}]},
+    ]
+    enc = proc(text=[proc.apply_chat_template(msgs, tokenize=False)], images=[image], return_tensors="pt")
+    assert int((enc["input_ids"] == model.config.image_token_id).sum()) == 16  # 112 px -> 128 px: 4 x 4 of 32 px
+    assert adapter_for(proc).image_token_count(proc, (112, 112)) == 16
+    model.train()
+    res = model(**enc, labels=enc["input_ids"])
+    assert res.logits.shape[-1] == len(tok) and torch.isfinite(res.logits).all()
+    res.loss.backward()
+    new_rows = model.get_input_embeddings().weight.grad[layout.with_ids(tok).ids]
+    assert new_rows.abs().sum() > 0  # the answer's grid tokens reach the new rows
+    if family == "qwen3_vl_moe":
+        assert model.model.language_model.layers[0].mlp.experts.gate_up_proj.grad.abs().sum() > 0
+
+
+def test_moe_fields_belong_to_the_moe_family_and_stay_out_of_dense_configs():
+    dense = TinyModelConfig()
+    assert not {"num_experts", "num_experts_per_tok", "moe_intermediate_size"} & set(dense.to_dict())
+    assert TinyModelConfig.from_dict(dense.to_dict()) == dense  # older getok_tiny.json files read unchanged
+    moe = TinyModelConfig(family="qwen3_vl_moe", num_experts=8, num_experts_per_tok=1)
+    d = json.loads(json.dumps(moe.to_dict()))
+    assert d["num_experts"] == 8 and TinyModelConfig.from_dict(d) == moe
+    with pytest.raises(ConfigError, match="num_experts: only family qwen3_vl_moe"):
+        TinyModelConfig(num_experts=8)
+    with pytest.raises(ConfigError, match="num_experts_per_tok"):
+        TinyModelConfig(family="qwen3_vl_moe", num_experts=2, num_experts_per_tok=3)

@@ -48,3 +48,18 @@ def test_cli_round_trip(tmp_path, capsys):
     assert "layout matches the tokenizer" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["vocab", "add", "--model", str(tiny)])  # --codec and --out are required
+
+
+def test_cli_builds_the_tiny_qwen3_vl_moe(tmp_path, capsys):
+    from transformers import AutoConfig
+
+    d = tmp_path / "moe"
+    assert main(["tiny-model", "init", str(d), "--family", "qwen3_vl_moe", "--patch", "16", "--layers", "1",
+                 "--vision-depth", "1", "--experts", "2", "--experts-per-token", "1", "--moe-intermediate", "64"]) == 0
+    assert "tiny qwen3_vl_moe written" in capsys.readouterr().out
+    cfg = AutoConfig.from_pretrained(d)
+    assert cfg.model_type == "qwen3_vl_moe" and cfg.vision_config.patch_size == 16
+    tc = cfg.text_config
+    assert (tc.num_experts, tc.num_experts_per_tok, tc.moe_intermediate_size) == (2, 1, 64)
+    assert main(["tiny-model", "init", str(tmp_path / "dense"), "--experts", "2"]) == 2  # dense: no experts
+    assert "only family qwen3_vl_moe" in capsys.readouterr().err
