@@ -12,7 +12,8 @@ from .conftest import REPO, require_engines
 
 require_engines()
 
-CONFIGS = [REPO / f"configs/easyr1/qwen2_5_vl_7b-stage{s}.yaml" for s in (1, 2)]
+CONFIGS = [REPO / f"configs/easyr1/{m}-stage{s}.yaml" for m in ("qwen2_5_vl_7b", "qwen3_vl_8b") for s in (1, 2)]
+IDS = [f"{m}-stage{s}" for m in ("qwen2_5_vl_7b", "qwen3_vl_8b") for s in (1, 2)]
 # what run_stage{1,2}.sh pass after config= (absolute paths of files that exist)
 LAUNCH = [
     f"data.format_prompt={REPO}/configs/easyr1/format_prompt.jinja",
@@ -36,7 +37,7 @@ def merge_like_main(config, cli: list[str]):
     return ppo_config
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=["stage1", "stage2"])
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_our_yaml_merges_into_easyr1s_ppo_config(config, easyr1_root):
     cfg = merge_like_main(config, LAUNCH)
     assert cfg.worker.reward.reward_function == str(REPO / "getok/rl/easyr1_reward.py")
@@ -73,7 +74,7 @@ def test_exported_data_yaml_merges_as_a_config_file(artefacts, easyr1_root):
     assert cfg.data.prompt_key == "problem"
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=["stage1", "stage2"])
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
 def test_check_easyr1_uses_easyr1s_schema_here_and_rejects_the_old_key(config, artefacts, tmp_path, easyr1_root):
     """``getok rl check-easyr1`` (the guard the launch scripts run) merges into EasyR1's real schema."""
     model = artefacts / "easyr1-model"

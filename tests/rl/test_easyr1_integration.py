@@ -154,8 +154,8 @@ def test_guards_special_tokens_lora_and_reward_path(tiny_ckpt, tmp_path, monkeyp
     assert "skip_special_tokens=false" in check_spatial_tokens(tok, ["grid:n=2"], skip_special_tokens=False)[0]
 
     monkeypatch.chdir(REPO)
-    for stage in (1, 2):
-        lines = check_easyr1(config=REPO / f"configs/easyr1/qwen2_5_vl_7b-stage{stage}.yaml", model=tiny_ckpt)
+    for name, stage in [(n, s) for n in ("qwen2_5_vl_7b", "qwen3_vl_8b") for s in (1, 2)]:
+        lines = check_easyr1(config=REPO / f"configs/easyr1/{name}-stage{stage}.yaml", model=tiny_ckpt)
         assert any("compute_score" in x for x in lines)
         # EasyR1's own schema runs where its source and omegaconf import (tests/engines); else the report says so
         assert any("EasyR1's own schema" in x for x in lines)

@@ -15,7 +15,8 @@ CONFIGS = sorted((REPO / "configs" / "grpo").glob("*.yaml"))
 
 def test_shipped_configs_load_and_match_their_stage():
     assert {p.name for p in CONFIGS} >= {
-        "tiny-cpu-stage1.yaml", "tiny-cpu-stage2.yaml", "qwen2_5_vl_7b-stage1.yaml", "qwen2_5_vl_7b-stage2.yaml"
+        "tiny-cpu-stage1.yaml", "tiny-cpu-stage2.yaml", "qwen2_5_vl_7b-stage1.yaml", "qwen2_5_vl_7b-stage2.yaml",
+        "qwen3_vl_8b-stage1.yaml", "qwen3_vl_8b-stage2.yaml",
     }  # fmt: skip
     for p in CONFIGS:
         cfg = load_grpo_config(p)
