@@ -34,6 +34,9 @@ __all__ = [
     "Clock",
     "cpu_seconds",
     "mean_ci",
+    "SERIES",
+    "question_scores",
+    "crossed_ci",
     "environment",
     "command_line",
     "write_outputs",
@@ -107,6 +110,12 @@ class Budget:
         return int(self.steps) * int(self.batch_size)
 
 
+#: The scene series of the studies, fixed here and named in every result file. ``dev`` is where decisions are
+#: made (the held-out series every earlier design decision was tuned on); ``test`` is untouched by any
+#: decision and holds the reported tables.
+SERIES = {"train": 0, "dev": 10_000, "test": 30_000}
+
+
 @dataclass
 class SceneSeries:
     """Procedural scenes for training and held-out evaluation (:mod:`getok.data_builders.scenes`).
@@ -115,8 +124,13 @@ class SceneSeries:
     ----------
     n_train, train_seed : int
         Training scenes (series ``train_seed``).
-    n_eval, eval_seed : int
-        Held-out scenes (series ``eval_seed``, must differ from ``train_seed``).
+    n_eval : int
+        Held-out scenes.
+    eval_split : {"test", "dev"}
+        Which fixed held-out series (:data:`SERIES`): ``test`` for reported tables, ``dev`` for decisions.
+    eval_seed : int, optional
+        The held-out series itself; ``None`` (default) takes ``SERIES[eval_split]``. Must differ from
+        ``train_seed``.
     size : int
         Square scene side in pixels (112: 64 image tokens for the default tiny model).
     min_objects, max_objects : int
@@ -125,12 +139,17 @@ class SceneSeries:
     n_train: int = 800
     train_seed: int = 0
     n_eval: int = 40
-    eval_seed: int = 10_000
+    eval_split: str = "test"
+    eval_seed: int | None = None
     size: int = 112
     min_objects: int = 1
     max_objects: int = 3
 
     def __post_init__(self):
+        if self.eval_split not in ("dev", "test"):
+            raise ConfigError(f"scenes.eval_split must be 'dev' or 'test', got {self.eval_split!r}")
+        if self.eval_seed is None:
+            self.eval_seed = SERIES[self.eval_split]
         for name in ("n_train", "n_eval", "size", "min_objects", "max_objects"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"scenes.{name} must be >= 1, got {getattr(self, name)}")
@@ -187,6 +206,41 @@ def mean_ci(values: Sequence[float | None], level: float = 0.95) -> dict:
     return out
 
 
+def question_scores(records: Sequence[dict], tasks: Sequence[str] | None = None, turn: int | None = None) -> dict:
+    """``{sample id: IoU}`` of one run's evaluation records (LISA's convention; ``turn``: a self-correction
+    turn, 1-based, else the final one), for the questions of ``tasks`` (all when ``None``)."""
+    from getok.eval.metrics import sample_ious
+
+    recs = []
+    for r in records:
+        if tasks is not None and r.get("task") not in tasks:
+            continue
+        if turn is not None and r.get("turns"):
+            r = {**r["turns"][min(turn, len(r["turns"])) - 1], "id": r["id"]}
+        recs.append(r)
+    return {str(r["id"]): float(v) for r, v in zip(recs, sample_ious(recs))} if recs else {}
+
+
+def crossed_ci(per_seed: Sequence[dict], level: float = 0.95, seed: int = 0) -> dict:
+    """Mean IoU over seeds x questions with a bootstrap interval resampling both
+    (:func:`getok.eval.stats.bootstrap_crossed`), from one :func:`question_scores` dict per seed. A question
+    a seed's run did not score counts as missing for that seed only.
+
+    Returns ``{"mean", "lo", "hi", "half": None, "n_seeds", "n_questions", "method"}`` (:func:`fmt_ci` prints
+    ``mean [lo, hi]``)."""
+    from getok.eval.stats import bootstrap_crossed
+
+    ids = sorted({q for d in per_seed for q in d})
+    out = {"mean": None, "lo": None, "hi": None, "half": None, "n_seeds": len(per_seed), "n_questions": len(ids),
+           "method": "bootstrap over seeds x questions"}  # fmt: skip
+    if not ids or not per_seed:
+        return out
+    m = np.array([[d.get(q, np.nan) for q in ids] for d in per_seed], dtype=float)
+    r = bootstrap_crossed(m, level=level, seed=seed)
+    out.update(mean=r["mean"], lo=r["lo"], hi=r["hi"])
+    return out
+
+
 def fmt(v, nd: int = 3) -> str:
     """A number for a table (``–`` for missing)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -195,9 +249,12 @@ def fmt(v, nd: int = 3) -> str:
 
 
 def fmt_ci(ci: dict, nd: int = 3) -> str:
-    """``mean ± half`` (or the mean alone with one seed)."""
+    """``mean ± half`` (Student-t over seeds), ``mean [lo, hi]`` (a bootstrap interval: :func:`crossed_ci`), or
+    the mean alone with one seed."""
     if ci.get("mean") is None:
         return "–"
+    if ci.get("half") is None and ci.get("lo") is not None:
+        return f"{ci['mean']:.{nd}f} [{ci['lo']:.{nd}f}, {ci['hi']:.{nd}f}]"
     if ci.get("half") is None:
         return fmt(ci["mean"], nd)
     return f"{ci['mean']:.{nd}f} ± {ci['half']:.{nd}f}"

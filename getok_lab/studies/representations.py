@@ -39,7 +39,19 @@ from pathlib import Path
 from getok.config import config_to_dict, load_config
 from getok.errors import ConfigError
 
-from .common import Budget, Clock, SceneSeries, command_line, environment, fmt, fmt_ci, mean_ci, write_outputs
+from .common import (
+    Budget,
+    Clock,
+    SceneSeries,
+    command_line,
+    crossed_ci,
+    environment,
+    fmt,
+    fmt_ci,
+    mean_ci,
+    question_scores,
+    write_outputs,
+)
 
 __all__ = [
     "Representation",
@@ -273,10 +285,14 @@ def _run_arm(
         "eval_clock": ev["clock"],
         "eval_ms_per_sample": ev["ms_per_sample"],
         "final_turn": summarize_records(records, cfg.tasks, cfg.core_tasks),
+        # per-question IoUs (sample id → IoU): the mIoU intervals resample seeds and questions together
+        "question_iou": {"core": question_scores(records, cfg.core_tasks),
+                         **{t: question_scores(records, [t]) for t in cfg.tasks}},  # fmt: skip
         "target_tokens_per_object": target_tokens_per_object(data["eval_samples"], processor.tokenizer),
     }
     if turns > 1:
         out["turn1"] = summarize_records(records, cfg.tasks, cfg.core_tasks, turn=1)
+        out["question_iou"]["turn1/core"] = question_scores(records, cfg.core_tasks, turn=1)
         sc = ev.get("selfcorrect") or {}
         out["selfcorrect"] = {str(t): {k: v.get(k) for k in ("gIoU", "improved", "worse", "same", "refine_invalid_rate")}
                               for t, v in (sc.get("turns") or {}).items()}  # fmt: skip
@@ -326,13 +342,16 @@ def run_representations(cfg: RepresentationsConfig, out_dir: str | Path, *, prog
         row["mean"] = {
             **{f"core/{m}": _aggregate(runs, ("final_turn", "core", m)) for m in METRICS},
             **{f"{t}/{m}": _aggregate(runs, ("final_turn", "per_task", t, m)) for t in cfg.tasks for m in METRICS},
+            # mIoU: over seeds x questions, a bootstrap interval (not Student-t over a few bounded per-seed means)
+            "core/gIoU": crossed_ci([r["question_iou"]["core"] for r in runs]),
+            **{f"{t}/gIoU": crossed_ci([r["question_iou"][t] for r in runs]) for t in cfg.tasks},
             "target_tokens_per_object": _aggregate(runs, ("target_tokens_per_object",)),
             "train_wall_s": _aggregate(runs, ("train", "train_wall_s")),
             "train_cpu_s": _aggregate(runs, ("train", "train_cpu_s")),
             "eval_ms_per_sample": _aggregate(runs, ("eval_ms_per_sample",)),
         }
         if rep.refine:
-            row["mean"]["turn1/core/gIoU"] = _aggregate(runs, ("turn1", "core", "gIoU"))
+            row["mean"]["turn1/core/gIoU"] = crossed_ci([r["question_iou"]["turn1/core"] for r in runs])
             row["mean"]["turn1/core/Acc@0.5"] = _aggregate(runs, ("turn1", "core", "Acc@0.5"))
         result["representations"].append(row)
         log.info("representation %r done: core mIoU %s", rep.name, fmt_ci(row["mean"]["core/gIoU"]))
@@ -368,9 +387,10 @@ def representations_markdown(result: dict) -> str:
           for r in result["provenance"].get("reruns", [])],
         f"Seeds: {seeds}; budget per run: {b['steps']} steps x batch {b['batch_size']}, lr {b['lr']} ({b['scheduler']}); "
         f"{cfg['scenes']['n_train']} training scenes (series {cfg['scenes']['train_seed']}), "
-        f"{cfg['scenes']['n_eval']} held-out scenes (series {cfg['scenes']['eval_seed']}); decoder `{cfg['decoder']}`.",
-        f"Means over seeds ± the half-width of the 95% Student-t interval (n = {len(seeds)} seeds"
-        + (": t = 12.7, so intervals are wide)." if len(seeds) == 2 else ")."),
+        f"{cfg['scenes']['n_eval']} held-out scenes ({cfg['scenes'].get('eval_split', 'held-out')} series "
+        f"{cfg['scenes']['eval_seed']}); decoder `{cfg['decoder']}`.",
+        f"mIoU: mean over {len(seeds)} seeds x the held-out questions, [95% bootstrap interval resampling seeds and "
+        "questions together]; other columns: mean over seeds ± the half-width of the 95% Student-t interval.",
         "",
         f"## Query-conditioned tasks ({core}): how coordinates are written and read",
         "",

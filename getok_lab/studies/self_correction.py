@@ -30,7 +30,7 @@ from pathlib import Path
 from getok.config import config_to_dict, load_config
 from getok.errors import ConfigError
 
-from .common import Budget, Clock, SceneSeries, command_line, environment, fmt, fmt_ci, mean_ci, write_outputs
+from .common import Budget, Clock, SceneSeries, command_line, crossed_ci, environment, fmt, fmt_ci, write_outputs
 
 __all__ = ["Variant", "SelfCorrectStudyConfig", "load_selfcorrect_config", "run_self_correction", "per_turn",
            "selfcorrect_study_markdown"]  # fmt: skip
@@ -152,9 +152,10 @@ def per_turn(records: list[dict], turns: int, tasks: list[str] | None = None) ->
         ``{group: {"model": [row per turn], "oracle": [row per turn]}}`` for ``group`` in ``all`` and each
         task; a row has ``turn``, ``n``, ``gIoU``, ``Acc@0.5``, ``invalid_rate`` and (turns >= 2)
         ``improved`` / ``worse`` / ``same`` / ``mean_delta`` vs the previous turn (oracle: vs its own previous
-        turn, turn 1 being the shared proposal) and the model's ``refine_invalid`` count.
+        turn, turn 1 being the shared proposal), the model's ``refine_invalid`` count and ``question_iou``
+        (sample id → IoU).
     """
-    from getok.eval.metrics import summarize
+    from getok.eval.metrics import sample_ious, summarize
     from getok.eval.selfcorrect import turn_deltas
 
     recs = [r for r in records if r.get("turns")]
@@ -182,6 +183,8 @@ def per_turn(records: list[dict], turns: int, tasks: list[str] | None = None) ->
                     "gIoU": s["gIoU"],
                     "Acc@0.5": s.get("Acc@0.5"),
                     "invalid_rate": s["invalid_rate"],
+                    # per question (sample id → IoU): the intervals over seeds x questions resample these
+                    "question_iou": {str(r.get("id", i)): float(v) for i, (r, v) in enumerate(zip(rs, sample_ious(cur)))},
                 }
                 if prev is not None:
                     row.update(turn_deltas(prev, cur))
@@ -261,7 +264,8 @@ def run_self_correction(cfg: SelfCorrectStudyConfig, out_dir: str | Path, *, pro
 
 
 def _mean_curves(runs: list[dict]) -> dict:
-    """Per group and turn, mean ± CI over seeds of mIoU (model and oracle) and summed improved / worse counts."""
+    """Per group and turn: mIoU over seeds x questions with its bootstrap interval (:func:`crossed_ci`; model and
+    oracle) and the summed improved / worse counts."""
     out: dict = {}
     groups = runs[0]["per_turn"].keys() if runs else []
     for g in groups:
@@ -271,7 +275,7 @@ def _mean_curves(runs: list[dict]) -> dict:
             rows = []
             for t in range(k):
                 vals = [r["per_turn"][g][who][t] for r in runs]
-                row = {"turn": t + 1, "gIoU": mean_ci([v["gIoU"] for v in vals]), "n": sum(v["n"] for v in vals)}
+                row = {"turn": t + 1, "gIoU": crossed_ci([v["question_iou"] for v in vals]), "n": sum(v["n"] for v in vals)}
                 for key in ("improved", "worse", "same", "refine_invalid"):
                     if key in vals[0]:
                         row[key] = sum(v.get(key) or 0 for v in vals)
@@ -297,8 +301,9 @@ def selfcorrect_study_markdown(result: dict) -> str:
         f"Seeds: {result['provenance']['seeds']}; codec `{cfg['codec']}`; {b['steps']} steps x batch {b['batch_size']} "
         f"(lr {b['lr']}); training mixture: {', '.join(f'{t} {w:.2f}' for t, w in _shares(cfg))}, "
         f"refinement samples {cfg['refine_weight']:.2f}; K = {k} turns on "
-        f"{result.get('eval_samples')} held-out questions ({cfg['scenes']['n_eval']} scenes, series {cfg['scenes']['eval_seed']}); "
-        f"decoder `{cfg['decoder']}`.",
+        f"{result.get('eval_samples')} held-out questions ({cfg['scenes']['n_eval']} scenes, {cfg['scenes'].get('eval_split', 'held-out')} series {cfg['scenes']['eval_seed']}); "
+        f"decoder `{cfg['decoder']}`. mIoU per turn: mean over seeds x questions [95% bootstrap interval resampling "
+        "seeds and questions together].",
         "",
     ]
     for v in result["variants"]:
@@ -360,8 +365,10 @@ def _plot(result: dict):
                 rows = cur.get(who) or []
                 if not rows:
                     continue
-                ax.errorbar([r["turn"] for r in rows], [r["gIoU"]["mean"] or 0 for r in rows],
-                            yerr=[r["gIoU"]["half"] or 0 for r in rows], ls=ls, marker="o", color=f"C{i}", capsize=3,
+                mean = [r["gIoU"]["mean"] or 0 for r in rows]
+                ax.errorbar([r["turn"] for r in rows], mean,
+                            yerr=[[max(0.0, m - (r["gIoU"]["lo"] if r["gIoU"]["lo"] is not None else m)) for m, r in zip(mean, rows)],
+                                  [max(0.0, (r["gIoU"]["hi"] if r["gIoU"]["hi"] is not None else m) - m) for m, r in zip(mean, rows)]], ls=ls, marker="o", color=f"C{i}", capsize=3,
                             label=f"{v['name']} ({who})")  # fmt: skip
         ax.set_title(f"{g}: mIoU per turn", fontsize=9)
         ax.set_xlabel("turn (1 = proposal)")

@@ -47,7 +47,9 @@ def test_representations_fast(tmp_path):
         for m in ("Acc@0.5", "Acc@0.8", "gIoU", "invalid_rate"):
             assert _in_unit(run["final_turn"]["core"][m])
         assert r["oracle"]["core"]["gIoU"] > 0.5  # the reference answers decode to the objects
-        assert r["mean"]["core/gIoU"]["n"] == 1
+        ci = r["mean"]["core/gIoU"]  # over seeds x questions, a bootstrap interval
+        assert ci["n_seeds"] == 1 and ci["n_questions"] == len(run["question_iou"]["core"]) > 0
+        assert ci["lo"] <= ci["mean"] <= ci["hi"] and ci["mean"] == pytest.approx(run["final_turn"]["core"]["gIoU"])
         assert r["name"] in res["_md"]
     rows = {r["name"]: r for r in res["representations"]}
     # cost per object: one cell < two bin tokens < a text point < an outline in text
@@ -79,6 +81,9 @@ def test_self_correction_fast(tmp_path):
         assert [r["turn"] for r in curves["all"]["model"]] == [1, 2, 3]
         assert [r["turn"] for r in curves["all"]["oracle"]] == [1, 2, 3]
         assert "improved" in curves["all"]["model"][1]
+        first = curves["all"]["model"][0]["gIoU"]
+        assert first["n_seeds"] == 1 and first["lo"] <= first["mean"] <= first["hi"]
+        assert first["mean"] == pytest.approx(v["runs"][0]["per_turn"]["all"]["model"][0]["gIoU"])
 
 
 def test_polygon_density_fast(tmp_path):
