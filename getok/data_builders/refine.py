@@ -70,7 +70,7 @@ def refine_from_tasks(tasks, scenes, spec: str, ks: Sequence[int], *, anchor: bo
     from ..codecs.base import get_codec
     from ..geom.masks import rle_decode
     from .offsets import OffsetConfig, offset_sample
-    from .prompts import stable_seed
+    from .questions import stable_seed
     from .tasks import SampleList
 
     c = get_codec(spec)

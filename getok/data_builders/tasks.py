@@ -38,7 +38,7 @@ from ..errors import ConfigError, DecodeError, GeometryError, GetokError
 from ..geom.boxes import mask_to_box
 from ..geom.masks import rle_encode
 from ..geometry import Geometry
-from . import prompts as P
+from . import questions as P
 from .records import AnnotatedImage, AnnotatedObject
 from .samples import IMAGE_PLACEHOLDER, Sample, Turn
 

@@ -11,12 +11,12 @@ from . import polygon, proposals, raster, sam, sam2, sam3  # noqa: F401  (regist
 from .base import MaskDecoder, get_decoder, list_decoders, register_decoder
 from .combine import decode_instances, decode_union
 from .polygon import PolygonDecoder
-from .prompts import Prompt, geometry_prompts, interior_points
 from .proposals import PointProposer, ProposalDecoder
 from .raster import RasterDecoder, raster_mask
 from .sam import SamDecoder, build_tiny_sam, load_sam
 from .sam2 import Sam2Decoder, build_tiny_sam2
 from .sam3 import Sam3Decoder, build_tiny_sam3
+from .sam_prompts import Prompt, geometry_prompts, interior_points
 from .scenes import SceneExactDecoder
 
 __all__ = [

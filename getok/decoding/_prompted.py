@@ -4,7 +4,7 @@ A subclass implements two methods, both torch-free at their edges:
 
 * ``_embed(image) -> state``: the image embedding (and whatever the predictor needs) of one image;
 * ``_predict(state, points, boxes) -> (masks, scores)``: for ``B`` prompts, ``points`` ``(B, P, 2)``
-  float (SAM pixel-index coordinates, see :func:`~getok.decoding.prompts.to_sam_points`) or ``None``,
+  float (SAM pixel-index coordinates, see :func:`~getok.decoding.sam_prompts.to_sam_points`) or ``None``,
   ``boxes`` ``(B, 4)`` or ``None``; returns the chosen mask per prompt ``(B, H, W)`` bool and its score
   ``(B,)``.
 
@@ -28,7 +28,7 @@ from ..errors import ConfigError, DataError
 from ..geometry import Geometry
 from ..provenance import image_hash
 from ._common import LRUCache, check_image, check_size
-from .prompts import Prompt, geometry_prompts, to_sam_box, to_sam_points
+from .sam_prompts import Prompt, geometry_prompts, to_sam_box, to_sam_points
 
 __all__ = ["PromptedDecoder", "MODES"]
 

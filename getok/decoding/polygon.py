@@ -4,7 +4,7 @@
   answers (cells, boxes, masks) fall back to the ``raster`` decoder.
 * ``polygon:refine=sam,checkpoint=...,model_type=vit_b`` (or ``get_decoder("polygon", refine="sam",
   model=sam)``) — each outer ring prompts SAM once, jointly with the ring's box and ``interior_points``
-  points well inside it (holes excluded, :func:`getok.decoding.prompts.interior_points`); the masks of
+  points well inside it (holes excluded, :func:`getok.decoding.sam_prompts.interior_points`); the masks of
   an object's rings are unioned. Where SAM returns an empty mask for a ring, that ring's raster is kept
   (``fallback=True``), so refinement never loses a part outright. ``refine=sam2`` / ``refine=sam3`` use
   SAM 2 / SAM 3.
@@ -20,8 +20,8 @@ from ..errors import ConfigError, DataError
 from ..geometry import Geometry
 from ._common import check_size, image_size
 from .base import get_decoder, register_decoder
-from .prompts import polygon_prompts, ring_regions
 from .raster import raster_mask
+from .sam_prompts import polygon_prompts, ring_regions
 
 __all__ = ["PolygonDecoder", "REFINERS"]
 

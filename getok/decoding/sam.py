@@ -1,7 +1,7 @@
 """``sam``: a plug-in segment-anything (SAM v1) decoder, prompted by the decoded geometry.
 
 ``get_decoder("sam:checkpoint=/models/sam_vit_b.pth,model_type=vit_b,mode=union")``, or with a model
-already in memory ``get_decoder("sam", model=sam)``. Prompts (:mod:`getok.decoding.prompts`): grid
+already in memory ``get_decoder("sam", model=sam)``. Prompts (:mod:`getok.decoding.sam_prompts`): grid
 cells → cell centres as positive points (refined by offsets, ``<DELETE>``-d cells dropped), points →
 points, boxes → box, polygons → box + interior points. Modes and multimask selection:
 :mod:`getok.decoding._prompted`.

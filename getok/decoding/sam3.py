@@ -5,7 +5,7 @@ checkpoint directory (``Sam3TrackerModel.from_pretrained(dir, local_files_only=T
 nothing is downloaded; the ``facebook/sam3`` weights are gated, so the path is always an argument), or
 ``get_decoder("sam3", model=sam3_tracker_model)`` uses a model in memory. ``Sam3TrackerModel`` is SAM 3's
 promptable segmenter with SAM 2's API, so everything but the model and its image preprocessing is the
-``sam2`` decoder's: prompts from the geometry (:mod:`getok.decoding.prompts`), the modes, batching and
+``sam2`` decoder's: prompts from the geometry (:mod:`getok.decoding.sam_prompts`), the modes, batching and
 multimask selection, and the embedding LRU (:mod:`getok.decoding._prompted`), the prompt scaling and
 mask upsampling (:class:`~getok.decoding.sam2.Sam2Decoder`).
 

@@ -33,7 +33,7 @@ from ..errors import ConfigError, DataError
 from .matching import MatchConfig
 from .rewards_common import RewardInput, RewardScore, invalid_score
 from .rewards_decoding import DecoderSession
-from .rewards_polygon import POLYGON_KEYS, PolygonConfig, score_polygon
+from .rewards_polygon import POLYGON_KEYS, PolygonRewardConfig, score_polygon
 from .rewards_stage1 import STAGE1_KEYS, Stage1Config, score_stage1
 from .rewards_stage2 import STAGE2_KEYS, Stage2Config, score_stage2
 from .truth import TASKS, Truth, unpack_truth
@@ -45,7 +45,7 @@ __all__ = [
     "RewardScorer",
     "Stage1Config",
     "Stage2Config",
-    "PolygonConfig",
+    "PolygonRewardConfig",
     "MatchConfig",
     "DecoderSession",
     "KEYS",
@@ -87,10 +87,10 @@ class RewardConfig:
 
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
-    polygon: PolygonConfig = field(default_factory=PolygonConfig)
+    polygon: PolygonRewardConfig = field(default_factory=PolygonRewardConfig)
 
     def __post_init__(self):
-        for name, cls in (("stage1", Stage1Config), ("stage2", Stage2Config), ("polygon", PolygonConfig)):
+        for name, cls in (("stage1", Stage1Config), ("stage2", Stage2Config), ("polygon", PolygonRewardConfig)):
             object.__setattr__(self, name, _sub(cls, getattr(self, name), name))
 
     @classmethod

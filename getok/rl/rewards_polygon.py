@@ -26,13 +26,13 @@ from .rewards_decoding import DecoderSession, Instance, target_iou
 from .rewards_stage1 import _check_weights, canonical_order, match_to_targets
 from .truth import Target, Truth
 
-__all__ = ["PolygonConfig", "POLYGON_KEYS", "thresholded_iou", "mask_centroid", "centroid_score", "score_polygon"]
+__all__ = ["PolygonRewardConfig", "POLYGON_KEYS", "thresholded_iou", "mask_centroid", "centroid_score", "score_polygon"]
 
 POLYGON_KEYS = ("overall", "format", "iou", "centroid", "mask_iou", "n_pred", "n_gt")
 
 
 @dataclass(frozen=True)
-class PolygonConfig:
+class PolygonRewardConfig:
     """Weights and parameters of the polygon reward.
 
     Parameters
@@ -59,11 +59,11 @@ class PolygonConfig:
     def __post_init__(self):
         _check_weights(self, "w_format", "w_iou", "w_centroid")
         if not (math.isfinite(self.tau) and 0 <= self.tau <= 1):
-            raise ConfigError(f"PolygonConfig.tau must be in [0, 1], got {self.tau!r}")
+            raise ConfigError(f"PolygonRewardConfig.tau must be in [0, 1], got {self.tau!r}")
         if not (math.isfinite(self.dist_norm) and self.dist_norm > 0):
-            raise ConfigError(f"PolygonConfig.dist_norm must be > 0, got {self.dist_norm!r}")
+            raise ConfigError(f"PolygonRewardConfig.dist_norm must be > 0, got {self.dist_norm!r}")
         if self.envelope not in ENVELOPES:
-            raise ConfigError(f"PolygonConfig.envelope must be one of {ENVELOPES}, got {self.envelope!r}")
+            raise ConfigError(f"PolygonRewardConfig.envelope must be one of {ENVELOPES}, got {self.envelope!r}")
         if isinstance(self.match, dict):
             object.__setattr__(self, "match", MatchConfig(**self.match))
 
@@ -111,7 +111,7 @@ def score_polygon(
     response: str,
     truth: Truth,
     session: DecoderSession | None = None,
-    config: PolygonConfig | None = None,
+    config: PolygonRewardConfig | None = None,
     *,
     codec: str | None = None,
     image=None,
@@ -123,7 +123,7 @@ def score_polygon(
     dict
         :data:`POLYGON_KEYS` plus ``invalid`` and ``reason``.
     """
-    cfg = config or PolygonConfig()
+    cfg = config or PolygonRewardConfig()
     session = session or DecoderSession()
     spec = codec or truth.codec
     n_gt = truth.n_targets

@@ -50,7 +50,7 @@ from ..answers import extract_answer
 from ..codecs.base import get_codec
 from ..codecs.grid_offset import GridOffsetCodec
 from ..data_builders.offsets import DEFAULT_REFINE, OffsetConfig, label_points, noisy_proposal
-from ..data_builders.prompts import stable_seed
+from ..data_builders.questions import stable_seed
 from ..data_builders.samples import Sample, Turn
 from ..errors import ConfigError, DataError, GetokError
 from ..geom.grid import cell_centers

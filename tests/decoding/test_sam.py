@@ -11,8 +11,8 @@ pytest.importorskip("segment_anything")
 import torch  # noqa: E402
 
 from getok.decoding import get_decoder  # noqa: E402
-from getok.decoding.prompts import Prompt  # noqa: E402
 from getok.decoding.sam import SamDecoder, build_tiny_sam, load_state_dict  # noqa: E402
+from getok.decoding.sam_prompts import Prompt  # noqa: E402
 from getok.errors import ConfigError, DataError, GeometryError  # noqa: E402
 from getok.geometry import Geometry  # noqa: E402
 

@@ -12,9 +12,9 @@ if _MISSING:
     pytest.skip(f"transformers {transformers.__version__} has no {', '.join(_MISSING)}", allow_module_level=True)
 
 from getok.decoding import get_decoder, list_decoders  # noqa: E402
-from getok.decoding.prompts import to_sam_box, to_sam_points  # noqa: E402
 from getok.decoding.sam2 import build_tiny_sam2  # noqa: E402
 from getok.decoding.sam3 import Sam3Decoder, build_tiny_sam3  # noqa: E402
+from getok.decoding.sam_prompts import to_sam_box, to_sam_points  # noqa: E402
 from getok.errors import ConfigError, DataError  # noqa: E402
 from getok.geometry import Geometry  # noqa: E402
 

@@ -3,7 +3,7 @@ import pytest
 
 from getok.codecs import get_codec
 from getok.geometry import Geometry
-from getok.rl.rewards import PolygonConfig, score_polygon, score_response
+from getok.rl.rewards import PolygonRewardConfig, score_polygon, score_response
 from getok.rl.rewards_polygon import POLYGON_KEYS, centroid_score, thresholded_iou
 from getok.rl.truth import Target, pack_truth, unpack_truth
 
@@ -34,7 +34,7 @@ def test_iou_threshold_and_centroid():
     s = score_response(wrap(answer_for([shifted])), t)
     assert s["mask_iou"] == pytest.approx(1 / 3, abs=0.03) and s["iou"] == 0.0
     assert 0.0 < s["centroid"] < 1.0
-    low_tau = score_polygon(wrap(answer_for([shifted])), unpack_truth(t), config=PolygonConfig(tau=0.2))
+    low_tau = score_polygon(wrap(answer_for([shifted])), unpack_truth(t), config=PolygonRewardConfig(tau=0.2))
     assert low_tau["iou"] == pytest.approx(low_tau["mask_iou"])
     assert thresholded_iou(0.49, 0.5) == 0.0 and thresholded_iou(0.5, 0.5) == 0.5
     tgt = Target.from_mask(target)
