@@ -199,6 +199,12 @@ def generate_answers(
         "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else eos[0],
         "eos_token_id": eos,
     }
+    cfg = getattr(model, "config", None)
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    if getattr(text_cfg, "output_router_logits", False):
+        # an MoE model trained by TRL keeps output_router_logits=True in its config; generating with it computes
+        # the load-balancing loss against the whole padded attention mask and fails after the first token
+        gen_kw["output_router_logits"] = False
     gen_kw.update(generation_kwargs or {})
     budget = int(gen_kw["max_new_tokens"])
     first = next(model.parameters())

@@ -395,6 +395,31 @@ def _trainer_class():
             finally:
                 model.train(was)
 
+        def _generate(self, prompts):
+            # an MoE config with output_router_logits=True (TRL sets it for the aux loss) makes generate()
+            # compute the load-balancing loss against the padded prompt mask, which fails after the first
+            # token: off while generating (the loss forward asks for router logits itself)
+            cfg = self.accelerator.unwrap_model(self.model).config
+            text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+            was = getattr(text_cfg, "output_router_logits", None)
+            if was:
+                text_cfg.output_router_logits = False
+            try:
+                return super()._generate(prompts)
+            finally:
+                if was:
+                    text_cfg.output_router_logits = was
+
+        def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+            from ..vocab.adapters import adapter_for
+
+            for k in adapter_for(self.processing_class).trl_dropped_inputs:  # e.g. LLaVA-OneVision's
+                v = kwargs.pop(k, None)
+                if v is not None and any(int(n) != 1 for n in np.asarray(v.cpu() if hasattr(v, "cpu") else v).ravel()):
+                    raise ConfigError(f"{k}: TRL cannot pass it to the model; getok drops it only when every "
+                                      "sample has one image")  # fmt: skip
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+
         def _save_checkpoint(self, model, trial):
             super()._save_checkpoint(model, trial)  # the marker (CheckpointInfoCallback.on_save) comes after
             if self.getok_proposals is not None and self.is_world_process_zero():
@@ -413,11 +438,17 @@ def _trainer_class():
 
 def make_trainer(model, processor, rows, args, reward_funcs, callbacks=(), proposal_store=None, proposal_kwargs=None):
     """The :class:`GetokGRPOTrainer` (a ``GRPOTrainer`` subclass) over :func:`grpo_rows`."""
+    from ..vocab.adapters import adapter_for
+
     cls = _trainer_class()
-    return cls(
+    trainer = cls(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=rows, processing_class=processor,
         callbacks=list(callbacks), proposal_store=proposal_store, proposal_kwargs=proposal_kwargs,
     )  # fmt: skip
+    extra = adapter_for(processor).trl_chat_template_kwargs(processor)  # e.g. Pixtral: token lists, not tensors
+    if extra:
+        trainer.chat_template_kwargs = {**trainer.chat_template_kwargs, **extra}
+    return trainer
 
 
 # ---------------------------------------------------------------------------------------------- eval
@@ -608,6 +639,10 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
     from ..train.sft import resolve_use_cpu, zero3_state_dict
     from .stage2 import ProposalStore
 
+    if not cfg.model.is_tiny:  # a family getok cannot drive (PaliGemma) fails here, in one line
+        from ..vocab.adapters import check_supported_dir
+
+        check_supported_dir(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
     t_wall, t_cpu = time.perf_counter(), cpu_seconds()
     state = PartialState(cpu=resolve_use_cpu(cfg.train))  # several CPU processes: one gloo group
     out = Path(cfg.output_dir)

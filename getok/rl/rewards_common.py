@@ -21,6 +21,7 @@ from ..answers import extract_answer, extract_think, parse_response
 from ..codecs import NO_TARGET
 from ..codecs.tokens import TOKEN_RE
 from ..errors import ConfigError, DecodeError
+from ..vocab.adapters import END_OF_TURN_MARKERS
 
 __all__ = [
     "RewardInput",
@@ -69,11 +70,12 @@ class RewardScore(TypedDict, total=False):
 
 
 # ---------------------------------------------------------------------------------------------- text
-#: End-of-turn / end-of-text markers of the open VLM families: Qwen / InternVL / LLaVA-OneVision
-#: (``<|im_end|>``, ``<|endoftext|>``), Llama / Mistral (``<|eot_id|>``, ``</s>``), Gemma 3
-#: (``<end_of_turn>``, ``<eos>``), Idefics3 / SmolVLM (``<end_of_utterance>``), Phi (``<|end|>``).
-_END_TOKENS = ("<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<end_of_turn>", "<eos>", "<end_of_utterance>",
-               "<|end|>")  # fmt: skip
+#: End-of-turn / end-of-text markers of the open VLM families: the model adapters' own lists
+#: (:data:`getok.vocab.adapters.END_OF_TURN_MARKERS`: Qwen / InternVL / LLaVA-OneVision ``<|im_end|>``,
+#: ``<|endoftext|>``; Llama / Mistral ``<|eot_id|>``, ``</s>``; Gemma 3 ``<end_of_turn>``, ``<eos>``;
+#: Idefics3 / SmolVLM ``<end_of_utterance>``; Phi ``<|end|>``), one source; a newly registered family's
+#: markers are stripped too.
+_END_TOKENS = END_OF_TURN_MARKERS
 
 
 def clean_response(text: str) -> str:

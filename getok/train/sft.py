@@ -484,6 +484,10 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
 
     from .data import build_eval_set, build_mixture, prepare_examples
 
+    if not cfg.model.is_tiny:  # a family getok cannot drive (PaliGemma) fails here, in one line
+        from ..vocab.adapters import check_supported_dir
+
+        check_supported_dir(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
     t_wall, t_cpu = time.perf_counter(), cpu_seconds()
     state = PartialState(cpu=resolve_use_cpu(cfg.train))  # several CPU processes: one gloo group
     out = Path(cfg.output_dir)

@@ -34,7 +34,7 @@ import logging
 import math
 import weakref
 
-from ..errors import ConfigError
+from ..errors import ConfigError, GetokError
 from ..registry import Registry
 
 __all__ = [
@@ -44,7 +44,15 @@ __all__ = [
     "Qwen3VLAdapter",
     "LlavaAdapter",
     "Idefics3Adapter",
+    "InternVLAdapter",
+    "LlavaOnevisionAdapter",
+    "Gemma3Adapter",
+    "Mistral3Adapter",
+    "PaliGemmaAdapter",
     "ADAPTERS",
+    "END_OF_TURN_MARKERS",
+    "check_supported",
+    "check_supported_dir",
     "register_adapter",
     "adapter_for",
     "model_type_of",
@@ -57,6 +65,11 @@ ADAPTERS = Registry("model adapter")
 _BY_PROCESSOR: dict[str, str] = {}  # processor class name -> model_type
 _INSTANCES: dict[type, ModelAdapter] = {}
 
+#: End-of-turn / end-of-text markers of every registered family (each adapter's ``end_markers``, in
+#: registration order): what a decoder with ``skip_special_tokens=False`` may leave after an answer.
+#: :func:`getok.rl.rewards_common.clean_response` strips these; :func:`register_adapter` extends the list.
+END_OF_TURN_MARKERS: list[str] = []
+
 
 def register_adapter(cls):
     """Class decorator: register an adapter under each of its ``model_types`` and ``processor_classes``."""
@@ -66,7 +79,24 @@ def register_adapter(cls):
         ADAPTERS.register(mt)(cls)
     for pc in cls.processor_classes:
         _BY_PROCESSOR.setdefault(pc, cls.model_types[0])
+    for t in cls.end_markers:
+        if t not in END_OF_TURN_MARKERS:
+            END_OF_TURN_MARKERS.append(t)
     return cls
+
+
+def check_supported(processor) -> None:
+    """Refuse, in one line, a model getok cannot drive (its adapter's :meth:`~ModelAdapter.refusal`).
+
+    Raises
+    ------
+    GetokError
+        ``model family 'paligemma' is not supported: its processor has no chat template ...``
+    """
+    ad = adapter_for(processor)
+    reason = ad.refusal(processor)
+    if reason:
+        raise GetokError(f"model family {model_type_of(processor) or ad.name!r} is not supported: {reason}")
 
 
 def model_type_of(obj) -> str | None:
@@ -108,6 +138,23 @@ def _size_key(processor) -> str:
     return repr([(k, getattr(ip, k, None)) for k in keys])
 
 
+def check_supported_dir(path, trust_remote_code: bool = False) -> None:
+    """:func:`check_supported` on the processor saved in a model / checkpoint directory, before any weights
+    load (the commands call it first). A directory whose processor does not load is left to the loader."""
+    from pathlib import Path
+
+    if not (Path(path) / "processor_config.json").is_file() and not (Path(path) / "tokenizer_config.json").is_file():
+        return
+    try:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - the model loader reports a broken directory properly
+        log.debug("check_supported_dir: processor of %s did not load (%s)", path, exc)
+        return
+    check_supported(processor)
+
+
 # ------------------------------------------------------------------------------------------------ base
 class ModelAdapter:
     """What differs between VLM families. Subclasses override what their processor / model do differently."""
@@ -115,6 +162,16 @@ class ModelAdapter:
     name = "base"
     model_types: tuple[str, ...] = ()
     processor_classes: tuple[str, ...] = ()
+    #: End-of-turn / end-of-text markers this family's chat template and tokenizer write (for
+    #: :data:`END_OF_TURN_MARKERS`; :meth:`end_of_turn_tokens` reads the real ones off a tokenizer).
+    end_markers: tuple[str, ...] = ()
+    #: Processor outputs TRL's GRPO cannot pass on (its log-prob function has no such argument); dropped
+    #: by :class:`getok.rl.grpo` when every sample has one image.
+    trl_dropped_inputs: tuple[str, ...] = ()
+
+    def trl_chat_template_kwargs(self, processor) -> dict:
+        """Extra ``apply_chat_template`` arguments TRL's GRPO must pass this processor (none by default)."""
+        return {}
 
     def __init__(self) -> None:
         self._cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -215,6 +272,14 @@ class ModelAdapter:
 
         return language_model_lora_regex(model)
 
+    # ------------------------------------------------------------------ support
+    def refusal(self, processor) -> str | None:
+        """Why getok cannot drive this model (one line), or ``None``: the base refuses a processor without a
+        chat template (getok's prompts are conversations)."""
+        if not getattr(processor, "chat_template", None):
+            return "its processor has no chat template (getok's prompts and answers are chat turns)"
+        return None
+
     # ------------------------------------------------------------------ end of turn
     def end_of_turn_tokens(self, processor_or_tokenizer) -> list[str]:
         """eos and the marker the chat template writes right after an assistant answer (``<|im_end|>``,
@@ -271,6 +336,7 @@ class GenericAdapter(ModelAdapter):
 
     name = "generic"
     model_types = ("generic",)
+    end_markers = ("<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end|>")  # ChatML, Llama, Mistral, Phi
 
     def set_pixel_bounds(self, processor, min_pixels, max_pixels) -> bool:
         ip = getattr(processor, "image_processor", None)
@@ -363,6 +429,90 @@ class Idefics3Adapter(GenericAdapter):
     name = "idefics3"
     model_types = ("idefics3", "smolvlm")
     processor_classes = ("Idefics3Processor", "SmolVLMProcessor")
+    end_markers = ("<end_of_utterance>",)
 
     def set_pixel_bounds(self, processor, min_pixels, max_pixels) -> bool:
         return ModelAdapter.set_pixel_bounds(self, processor, min_pixels, max_pixels)
+
+
+@register_adapter
+class InternVLAdapter(GenericAdapter):
+    """InternVL (InternViT tower, pixel-shuffle projector): a fixed-size resize (or tiles of it), each image
+    ``<img>`` + ``image_seq_length`` context tokens + ``</img>``; no pixel bounds; ChatML turns."""
+
+    name = "internvl"
+    model_types = ("internvl",)
+    processor_classes = ("InternVLProcessor",)
+
+    def set_pixel_bounds(self, processor, min_pixels, max_pixels) -> bool:
+        return ModelAdapter.set_pixel_bounds(self, processor, min_pixels, max_pixels)
+
+
+@register_adapter
+class LlavaOnevisionAdapter(GenericAdapter):
+    """LLaVA-OneVision (SigLIP tower, anyres tiles + a base view, un-padded per image): counts rendered;
+    no pixel bounds. Its processor returns ``batch_num_images``, which TRL's GRPO cannot pass on: dropped
+    (one image per sample, the model's default)."""
+
+    name = "llava_onevision"
+    model_types = ("llava_onevision",)
+    processor_classes = ("LlavaOnevisionProcessor",)
+    trl_dropped_inputs = ("batch_num_images",)
+
+    def set_pixel_bounds(self, processor, min_pixels, max_pixels) -> bool:
+        return ModelAdapter.set_pixel_bounds(self, processor, min_pixels, max_pixels)
+
+
+@register_adapter
+class Gemma3Adapter(GenericAdapter):
+    """Gemma 3 (SigLIP tower, pooled to ``mm_tokens_per_image``): the template writes ``<start_of_image>``,
+    which the processor expands to ``<start_of_image>`` + soft tokens + ``<end_of_image>`` (so the image
+    tokens counted are the soft tokens, not the marker); turns end with ``<end_of_turn>``; images are passed
+    per sample (a flat list breaks at batch > 1)."""
+
+    name = "gemma3"
+    model_types = ("gemma3",)
+    processor_classes = ("Gemma3Processor",)
+    end_markers = ("<end_of_turn>", "<eos>")
+
+    def _render(self, processor, size):
+        added, _ = super()._render(processor, size)
+        tok = processor.tokenizer
+        soft = getattr(tok, "image_token", None)
+        out = processor(text=[self.image_placeholder(processor)], images=[_blank(size)])
+        ids = [int(t) for t in list(out["input_ids"][0])]
+        return added, ids.count(tok.convert_tokens_to_ids(soft)) if soft else added
+
+    def set_pixel_bounds(self, processor, min_pixels, max_pixels) -> bool:
+        return ModelAdapter.set_pixel_bounds(self, processor, min_pixels, max_pixels)
+
+
+@register_adapter
+class Mistral3Adapter(GenericAdapter):
+    """Mistral 3 (Pixtral tower: rows of ``[IMG]`` tokens closed by ``[IMG_BREAK]`` / ``[IMG_END]``; its
+    ``size`` is a longest edge, not pixel bounds, and stays). The Pixtral processor returns tensors by
+    default, which fails on TRL's batch of unpadded prompts of different lengths: GRPO asks it for lists."""
+
+    name = "mistral3"
+    model_types = ("mistral3",)
+    processor_classes = ("PixtralProcessor",)
+    end_markers = ("</s>",)
+
+    def trl_chat_template_kwargs(self, processor) -> dict:
+        return {"text_kwargs": {"return_tensors": None}}
+
+    def set_pixel_bounds(self, processor, min_pixels, max_pixels) -> bool:
+        return ModelAdapter.set_pixel_bounds(self, processor, min_pixels, max_pixels)
+
+
+@register_adapter
+class PaliGemmaAdapter(GenericAdapter):
+    """PaliGemma: a prefix-LM prompt format without a chat template; getok refuses it at start
+    (:func:`check_supported`)."""
+
+    name = "paligemma"
+    model_types = ("paligemma",)
+    processor_classes = ("PaliGemmaProcessor",)
+
+    def refusal(self, processor) -> str | None:
+        return "PaliGemma has no chat template (a prefix-LM prompt format); getok's prompts are chat turns"

@@ -71,14 +71,17 @@ def language_model_prefix(model) -> str:
 
 def parameter_part(name: str, lm_prefix: str) -> str:
     """``language``, ``projector`` or ``vision`` for a parameter name (anything multimodal outside the
-    language model and its projector counts as the vision side).
+    language model and its projector counts as the vision side; the output head ``lm_head``, which every
+    family keeps beside the language model, is language).
 
     >>> [parameter_part(n, "model.language_model") for n in ("model.language_model.layers.0.mlp.up_proj.weight",
     ...  "model.visual.merger.linear_fc1.weight", "model.vision_tower.encoder.layers.0.mlp.fc1.weight",
-    ...  "model.connector.modality_projection.proj.weight")]
-    ['language', 'projector', 'vision', 'projector']
+    ...  "model.connector.modality_projection.proj.weight", "lm_head.weight")]
+    ['language', 'projector', 'vision', 'projector', 'language']
     """
     if lm_prefix and (name == lm_prefix or name.startswith(lm_prefix + ".")):
+        return "language"
+    if name.split(".")[0] == "lm_head":
         return "language"
     if PROJECTOR_NAMES.intersection(name.split(".")):
         return "projector"

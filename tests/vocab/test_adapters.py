@@ -12,6 +12,7 @@ import pytest
 from getok.train.data import sample_lengths
 from getok.train.sft import set_pixel_bounds
 from getok.vocab.adapters import (
+    Gemma3Adapter,
     GenericAdapter,
     Idefics3Adapter,
     LlavaAdapter,
@@ -200,7 +201,8 @@ def test_registered_adapter_is_picked_by_model_type_and_the_fallback_otherwise(q
     assert isinstance(adapter_for(model), Qwen3VLAdapter) and isinstance(adapter_for(model.config), Qwen3VLAdapter)
     assert isinstance(adapter_for(LlavaConfig()), LlavaAdapter)
     assert isinstance(adapter_for("qwen3_vl_moe"), Qwen3VLAdapter) and isinstance(adapter_for("smolvlm"), Idefics3Adapter)
-    assert type(adapter_for(Gemma3Config())) is GenericAdapter  # no adapter of its own (yet)
+    assert type(adapter_for(Gemma3Config())) is Gemma3Adapter
+    assert type(adapter_for("paligemma")).__name__ == "PaliGemmaAdapter"
     assert type(adapter_for("no_such_family")) is GenericAdapter
 
     @register_adapter
