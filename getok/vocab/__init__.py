@@ -13,7 +13,9 @@ peft are resolved lazily, on first attribute access.
 * :func:`lora_config_for`, :func:`get_peft_model_for`, :func:`apply_trl_fused_head_fix`,
   :func:`full_finetune_setup`, :func:`save_adapter`, :func:`load_adapter`, :func:`merge_and_save`;
 * :func:`adapter_for`, :class:`ModelAdapter`, :func:`register_adapter` — what differs between VLM families
-  (image-token counts, pixel bounds, parts, end-of-turn tokens), one registered adapter per family.
+  (image-token counts, pixel bounds, parts, end-of-turn tokens), one registered adapter per family;
+* :func:`make_family_model`, :func:`build_family_model` — tiny random-weight models of the open VLM families
+  (Qwen2-VL ... Mistral 3, :mod:`getok.vocab.families`), the rows of the tested family matrix.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ _LAZY = {
     "ModelAdapter": "adapters",
     "adapter_for": "adapters",
     "register_adapter": "adapters",
+    "make_family_model": "families",
+    "build_family_model": "families",
 }
 
 __all__ = ["VocabLayout", "LAYOUT_FILE", *_LAZY]

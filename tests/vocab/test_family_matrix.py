@@ -279,3 +279,105 @@ def test_families_cover_the_issue_list():
     assert set(FAMILIES) == {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "internvl", "llava_onevision",
                              "idefics3", "gemma3", "llava", "mistral3", "paligemma"}  # fmt: skip
     assert FAMILIES[-1] == "paligemma" and SUPPORTED_FAMILIES == FAMILIES[:-1]
+
+
+# ------------------------------------------------------------------------------------------------ the adapters
+def _image(size):
+    from PIL import Image
+
+    return Image.new("RGB", (size[1], size[0]), (200, 30, 30))
+
+
+@pytest.fixture(scope="module")
+def processors():
+    from getok.vocab.families import make_family_model
+
+    return {f: make_family_model(f)[1] for f in SUPPORTED_FAMILIES}
+
+
+@pytest.mark.parametrize("family", SUPPORTED_FAMILIES)
+def test_sample_lengths_are_what_the_processor_produces(processors, family):
+    """SFT's length filter (adapter image-token counts) against the real processed length, per family."""
+    from getok.train.data import sample_lengths
+    from getok.train.sft import set_pixel_bounds
+    from getok.vocab.adapters import adapter_for
+
+    proc = processors[family]
+    set_pixel_bounds(proc, 56 * 56, 112 * 112)  # what the tiny recipes pass; a no-op where there are no bounds
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "Where is the red square?"}, {"type": "image"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "<g8_r1_c2>"}]}]  # fmt: skip
+    for size in [(112, 112), (80, 120)]:
+        text = proc.apply_chat_template(msgs, tokenize=False)
+        real = proc(text=[text], images=[[_image(size)]])["input_ids"][0]
+        assert sample_lengths(proc, [msgs], [[size]]) == [len(real)], size
+        assert adapter_for(proc).image_token_count(proc, size) > 0
+
+
+@pytest.mark.parametrize("family", SUPPORTED_FAMILIES)
+def test_end_of_turn_markers_come_from_the_adapters(processors, family):
+    """Every family's end-of-turn tokens (read off its tokenizer and template) are in the one list the
+    rewards strip, and an answer ending in them scores as the bare answer."""
+    from getok.rl.rewards_common import clean_response
+    from getok.vocab.adapters import END_OF_TURN_MARKERS, adapter_for
+
+    proc = processors[family]
+    ends = adapter_for(proc).end_of_turn_tokens(proc)
+    assert ends and set(ends) <= set(END_OF_TURN_MARKERS), ends
+    assert clean_response("<answer><g8_r1_c2></answer>" + "".join(ends)) == "<answer><g8_r1_c2></answer>"
+
+
+def test_a_registered_familys_markers_are_stripped_too():
+    from getok.rl.rewards_common import clean_response
+    from getok.vocab.adapters import END_OF_TURN_MARKERS, GenericAdapter, register_adapter
+
+    assert "<|getok_test_end|>" not in END_OF_TURN_MARKERS
+
+    @register_adapter
+    class _EndAdapter(GenericAdapter):
+        name = "getok_test_end_vl"
+        model_types = ("getok_test_end_vl",)
+        end_markers = ("<|getok_test_end|>",)
+
+    try:
+        assert clean_response("none<|getok_test_end|>") == "none"
+    finally:
+        END_OF_TURN_MARKERS.remove("<|getok_test_end|>")
+
+
+def test_gemma3_counts_its_soft_tokens_not_the_start_of_image_marker(processors):
+    proc = processors["gemma3"]
+    from getok.vocab.adapters import Gemma3Adapter, adapter_for
+
+    assert isinstance(adapter_for(proc), Gemma3Adapter)
+    assert adapter_for(proc).image_placeholder(proc) == "<start_of_image>"
+    assert adapter_for(proc).image_token_count(proc, (112, 112)) == 4  # mm_tokens_per_image
+
+
+def test_moe_generation_with_router_logits_left_on_by_training():
+    """TRL's SFT leaves ``output_router_logits=True`` in an MoE config; batched generation with prompts of
+    different lengths then failed in the load-balancing loss (a padded mask)."""
+    import numpy as np
+
+    from getok.data_builders.samples import Sample, Turn
+    from getok.eval.generate import generate_answers
+    from getok.vocab.families import make_family_model
+
+    model, proc = make_family_model("qwen3_vl_moe")
+    model.config.text_config.output_router_logits = True
+    img = np.zeros((112, 112, 3), np.uint8)
+    samples = [Sample(f"s{i}", "i", "i.png", (112, 112), "text>mask", "mask", SPEC, [Turn(user=q, assistant="")], {})
+               for i, q in enumerate(["<image>Where?", "<image>Where is the small blue circle on the left?"])]  # fmt: skip
+    out = generate_answers(model, proc, samples, images=[img, img], max_new_tokens=4, batch_size=2, progress=False,
+                           generation_kwargs={"min_new_tokens": 4})  # fmt: skip
+    assert len(out) == 2 and model.config.text_config.output_router_logits is True
+
+
+def test_readme_table_is_what_the_committed_run_gives():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("family_matrix", REPO / "benchmarks" / "family_matrix.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--check"]) == 0, "README family matrix is stale: python benchmarks/family_matrix.py --render"
+    result = json.loads(mod.RESULT.read_text())
+    assert list(result["families"]) == list(FAMILIES) and result["steps"] == list(STEPS)
