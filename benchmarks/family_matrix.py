@@ -33,8 +33,9 @@ TEST = "tests/vocab/test_family_matrix.py"
 BEGIN, END = "<!-- family-matrix:begin -->", "<!-- family-matrix:end -->"
 
 #: Steps in the order the test runs them, and their column headers.
-STEPS = ("tokens", "lora", "full", "sft", "generate", "decode", "grpo1", "grpo2")
-LABELS = {"tokens": "add tokens", "lora": "LoRA setup", "full": "full setup", "sft": "SFT (loss falls)",
+STEPS = ("tokens", "lora", "full", "sft_lora", "sft", "generate", "decode", "grpo1", "grpo2")
+LABELS = {"tokens": "add tokens", "lora": "LoRA setup", "full": "full setup", "sft_lora": "SFT, LoRA (loss falls)",
+          "sft": "SFT, full (loss falls)",
           "generate": "free + constrained generation", "decode": "decode", "grpo1": "GRPO stage 1",
           "grpo2": "GRPO stage 2"}  # fmt: skip
 #: Row order and display names (the family builder's order).

@@ -6,8 +6,10 @@ One test per family runs every step in order and records each cell (``pass`` or 
 ``tokens``    add the spatial tokens: old embedding / head rows bit-identical, every token non-special, one id;
 ``lora``      LoRA setup: adapters on the language model only, new rows trainable, vision tower / projector frozen;
 ``full``      full setup with ``train_vision=false, train_merger=false``: exactly the language model trains;
-``sft``       a few real SFT steps through :func:`getok.train.sft.run_sft` (the ``getok train sft`` path): the
-              loss falls;
+``sft_lora``  6 real SFT steps through :func:`getok.train.sft.run_sft` (the ``getok train sft`` path) with
+              LoRA (rank 8) + trainable new rows: the loss falls;
+``sft``       the same with full fine-tuning (vision tower frozen, the tiny recipe's default): the loss falls;
+              later steps start from this checkpoint;
 ``generate``  free and grammar-constrained generation (:func:`getok.eval.generate.generate_answers`, batch 3);
 ``decode``    the constrained answers decoded by the codec and rasterised to a mask of the image's size;
 ``grpo1``     one GRPO stage-1 step (:func:`getok.rl.grpo.run_grpo`) from the SFT checkpoint;
@@ -35,14 +37,14 @@ from getok.vocab.families import FAMILIES, SUPPORTED_FAMILIES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = "grid_offset:n=8,r=1,step=0.5"
-STEPS = ("tokens", "lora", "full", "sft", "generate", "decode", "grpo1", "grpo2")
+STEPS = ("tokens", "lora", "full", "sft_lora", "sft", "generate", "decode", "grpo1", "grpo2")
 #: steps that need an earlier step's output
 NEEDS = {"generate": "sft", "decode": "generate", "grpo1": "sft", "grpo2": "grpo1"}
 
 SFT_FAST = [
     "vision_warmup.steps=0", "data.scenes.n=8", "data.num_samples=32", "train.batch_size=4", "train.lr=5e-3",
     "train.warmup_ratio=0", "train.scheduler=constant", "train.logging_steps=1", "eval.enabled=false",
-    "train.max_steps=6", "train.save_steps=100", "train.resume=never", "tuning.mode=full",
+    "train.max_steps=6", "train.save_steps=100", "train.resume=never",
 ]  # fmt: skip
 GRPO_FAST = [
     "eval.enabled=false", "train.max_steps=1", "train.save_steps=1", "data.scenes.n=4", "rl.max_completion_length=8",
@@ -166,19 +168,21 @@ def _step_full(base):
     return run
 
 
-def _step_sft(base, out):
+def _step_sft(base, out, mode: str = "full"):
     def run(st):
         from getok.train.callbacks import read_metrics
         from getok.train.config import load_sft_config
         from getok.train.sft import run_sft
 
-        cfg = load_sft_config(None, [*SFT_FAST, f"model.path={base}", f"output_dir={out}"])
+        over = [f"tuning.mode={mode}"] + (["tuning.rank=8"] if mode == "lora" else [])
+        cfg = load_sft_config(None, [*SFT_FAST, *over, f"model.path={base}", f"output_dir={out}"])
         summary = run_sft(cfg, progress=False)
         losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
         assert summary["train"]["steps"] == 6 and len(losses) == 6
         assert np.mean(losses[-2:]) < np.mean(losses[:2]), f"loss did not fall: {losses}"
-        st["sft_final"] = Path(summary["final"])
-        st["sft_data"] = out / "data" / "train"
+        if mode == "full":
+            st["sft_final"] = Path(summary["final"])
+            st["sft_data"] = out / "data" / "train"
 
     return run
 
@@ -241,6 +245,7 @@ def test_family_through_getok(family, tmp_path):
     cells.run("tokens", _step_tokens(base))
     cells.run("lora", _step_lora(base))
     cells.run("full", _step_full(base))
+    cells.run("sft_lora", _step_sft(base, tmp_path / "sft_lora", "lora"))
     cells.run("sft", _step_sft(base, tmp_path / "sft"))
     cells.run("generate", _step_generate)
     cells.run("decode", _step_decode)
