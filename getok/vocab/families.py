@@ -6,21 +6,20 @@ processor), only the sizes differ. Every family gets the tiny BPE tokenizer of :
 (trained locally) with the family's own image / turn tokens added, and a chat template in the family's
 style whose assistant turns sit inside ``{% generation %}`` markers (TRL's ``assistant_only_loss``).
 
-=================  ==========================================  =====================================
-family             model class                                 processor (image tokens at 112 px)
-=================  ==========================================  =====================================
-``qwen2_vl``       ``Qwen2VLForConditionalGeneration``          ``Qwen2VLProcessor`` (16)
-``qwen2_5_vl``     ``Qwen2_5_VLForConditionalGeneration``       ``Qwen2_5_VLProcessor`` (16)
-``qwen3_vl``       ``Qwen3VLForConditionalGeneration``          ``Qwen3VLProcessor`` (64)
-``qwen3_vl_moe``   ``Qwen3VLMoeForConditionalGeneration``       ``Qwen3VLProcessor`` (64)
-``internvl``       ``InternVLForConditionalGeneration``         ``InternVLProcessor`` (4)
-``llava_onevision````LlavaOnevisionForConditionalGeneration``   ``LlavaOnevisionProcessor`` (anyres)
-``idefics3``       ``Idefics3ForConditionalGeneration``         ``Idefics3Processor`` (crops + global)
-``gemma3``         ``Gemma3ForConditionalGeneration``           ``Gemma3Processor`` (4)
-``llava``          ``LlavaForConditionalGeneration``            ``LlavaProcessor`` (4)
-``mistral3``       ``Mistral3ForConditionalGeneration``         ``PixtralProcessor`` (rows + breaks)
-``paligemma``      ``PaliGemmaForConditionalGeneration``        ``PaliGemmaProcessor``: refused
-=================  ==========================================  =====================================
+Image tokens of one 112-px image (the adapter's count, checked against the processor in the tests):
+
+* ``qwen2_vl`` — ``Qwen2VLForConditionalGeneration``, ``Qwen2VLProcessor``: 16 (14-px patches, 2 x 2 merge);
+* ``qwen2_5_vl`` — ``Qwen2_5_VLForConditionalGeneration``, ``Qwen2_5_VLProcessor``: 16;
+* ``qwen3_vl`` / ``qwen3_vl_moe`` — ``Qwen3VL(Moe)ForConditionalGeneration``, ``Qwen3VLProcessor``: 64 (7-px
+  patches, the tiny recipe's);
+* ``internvl`` — ``InternVLForConditionalGeneration`` (InternViT, pixel shuffle), ``InternVLProcessor``: 10;
+* ``llava_onevision`` — ``LlavaOnevisionForConditionalGeneration`` (SigLIP, anyres), ``LlavaOnevisionProcessor``: 24;
+* ``idefics3`` — ``Idefics3ForConditionalGeneration`` (SigLIP), ``Idefics3Processor``: 20 (4 crops + a global
+  view, framed by marker tokens);
+* ``gemma3`` — ``Gemma3ForConditionalGeneration`` (SigLIP, pooled), ``Gemma3Processor``: 4 soft tokens;
+* ``llava`` — ``LlavaForConditionalGeneration`` (CLIP), ``LlavaProcessor``: 4;
+* ``mistral3`` — ``Mistral3ForConditionalGeneration`` (Pixtral), ``PixtralProcessor``: 4 (+ row breaks, end);
+* ``paligemma`` — ``PaliGemmaForConditionalGeneration``, ``PaliGemmaProcessor``: refused.
 
 The Qwen families come from :func:`getok.vocab.tiny.make_tiny_model` (Qwen2-VL: its Qwen2.5-VL sizes in
 Qwen2-VL's classes). ``paligemma`` builds, but getok refuses it at start (:func:`check_family_supported`):
