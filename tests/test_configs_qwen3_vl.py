@@ -83,7 +83,7 @@ def test_dry_runs_print_the_configs(capsys):
     assert train_main(["train", "sft", str(SFT), "--dry-run"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["model"]["max_pixels"] == 1152 * 1152
     for s, p in zip((1, 2), GRPO):
-        assert rl_main(["train", "grpo", "--stage", str(s), str(p), "--dry-run"]) == 0
+        assert rl_main(["rl", "train", "--stage", str(s), str(p), "--dry-run"]) == 0
         printed = yaml.safe_load(capsys.readouterr().out)
         assert printed["rl"]["stage"] == s and printed["model"]["min_pixels"] == 64 * 64
 

@@ -30,20 +30,6 @@ COMMAND_MODULES = [
 COMMAND_GROUP = "getok.commands"
 
 
-def register_extensions(modules: list[str], hook: str, subparsers) -> None:
-    """Let each of ``modules`` that exists add its sub-commands through its ``hook(subparsers)`` function
-    (a module that is not installed is skipped; an import error inside one is raised)."""
-    for mod in modules:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
-            continue
-        if hasattr(m, hook):
-            getattr(m, hook)(subparsers)
-
-
 def check_counts(args, *flags: str, minimum: int = 1) -> None:
     """Refuse count-like options below ``minimum`` before any work, naming the option.
 

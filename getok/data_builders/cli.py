@@ -7,11 +7,10 @@
     getok build tasks --data ../shared/data/real-dev --codec text_coords --out runs/real-dev-text
     getok build tasks --coco instances_val2017.json --image-root val2017 --codec bins --out runs/coco
     getok export sft --data runs/tasks-grid --out runs/sft-grid
-    getok export easyr1 --data runs/tasks-grid --out runs/easyr1-grid
 
-Other modules add ``build`` sub-commands through :data:`BUILD_EXTENSIONS`: each listed module that
-exists and has ``register_build(build_subparsers)`` gets to add its parsers (grid tokens, offsets,
-polygons).
+The ``build`` group: scenes, tasks, grid tokens, offsets, polygons (the last three's parsers are in
+:mod:`getok.data_builders.cli_builders`). The ``export`` group: one command per trainer format (EasyR1's rows
+are RL data: ``getok rl export-easyr1``).
 """
 
 from __future__ import annotations
@@ -22,19 +21,11 @@ import logging
 from pathlib import Path
 
 from ..errors import DataError
-from .cli_builders import scene_size
+from .cli_builders import add_build_commands, scene_size
 
-__all__ = ["register", "BUILD_EXTENSIONS", "main"]
+__all__ = ["register", "main"]
 
 log = logging.getLogger("getok.data_builders.cli")
-
-#: Modules that may add ``getok build`` sub-commands via ``register_build(build_subparsers)``.
-BUILD_EXTENSIONS = [
-    "getok.data_builders.greedy",
-    "getok.data_builders.offsets",
-    "getok.data_builders.polygons",
-]
-
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
@@ -215,9 +206,7 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_build_tasks)
 
-    from ..cli.main import register_extensions
-
-    register_extensions(BUILD_EXTENSIONS, "register_build", bsub)
+    add_build_commands(bsub)
 
     export = subparsers.add_parser("export", help="export a task dataset for a trainer")
     esub = export.add_subparsers(dest="export_format", metavar="FORMAT")
@@ -225,7 +214,6 @@ def register(subparsers) -> None:
     helps = {
         "sft": "TRL SFT: messages + images parquet",
         "sharegpt": "LLaVA / ShareGPT JSON (LlamaFactory, ms-swift)",
-        "easyr1": "EasyR1 rows: problem / answer (JSON ground truth) / images",
         "hf": "Hugging Face datasets parquet with every sample field",
     }
     for name, text in helps.items():

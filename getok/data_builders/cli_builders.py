@@ -8,8 +8,7 @@ and skipped items, ``images/`` for scene pixels) atomically with
 :func:`getok.data_builders.dataset.write_dataset`. Objects that cannot be used (empty mask, …) and
 images that cannot be read are skipped, counted and named in the manifest.
 
-Wiring: :func:`register` adds the commands under a ``build`` group (created if absent); a module that owns
-the ``build`` group calls :func:`add_build_commands` with its sub-parsers instead.
+Wiring: :mod:`getok.data_builders.cli` owns the ``build`` group and calls :func:`add_build_commands`.
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ import numpy as np
 from ..errors import ConfigError, DataError, GetokError
 
 __all__ = [
-    "register",
-    "register_build",
     "add_build_commands",
     "add_grid_tokens_command",
     "add_offsets_command",
@@ -37,26 +34,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------------------------------- wiring
-def _subparsers_of(parser: argparse.ArgumentParser):
-    for action in parser._actions:  # argparse keeps no public handle on a parser's sub-parsers
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return None
-
-
-def register(subparsers) -> None:
-    """Add ``build grid-tokens|offsets|polygons`` to the top-level sub-parsers (re-using ``build`` if
-    another module registered it already)."""
-    build = subparsers.choices.get("build")
-    if build is None:
-        build = subparsers.add_parser("build", help="build datasets (samples + manifest)")
-    sub = _subparsers_of(build)
-    if sub is None:
-        sub = build.add_subparsers(dest="build_command", metavar="WHAT")
-    add_build_commands(sub)
 
 
 def scene_size(text: str) -> tuple[int, int]:
@@ -92,10 +69,6 @@ def add_build_commands(build_subparsers) -> None:
     add_grid_tokens_command(build_subparsers)
     add_offsets_command(build_subparsers)
     add_polygons_command(build_subparsers)
-
-
-#: The hook name :mod:`getok.data_builders.cli` looks for in its ``BUILD_EXTENSIONS`` modules.
-register_build = add_build_commands
 
 
 def add_grid_tokens_command(build_subparsers) -> None:

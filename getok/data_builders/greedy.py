@@ -354,11 +354,3 @@ class GreedyGeometryFn:
     def __call__(self, image, obj, prefer=None) -> Geometry:
         """The greedy cells of ``obj``; ``prefer`` = the (x, y) point a question names (see greedy_cells)."""
         return greedy_geometry(obj.get_mask(), self.stack_for(image), self.cfg, label=obj.category, prefer=prefer)
-
-
-def register_build(build_subparsers) -> None:
-    """Add ``getok build grid-tokens`` (the hook :mod:`getok.data_builders.cli` calls; the command itself lives in
-    :mod:`getok.data_builders.cli_builders`)."""
-    from .cli_builders import add_grid_tokens_command
-
-    add_grid_tokens_command(build_subparsers)

@@ -627,11 +627,3 @@ def offset_sample(
         truth=truth,
         meta=info,
     )
-
-
-def register_build(build_subparsers) -> None:
-    """Add ``getok build offsets`` (the hook :mod:`getok.data_builders.cli` calls; the command itself lives in
-    :mod:`getok.data_builders.cli_builders`)."""
-    from .cli_builders import add_offsets_command
-
-    add_offsets_command(build_subparsers)

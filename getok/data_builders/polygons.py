@@ -141,11 +141,3 @@ def polygon_sample(
         truth=truth,
         meta={"query": query, "polygons_config": asdict(cfg), "n_polygons": len(g.polygons), **(meta or {})},
     )
-
-
-def register_build(build_subparsers) -> None:
-    """Add ``getok build polygons`` (the hook :mod:`getok.data_builders.cli` calls; the command itself lives in
-    :mod:`getok.data_builders.cli_builders`)."""
-    from .cli_builders import add_polygons_command
-
-    add_polygons_command(build_subparsers)

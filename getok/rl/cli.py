@@ -1,10 +1,10 @@
-"""``getok train grpo`` and ``getok rl …``: GRPO on one machine, and the EasyR1 data path for clusters.
+"""``getok rl train`` and ``getok rl …``: GRPO on one machine, and the EasyR1 data path for clusters.
 
 ::
 
-    getok train grpo --stage 1 configs/grpo/tiny-cpu-stage1.yaml            # TRL GRPOTrainer, stage 1
-    getok train grpo --stage 2 configs/grpo/tiny-cpu-stage2.yaml model.path=runs/grpo-s1/final
-    getok train grpo configs/grpo/qwen2_5_vl_7b-stage1.yaml --dry-run        # validate + print, no compute
+    getok rl train --stage 1 configs/grpo/tiny-cpu-stage1.yaml            # TRL GRPOTrainer, stage 1
+    getok rl train --stage 2 configs/grpo/tiny-cpu-stage2.yaml model.path=runs/grpo-s1/final
+    getok rl train configs/grpo/qwen2_5_vl_7b-stage1.yaml --dry-run        # validate + print, no compute
 
     getok rl make-stage2-data --model runs/grpo-s1/final --data runs/tasks --out runs/stage2-data
     getok rl export-easyr1 --stage 1 --data runs/tasks --out runs/easyr1-s1 --model MODEL_DIR
@@ -14,9 +14,8 @@
     getok rl export-verl --data runs/tasks --out runs/verl-s2 --model MODEL_DIR   # verl stage 2 (multi-turn rollouts)
     getok rl check-verl --config configs/verl/qwen2_5_vl_7b-stage2.yaml [key=value ...]  # in verl's environment
 
-``train grpo`` joins SFT's ``getok train`` group through its extension hook
-(:data:`getok.train.cli.TRAIN_EXTENSIONS` lists ``getok.rl.cli_train``, which calls
-:func:`register_train`); ``rl`` is a top-level group (:func:`register`, for ``COMMAND_MODULES``).
+GRPO training and its data share one group: ``getok rl train --stage 1|2 CONFIG.yaml [k=v ...]`` beside the
+data commands above.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from pathlib import Path
 
 __all__ = [
     "register",
-    "register_train",
     "cmd_grpo",
     "cmd_make_stage2_data",
     "cmd_export_easyr1",
@@ -41,7 +39,7 @@ __all__ = [
 log = logging.getLogger("getok.rl.cli")
 
 
-# ---------------------------------------------------------------------------------------------- train grpo
+# ---------------------------------------------------------------------------------------------- rl train
 def _stage_override(args, overrides: list[str]) -> list[str]:
     if getattr(args, "stage", None) is None:
         return overrides
@@ -71,17 +69,6 @@ def cmd_grpo(config: str | None, overrides: list[str], args) -> int:
             print(f"{key}: {json.dumps(s[key])}")
     print(f"summary: {cfg.output_dir}/summary.json  curve: {s.get('curve')}")
     return 0
-
-
-def register_train(train_subparsers) -> None:
-    """Add ``getok train grpo`` (called by SFT's ``train`` group through its extension hook)."""
-    from ..train.cli import add_train_command
-
-    p = add_train_command(
-        train_subparsers, "grpo", cmd_grpo,
-        help="GRPO with TRL (stage 1: propose grid cells; stage 2: refine them): getok train grpo --stage 1|2 CONFIG.yaml [k=v ...]",
-    )  # fmt: skip
-    p.add_argument("--stage", type=int, choices=(1, 2), help="GRPO stage (overrides rl.stage; put it before CONFIG)")
 
 
 # ---------------------------------------------------------------------------------------------- rl group
@@ -148,11 +135,19 @@ def cmd_check_verl(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add the ``rl`` group (``make-stage2-data``, ``export-easyr1``, ``check-easyr1``, ``export-easyr1-model``,
-    ``export-verl``, ``check-verl``)."""
-    rl = subparsers.add_parser("rl", help="GRPO data for clusters (EasyR1, verl): stage-2 proposals, exports, guards")
+    """Add the ``rl`` group: ``train`` (GRPO with TRL) and its data commands (``make-stage2-data``,
+    ``export-easyr1``, ``check-easyr1``, ``export-easyr1-model``, ``export-verl``, ``check-verl``)."""
+    from ..train.cli import add_train_command
+
+    rl = subparsers.add_parser("rl", help="GRPO: train (TRL, one machine), stage-2 data, EasyR1 / verl exports and guards")
     sub = rl.add_subparsers(dest="rl_command", metavar="WHAT")
     rl.set_defaults(func=lambda args: (rl.print_help(), 1)[1])
+
+    p = add_train_command(
+        sub, "train", cmd_grpo,
+        help="GRPO with TRL (stage 1: propose grid cells; stage 2: refine them): getok rl train --stage 1|2 CONFIG.yaml [k=v ...]",
+    )  # fmt: skip
+    p.add_argument("--stage", type=int, choices=(1, 2), help="GRPO stage (overrides rl.stage; put it before CONFIG)")
 
     p = sub.add_parser("make-stage2-data", help="stage-2 samples whose prompts embed a stage-1 model's proposals")
     p.add_argument(

@@ -9,12 +9,8 @@
 
 Multi-GPU / multi-node: the same command under ``accelerate launch`` (see ``docs/training.md``).
 
-Other modules add ``train`` sub-commands (e.g. ``train grpo``) in either of two ways:
-
-* list the module in :data:`TRAIN_EXTENSIONS`; a listed module that exists and defines
-  ``register_train(train_subparsers)`` gets to add its parsers;
-* call :func:`add_train_command` from there, which builds the standard ``NAME CONFIG.yaml [k=v ...]``
-  parser (``--dry-run`` included) around a ``run(config_path, overrides, args) -> int`` function.
+:func:`add_train_command` builds the standard ``NAME CONFIG.yaml [k=v ...]`` parser (``--dry-run`` included)
+around a ``run(config_path, overrides, args) -> int`` function; GRPO's ``getok rl train`` uses it too.
 """
 
 from __future__ import annotations
@@ -24,13 +20,9 @@ import json
 import logging
 from collections.abc import Callable
 
-__all__ = ["register", "add_train_command", "TRAIN_EXTENSIONS", "main", "cmd_sft", "cmd_merge"]
+__all__ = ["register", "add_train_command", "main", "cmd_sft", "cmd_merge"]
 
 log = logging.getLogger("getok.train.cli")
-
-#: Modules that may add ``getok train`` sub-commands via ``register_train(train_subparsers)``.
-TRAIN_EXTENSIONS: list[str] = ["getok.rl.cli_train"]
-
 
 def add_train_command(
     train_subparsers, name: str, run: Callable[[str | None, list[str], argparse.Namespace], int], *, help: str = ""
@@ -116,9 +108,6 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_merge)
 
-    from ..cli.main import register_extensions
-
-    register_extensions(TRAIN_EXTENSIONS, "register_train", tsub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,11 @@ def scenes_dir(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("fmt", ["sft", "easyr1", "sharegpt", "hf"])
 def test_export_of_a_scenes_directory_says_to_build_tasks_first(scenes_dir, tmp_path, capsys, fmt):
+    from getok.cli.main import main as getok_main
+
     out = tmp_path / "exported"
-    line = refused(capsys, build_main(["export", fmt, "--data", str(scenes_dir), "--out", str(out), "--quiet"]))
+    argv = ["rl", "export-easyr1", "--stage", "1"] if fmt == "easyr1" else ["export", fmt]
+    line = refused(capsys, getok_main([*argv, "--data", str(scenes_dir), "--out", str(out), "--quiet"]))
     assert str(scenes_dir) in line and "not a task dataset" in line and "getok build tasks" in line
     assert not out.exists()
 
@@ -118,7 +121,7 @@ def test_train_grpo_refuses_non_finite_numbers(capsys, override):
     from getok.rl.cli import main
 
     field = override.split("=")[0]
-    refused(capsys, main(["train", "grpo", override, "--dry-run"]), field)
+    refused(capsys, main(["rl", "train", override, "--dry-run"]), field)
 
 
 def _dead_pid() -> int:

@@ -238,7 +238,13 @@ def test_cli_build_and_export(tmp_path, capsys):
                      "text2mask", "--out", str(tmp_path / "g"), "--quiet"]) == 0  # fmt: skip
     assert len(read_dataset(tmp_path / "g")) > 0
     assert cli_main(["export", "sft", "--data", str(tmp_path / "t"), "--out", str(tmp_path / "sft"), "--quiet"]) == 0
-    assert cli_main(["export", "easyr1", "--data", str(tmp_path / "t"), "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    from getok.cli.main import main as getok_main
+
+    assert getok_main(["rl", "export-easyr1", "--stage", "1", "--data", str(tmp_path / "t"), "--out", str(tmp_path / "e"),
+                       "--quiet"]) == 0  # fmt: skip
+    with pytest.raises(SystemExit):  # one EasyR1 exporter: `getok rl export-easyr1`
+        getok_main(["export", "easyr1", "--data", str(tmp_path / "t"), "--out", str(tmp_path / "e2")])
+    capsys.readouterr()
     assert cli_main(["export", "sharegpt", "--data", str(tmp_path / "t2"), "--out", str(tmp_path / "s")]) == 0
     assert (tmp_path / "e" / "train.parquet").is_file() and (tmp_path / "sft" / "manifest.json").is_file()
     # errors are messages with exit status 2, and leave no output behind
@@ -251,23 +257,3 @@ def test_cli_build_and_export(tmp_path, capsys):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
-def test_cli_build_extensions_hook(monkeypatch):
-    import argparse
-    import sys
-    import types
-
-    import getok.data_builders.cli as cli
-
-    mod = types.ModuleType("fake_builder_ext")
-
-    def register_build(bsub):
-        p = bsub.add_parser("fake", help="a fake builder")
-        p.set_defaults(func=lambda args: 7)
-
-    mod.register_build = register_build
-    monkeypatch.setitem(sys.modules, "fake_builder_ext", mod)
-    monkeypatch.setattr(cli, "BUILD_EXTENSIONS", ["fake_builder_ext", "getok.data_builders.no_such_module"])
-    parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
-    args = parser.parse_args(["build", "fake"])
-    assert args.func(args) == 7

@@ -1,4 +1,4 @@
-"""The GRPO configuration schema and ``getok train grpo`` (no model loaded)."""
+"""The GRPO configuration schema and ``getok rl train`` (no model loaded)."""
 
 from __future__ import annotations
 
@@ -63,9 +63,9 @@ def test_cli_dry_run_and_stage_flag(capsys):
 
     from getok.rl.cli import main
 
-    assert main(["train", "grpo", "--stage", "2", str(REPO / "configs/grpo/tiny-cpu-stage1.yaml"), "rl.beta=0.0",
+    assert main(["rl", "train", "--stage", "2", str(REPO / "configs/grpo/tiny-cpu-stage1.yaml"), "rl.beta=0.0",
                  "--dry-run"]) == 0  # fmt: skip
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["rl"]["stage"] == 2 and printed["rl"]["beta"] == 0.0
-    assert main(["train", "grpo", "rl.stage=5", "--dry-run"]) == 2  # a ConfigError, reported
+    assert main(["rl", "train", "rl.stage=5", "--dry-run"]) == 2  # a ConfigError, reported
     assert "rl.stage" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def _rows(out):
 @pytest.mark.parametrize("stage", [1, 2])
 def test_killed_grpo_run_resumes_exactly(kill_and_resume, stage):
     extra = ["proposals.refresh_steps=3"] if stage == 2 else []
-    argv = ["train", "grpo", "--quiet", "--stage", str(stage), f"configs/grpo/tiny-cpu-stage{stage}.yaml", *FAST, *extra]
+    argv = ["rl", "train", "--quiet", "--stage", str(stage), f"configs/grpo/tiny-cpu-stage{stage}.yaml", *FAST, *extra]
     ref, res = kill_and_resume(argv, kill_after_step=2)
     assert [r[0] for r in _rows(res)] == list(range(1, 7))  # no duplicate rows from the killed attempt
     assert _rows(res) == _rows(ref)

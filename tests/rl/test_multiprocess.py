@@ -46,7 +46,7 @@ def _batches(recs: list[dict]) -> list[list[str]]:
 @pytest.mark.parametrize("stage", [1, 2])
 def test_two_cpu_processes_run_grpo_as_one_with_the_same_global_batch(tmp_path, stage):
     one, two = tmp_path / "one", tmp_path / "two"
-    argv = ["train", "grpo", "--quiet", *STAGE[stage], *COMMON]
+    argv = ["rl", "train", "--quiet", *STAGE[stage], *COMMON]
     env = {"GETOK_MP_SCRIPTED": "1"}
     run([*argv, "rl.prompts_per_step=2", f"output_dir={one}"], tmp_path / "rec1", env=env)
     stdout = run([*argv, "rl.prompts_per_step=1", f"output_dir={two}"], tmp_path / "rec2", launcher="torchrun",
