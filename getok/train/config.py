@@ -172,11 +172,16 @@ class TuningConfig:
     ----------
     mode : str
         ``lora`` (GETok: rank 64 + trainable new rows) or ``full``.
-    rank, alpha, dropout : LoRA rank, scaling numerator (``None`` = ``2 * rank``), dropout.
+    rank, alpha, dropout : LoRA rank, scaling numerator (``None`` = ``2 * rank``), dropout (``None`` = 0.05, or 0
+        when mixture-of-experts weights are targeted: peft's parameter LoRA has no dropout).
     target_modules : str, optional
         Regex of the LoRA targets (default: every linear layer of the language model, found from the
         model's structure by :func:`getok.vocab.peft_utils.language_model_lora_regex` — the attention and
         MLP projections for Qwen-VL, LLaVA's ``language_model``, Idefics3's ``text_model`` ...).
+    experts : bool
+        LoRA on a mixture-of-experts language model: also adapt the fused expert weights (peft's
+        ``target_parameters``; :func:`getok.vocab.peft_utils.language_model_expert_parameters`). Without them
+        LoRA trains the attention (and any dense MLP) only.
     train_new_rows : bool
         LoRA: train the spatial tokens' embedding and head rows (``trainable_token_indices`` in dict form).
         Full: with ``new_rows_only`` the old rows stay frozen.
@@ -190,8 +195,9 @@ class TuningConfig:
     mode: str = "full"
     rank: int = 64
     alpha: float | None = None
-    dropout: float = 0.05
+    dropout: float | None = None
     target_modules: str | None = None
+    experts: bool = True
     train_new_rows: bool = True
     train_vision: bool = False
     train_merger: bool = True
@@ -202,7 +208,7 @@ class TuningConfig:
         if self.mode not in ("lora", "full"):
             raise ConfigError(f"tuning.mode must be 'lora' or 'full', got {self.mode!r}")
         check_numbers(self, "tuning", positive=("rank", "alpha"))
-        if not 0 <= self.dropout < 1:
+        if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"tuning.dropout must be in [0, 1), got {self.dropout}")
         if self.target_modules is not None:
             import re

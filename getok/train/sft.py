@@ -190,7 +190,7 @@ def setup_tuning(model, layout, t):
         apply_trl_fused_head_fix()
         model = get_peft_model_for(
             model, layout, rank=t.rank, alpha=t.alpha, dropout=t.dropout, train_new_rows=t.train_new_rows,
-            target_modules=t.target_modules,
+            target_modules=t.target_modules, experts=t.experts,
         )  # fmt: skip
         counts = {"trainable": 0, "frozen": 0}
         for p in model.parameters():

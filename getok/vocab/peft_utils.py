@@ -104,6 +104,19 @@ def language_model_lora_regex(model) -> str:
     return r"^" + re.escape(prefix) + r"\.(?:" + "|".join(sorted(pats)) + r")$"
 
 
+def language_model_expert_parameters(model) -> list[str]:
+    """Names of the language model's mixture-of-experts weights that are fused ``nn.Parameter`` tensors (one
+    slice per expert, 3-D: e.g. Qwen3-VL-MoE's ``mlp.experts.gate_up_proj`` / ``down_proj``), which no
+    ``nn.Linear`` regex reaches; LoRA reaches them through peft's ``target_parameters``. Empty for dense models."""
+    try:
+        prefix = language_model_prefix(model)
+    except ConfigError:
+        return []
+    return sorted(
+        n for n, p in model.named_parameters() if p.ndim >= 3 and n.startswith(prefix + ".") and ".experts." in n
+    )
+
+
 def _module_leaf_names(model) -> tuple[str, str]:
     """Leaf names of the input embedding and output head modules (``embed_tokens``, ``lm_head``)."""
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
@@ -123,10 +136,11 @@ def lora_config_for(
     layout: VocabLayout,
     rank: int = 64,
     alpha: float | None = None,
-    dropout: float = 0.05,
+    dropout: float | None = None,
     train_new_rows: bool = True,
     target_modules: str | None = None,
     extra_token_ids: list[int] | None = None,
+    experts: bool = True,
 ):
     """peft ``LoraConfig`` for the language model of a VLM, with the layout's rows trainable.
 
@@ -137,13 +151,17 @@ def lora_config_for(
     layout
         Layout with ``ids`` (from :func:`~getok.vocab.add_spatial_tokens`).
     rank, alpha, dropout
-        LoRA rank (GETok: 64), scaling numerator (default ``2 * rank``), dropout.
+        LoRA rank (GETok: 64), scaling numerator (default ``2 * rank``), dropout (default 0.05; 0 when the
+        experts are targeted: peft's parameter LoRA has no dropout, and a non-zero one is refused).
     train_new_rows
         Put the layout's ids (plus ``extra_token_ids``) in ``trainable_token_indices`` for both the
         embedding and the head.
     target_modules
         Override of the default: every linear layer of the language model
         (:func:`language_model_lora_regex`, derived from the model's structure).
+    experts
+        Also put LoRA on a mixture-of-experts language model's fused expert weights
+        (:func:`language_model_expert_parameters`, peft's ``target_parameters``).
 
     Raises
     ------
@@ -154,8 +172,16 @@ def lora_config_for(
 
     if not isinstance(rank, int) or rank < 1:
         raise ConfigError(f"rank must be a positive int, got {rank!r}")
+    expert_params = language_model_expert_parameters(model) if experts else []
+    if dropout is None:
+        dropout = 0.0 if expert_params else 0.05
     if not 0 <= dropout < 1:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    if expert_params and dropout != 0:
+        raise ConfigError(
+            f"LoRA dropout {dropout} with the {len(expert_params)} fused expert weights targeted: peft's parameter "
+            "LoRA has no dropout — set tuning.dropout to 0 (or leave it unset), or tuning.experts to false"
+        )
     alpha = float(2 * rank if alpha is None else alpha)
     if alpha <= 0:
         raise ConfigError(f"alpha must be > 0, got {alpha}")
@@ -186,6 +212,7 @@ def lora_config_for(
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=regex,
+        target_parameters=expert_params or None,
         trainable_token_indices=tti,
         task_type="CAUSAL_LM",
         bias="none",
