@@ -22,6 +22,7 @@ from ..errors import ConfigError, DecodeError, GeometryError
 from ..geometry import KINDS, Geometry
 
 __all__ = [
+    "AnswerShape",
     "NO_TARGET",
     "Codec",
     "CodecProtocol",
@@ -53,6 +54,25 @@ class CodecProtocol(Protocol):
     def decode(self, text: str, size: tuple[int, int], kind: str = "mask") -> list[Geometry]: ...
 
     def try_decode(self, text: str, size: tuple[int, int], kind: str = "mask") -> DecodeResult: ...
+
+
+@dataclass(frozen=True)
+class AnswerShape:
+    """The token structure of one instance line (:meth:`Codec.answer_shape`).
+
+    ``unit``: ``cell`` (a grid token), ``cell_off`` (a grid token + an offset token), ``bin2`` (two bin tokens),
+    ``refine`` (one offset / ``<DELETE>`` token per proposed cell); ``inst``: ``one`` / ``two`` units (a point, a
+    box), ``seq`` (a sequence), ``rings`` (polygons), ``refine``; the grid ``n``, offset radius ``r`` and
+    ``step``, the ``bins``, and whether the answer is a ``box``.
+    """
+
+    unit: str
+    inst: str
+    n: int = 0
+    r: int = 0
+    step: float = 0.5
+    bins: int = 0
+    box: bool = False
 
 
 @dataclass
@@ -169,6 +189,24 @@ class Codec:
         return None
 
     # ------------------------------------------------------------------ grammar
+    def answer_shape(self, kind: str, refine: bool = False) -> AnswerShape:
+        """The token structure of one instance line of a ``kind`` answer (``refine``: a refinement turn), for
+        constrained decoding (:mod:`getok.eval.constrained`); :class:`ConfigError` where the codec's answers
+        are not written in its own tokens. Each codec that constrained decoding covers overrides it."""
+        raise ConfigError(
+            f"constrained decoding does not cover codec {self.name!r} (covered: grid, grid_offset, bins, "
+            "polygon with grid / grid_offset / bins vertices)"
+        )
+
+    #: Units per instance line of each answer kind (:class:`AnswerShape` ``inst``).
+    INSTANCE_UNITS: ClassVar[dict[str, str]] = {"point": "one", "box": "two", "polyline": "seq", "mask": "seq"}
+
+    def _refusing_refinement(self, kind: str, refine: bool) -> None:
+        if refine:
+            raise ConfigError(
+                f"refinement grammars need a grid_offset codec and kind 'mask', got {self.spec!r} / {kind!r}"
+            )
+
     def _check_kind(self, kind: str) -> None:
         if kind not in self.kinds:
             raise ConfigError(f"codec {self.name!r} answers kinds {self.kinds}, not {kind!r}")

@@ -20,7 +20,7 @@ from ..errors import ConfigError, DecodeError
 from ..geometry import Geometry
 from ._shapes import decode_rings, encode_rings, geometry_box, geometry_points, geometry_rings
 from ._vertices import BinVertices
-from .base import Codec, register_codec
+from .base import AnswerShape, Codec, register_codec
 from .polygon import _token_text
 from .tokens import check_vocab
 
@@ -64,6 +64,11 @@ class BinsCodec(Codec):
             return v.format(normalize_points(geometry_points(g), g.size))
         outers, holes = geometry_rings(g, self.config.eps, self.config.holes)
         return encode_rings(outers, holes, g.size, v)
+
+    def answer_shape(self, kind: str, refine: bool = False) -> AnswerShape:
+        self._refusing_refinement(kind, refine)
+        inst = "rings" if kind == "mask" else self.INSTANCE_UNITS[kind]
+        return AnswerShape("bin2", inst, bins=self.config.bins, box=kind == "box")
 
     def decode_one(self, line: str, size, kind: str) -> Geometry:
         v = self.vertices

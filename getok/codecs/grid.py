@@ -35,7 +35,7 @@ from ..geom.grid import mask_to_cells, sort_cells
 from ..geometry import Geometry
 from ._shapes import geometry_box, geometry_points, region_mask
 from ._vertices import GridVertices
-from .base import Codec, register_codec
+from .base import AnswerShape, Codec, register_codec
 from .polygon import _token_text
 from .tokens import check_vocab
 
@@ -106,6 +106,10 @@ class GridCodec(Codec):
         keep = np.ones(len(snapped), dtype=bool)
         keep[1:] = np.any(snapped[1:] != snapped[:-1], axis=1)
         return self.encode_cells(snapped[keep])
+
+    def answer_shape(self, kind: str, refine: bool = False) -> AnswerShape:
+        self._refusing_refinement(kind, refine)
+        return AnswerShape("cell", self.INSTANCE_UNITS[kind], n=self.config.n, box=kind == "box")
 
     def decode_one(self, line: str, size, kind: str) -> Geometry:
         n = self.n

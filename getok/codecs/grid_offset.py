@@ -36,7 +36,7 @@ from ..geom.grid import apply_offsets
 from ..geometry import Geometry
 from ._shapes import geometry_box, geometry_points
 from ._vertices import GridOffsetVertices, split_tokens
-from .base import NO_TARGET, register_codec
+from .base import NO_TARGET, AnswerShape, register_codec
 from .grid import GridCodec
 from .tokens import DELETE, check_vocab, offset_token
 
@@ -75,6 +75,15 @@ class GridOffsetCodec(GridCodec):
         else:
             pts = geometry_points(g)[: 1 if kind == "point" else None]
         return self.vertices.format(normalize_points(pts, g.size))
+
+    def answer_shape(self, kind: str, refine: bool = False) -> AnswerShape:
+        c = self.config
+        if refine:
+            if kind != "mask":
+                self._refusing_refinement(kind, refine)
+            return AnswerShape("refine", "refine", n=c.n, r=c.r, step=c.step)
+        unit = "cell" if kind == "mask" else "cell_off"
+        return AnswerShape(unit, self.INSTANCE_UNITS[kind], n=c.n, r=c.r, step=c.step, box=kind == "box")
 
     def decode_one(self, line: str, size, kind: str) -> Geometry:
         if kind == "mask":

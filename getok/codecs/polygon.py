@@ -31,7 +31,7 @@ from ..errors import ConfigError
 from ..geometry import Geometry
 from ._shapes import decode_rings, encode_rings, geometry_rings
 from ._vertices import BinVertices, GridOffsetVertices, GridVertices, TextVertices, Vertices
-from .base import Codec, register_codec
+from .base import AnswerShape, Codec, register_codec
 from .tokens import check_vocab
 
 __all__ = ["PolygonCodec", "make_vertices"]
@@ -105,6 +105,17 @@ class PolygonCodec(Codec):
         c = self.config
         outers, holes = geometry_rings(g, c.eps, c.holes, c.max_polygons)
         return encode_rings(outers, holes, g.size, self.vertices)
+
+    def answer_shape(self, kind: str, refine: bool = False) -> AnswerShape:
+        self._refusing_refinement(kind, refine)
+        c = self.config
+        if c.vertex in ("text", "int1000"):
+            raise ConfigError(
+                f"constrained decoding covers token vertices only; {self.spec!r} writes text numbers "
+                "(see getok.eval.constrained for what is covered)"
+            )
+        unit = {"grid": "cell", "grid_offset": "cell_off", "bins": "bin2"}[c.vertex]
+        return AnswerShape(unit, "rings" if kind == "mask" else "seq", n=c.n, r=c.r, step=c.step, bins=c.bins)
 
     def decode_one(self, line: str, size, kind: str) -> Geometry:
         if kind == "polyline":

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codecs.base import Codec, get_codec
+from ..codecs.base import AnswerShape, Codec, get_codec
 from ..errors import ConfigError
 
 __all__ = [
@@ -125,54 +125,11 @@ class AnswerGrammar:
         _shape(get_codec(self.codec), self.kind, self.refine)  # raises for unsupported codecs / kinds
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """The structure of one instance line."""
-
-    unit: str  # "cell" | "cell_off" | "bin2" | "refine"
-    inst: str  # "one" | "two" | "seq" | "rings" | "refine"
-    n: int = 0
-    r: int = 0
-    step: float = 0.5
-    bins: int = 0
-    box: bool = False
-
-
-def _shape(codec: Codec, kind: str, refine) -> _Shape:
-    from ..codecs.bins import BinsCodec
-    from ..codecs.grid import GridCodec
-    from ..codecs.grid_offset import GridOffsetCodec
-    from ..codecs.polygon import PolygonCodec
-
+def _shape(codec: Codec, kind: str, refine) -> AnswerShape:
+    """The codec's own answer shape (:meth:`~getok.codecs.base.Codec.answer_shape`): each codec owns its grammar."""
     if kind not in codec.kinds:
         raise ConfigError(f"codec {codec.spec!r} has no {kind!r} answers (kinds {codec.kinds})")
-    if refine is not None:
-        if not isinstance(codec, GridOffsetCodec) or kind != "mask":
-            raise ConfigError(f"refinement grammars need a grid_offset codec and kind 'mask', got {codec.spec!r} / {kind!r}")
-        c = codec.config
-        return _Shape("refine", "refine", n=c.n, r=c.r, step=c.step)
-    inst = {"point": "one", "box": "two", "polyline": "seq", "mask": "seq"}[kind]
-    if isinstance(codec, GridOffsetCodec):
-        c = codec.config
-        unit = "cell" if kind == "mask" else "cell_off"
-        return _Shape(unit, inst, n=c.n, r=c.r, step=c.step, box=kind == "box")
-    if isinstance(codec, GridCodec):
-        return _Shape("cell", inst, n=codec.config.n, box=kind == "box")
-    if isinstance(codec, BinsCodec):
-        return _Shape("bin2", "rings" if kind == "mask" else inst, bins=codec.config.bins, box=kind == "box")
-    if isinstance(codec, PolygonCodec):
-        c = codec.config
-        if c.vertex in ("text", "int1000"):
-            raise ConfigError(
-                f"constrained decoding covers token vertices only; {codec.spec!r} writes text numbers "
-                "(see getok.eval.constrained for what is covered)"
-            )
-        unit = {"grid": "cell", "grid_offset": "cell_off", "bins": "bin2"}[c.vertex]
-        return _Shape(unit, "rings" if kind == "mask" else "seq", n=c.n, r=c.r, step=c.step, bins=c.bins)
-    raise ConfigError(
-        f"constrained decoding does not cover codec {codec.name!r} (covered: grid, grid_offset, bins, "
-        "polygon with grid / grid_offset / bins vertices)"
-    )
+    return codec.answer_shape(kind, refine is not None)
 
 
 def is_constrainable(codec, kind: str = "mask") -> bool:
