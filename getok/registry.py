@@ -1,6 +1,7 @@
-"""A named registry of factories built from spec strings (``"name:key=value,..."``).
+"""A named registry of factories built from spec strings (``"name:key=value,..."``), and the one spec parser.
 
-Decoders and proposers are extension points of this kind: a factory (a class or a function taking
+Codecs, decoders, proposers, model adapters and vocabulary init strategies are registered this way (codecs
+parse their values with their typed configs, the others with :func:`parse_value`). Decoders and proposers: a factory (a class or a function taking
 keyword settings) registered under a name, built from a spec whose values are parsed as int, float,
 bool or ``none`` when they look so; objects (a model, a label map) come as keyword overrides.
 
@@ -23,7 +24,27 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Registry", "parse_value"]
+__all__ = ["Registry", "parse_spec", "parse_value"]
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"grid:n=32"`` → ``("grid", {"n": "32"})``.
+
+    >>> parse_spec("polygon:vertex=bins,eps=0.02")
+    ('polygon', {'vertex': 'bins', 'eps': '0.02'})
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"a spec must be a non-empty string like 'grid:n=32', got {spec!r}")
+    name, _, rest = spec.strip().partition(":")
+    params: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"spec {spec!r}: expected key=value, got {item!r}")
+        if key.strip() in params:
+            raise ConfigError(f"spec {spec!r}: {key.strip()!r} given twice")
+        params[key.strip()] = value.strip()
+    return name.strip(), params
 
 
 def parse_value(v: str) -> Any:
@@ -62,6 +83,16 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._factories)
 
+    def get(self, name: str) -> Callable[..., Any]:
+        """The factory registered as ``name`` (:class:`ConfigError` naming the registered ones)."""
+        try:
+            return self._factories[name]
+        except KeyError:
+            raise ConfigError(f"unknown {self.kind} {name!r}; registered: {self.names()}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._factories
+
     def build(self, spec: str, *, context: dict | None = None, **overrides) -> Any:
         """Build from ``"name:key=value,..."``; keyword ``overrides`` go after the spec's values.
 
@@ -69,11 +100,8 @@ class Registry:
         to the factory only when the factory takes a parameter of that name, so one call serves every
         registered factory.
         """
-        from .codecs.base import parse_spec
-
         name, params = parse_spec(spec)
-        if name not in self._factories:
-            raise ConfigError(f"unknown {self.kind} {name!r}; registered: {self.names()}")
+        self.get(name)  # an unknown name: ConfigError naming the registered ones
         kwargs: dict = {k: parse_value(v) for k, v in params.items()}
         kwargs.update(overrides)
         if context:

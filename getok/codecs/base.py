@@ -20,6 +20,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from ..errors import ConfigError, DecodeError, GeometryError
 from ..geometry import KINDS, Geometry
+from ..registry import Registry, parse_spec
 
 __all__ = [
     "AnswerShape",
@@ -36,7 +37,7 @@ __all__ = [
 #: The explicit no-target answer of every codec.
 NO_TARGET = "none"
 
-_REGISTRY: dict[str, type[Codec]] = {}
+CODECS = Registry("codec")
 
 
 @runtime_checkable
@@ -109,26 +110,6 @@ def _coerce(value: str, typ, field: str):
     except ValueError as exc:
         raise ConfigError(f"codec parameter {field}={value!r} is not a valid {t.__name__}") from exc
     return value
-
-
-def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """``"grid:n=32"`` → ``("grid", {"n": "32"})``.
-
-    >>> parse_spec("polygon:vertex=bins,eps=0.02")
-    ('polygon', {'vertex': 'bins', 'eps': '0.02'})
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"a codec spec must be a non-empty string like 'grid:n=32', got {spec!r}")
-    name, _, rest = spec.strip().partition(":")
-    params: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"codec spec {spec!r}: expected key=value, got {item!r}")
-        if key.strip() in params:
-            raise ConfigError(f"codec spec {spec!r}: {key.strip()!r} given twice")
-        params[key.strip()] = value.strip()
-    return name.strip(), params
 
 
 class Codec:
@@ -259,15 +240,12 @@ def register_codec(cls: type[Codec]) -> type[Codec]:
     """Class decorator: make a codec available to :func:`get_codec` under ``cls.name``."""
     if not cls.name:
         raise ConfigError(f"{cls.__name__} needs a name to be registered")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ConfigError(f"a codec named {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return CODECS.register(cls.name)(cls)
 
 
 def list_codecs() -> list[str]:
     """Names of the registered codecs."""
-    return sorted(_REGISTRY)
+    return CODECS.names()
 
 
 def get_codec(spec: str | Codec) -> Codec:
@@ -279,6 +257,4 @@ def get_codec(spec: str | Codec) -> Codec:
     if isinstance(spec, Codec):
         return spec
     name, params = parse_spec(spec)
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown codec {name!r}; registered: {list_codecs()}")
-    return _REGISTRY[name].from_params(params)
+    return CODECS.get(name).from_params(params)

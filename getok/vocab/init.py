@@ -31,6 +31,7 @@ import numpy as np
 
 from ..codecs.tokens import parse_grid_token, parse_offset_token
 from ..errors import ConfigError
+from ..registry import Registry
 
 __all__ = [
     "InitContext",
@@ -42,7 +43,7 @@ __all__ = [
     "row_stats",
 ]
 
-_REGISTRY: dict[str, InitStrategy] = {}
+INITS = Registry("init strategy")
 
 
 @dataclass
@@ -103,23 +104,16 @@ class InitStrategy(Protocol):
 def register_init(name: str) -> Callable[[InitStrategy], InitStrategy]:
     """Decorator registering an init strategy under ``name``."""
 
-    def deco(fn: InitStrategy) -> InitStrategy:
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
+    return INITS.register(name)
 
 
 def get_init(name: str) -> InitStrategy:
     """The strategy registered as ``name`` (:class:`~getok.errors.ConfigError` naming the known ones)."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown init strategy {name!r}; known: {sorted(_REGISTRY)}") from None
+    return INITS.get(name)
 
 
 def list_inits() -> list[str]:
-    return sorted(_REGISTRY)
+    return INITS.names()
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -18,7 +18,7 @@ SPEC = "grid_offset:n=8,r=1,step=0.5"
 
 def test_registry():
     assert {"mean", "text", "2d", "random"} <= set(list_inits())
-    with pytest.raises(ConfigError, match="unknown init strategy 'nope'; known: .*mean"):
+    with pytest.raises(ConfigError, match="unknown init strategy 'nope'; registered: .*mean"):
         get_init("nope")
 
 
