@@ -338,7 +338,15 @@ def _trainer_class():
 
 
 def make_trainer(model, processor, examples, args, callbacks=(), loss_turns: str = "all"):
-    """The ``SFTTrainer`` (subclass) over :func:`~getok.train.data.prepare_examples`'s dataset."""
+    """The ``SFTTrainer`` (subclass) over :func:`~getok.train.data.prepare_examples`'s dataset.
+
+    The processor's chat template is checked first (:meth:`~getok.vocab.adapters.ModelAdapter.training_chat_template`):
+    one with ``{% generation %}`` markers is used as is, a real template TRL knows (Qwen2.5-VL, Qwen3-VL ...) is
+    swapped by TRL for its training template, any other raises :class:`~getok.errors.ConfigError`."""
+    from ..vocab.adapters import adapter_for
+
+    if adapter_for(processor).training_chat_template(processor) is not None:
+        log.info("chat template without %s markers: TRL's training template renders the samples", "{% generation %}")
     cls = _trainer_class()
     return cls(model=model, args=args, train_dataset=examples, processing_class=processor,
                callbacks=list(callbacks), loss_turns=loss_turns)  # fmt: skip
@@ -485,9 +493,11 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
     from .data import build_eval_set, build_mixture, prepare_examples
 
     if not cfg.model.is_tiny:  # a family getok cannot drive (PaliGemma) fails here, in one line
-        from ..vocab.adapters import check_supported_dir
+        from ..vocab.adapters import adapter_for, check_supported_dir
 
-        check_supported_dir(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+        saved = check_supported_dir(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+        if saved is not None:  # a chat template TRL cannot mask fails here too, before anything is written
+            adapter_for(saved).training_chat_template(saved)
     t_wall, t_cpu = time.perf_counter(), cpu_seconds()
     state = PartialState(cpu=resolve_use_cpu(cfg.train))  # several CPU processes: one gloo group
     out = Path(cfg.output_dir)

@@ -15,7 +15,10 @@ A :class:`ModelAdapter` answers the questions getok's training code used to answ
   the LoRA targets (:meth:`~ModelAdapter.lora_target_modules`), derived from the model's structure by
   :mod:`getok.vocab.peft_utils`;
 * **end of turn** — :meth:`~ModelAdapter.end_of_turn_tokens`: eos and the marker the chat template writes
-  after an assistant answer.
+  after an assistant answer;
+* **the SFT chat template** — :meth:`~ModelAdapter.training_chat_template`: the template TRL's
+  ``assistant_only_loss`` renders with (the processor's own when it has ``{% generation %}`` markers, TRL's
+  training template for a real template TRL knows); any other template is refused at the start of SFT.
 
 :func:`adapter_for` picks the adapter from a model, a config or a processor (``config.model_type``; a
 processor by its class name); an unknown family gets :class:`GenericAdapter`. Adding a family is one
@@ -53,6 +56,7 @@ __all__ = [
     "END_OF_TURN_MARKERS",
     "check_supported",
     "check_supported_dir",
+    "training_template_refusal",
     "register_adapter",
     "adapter_for",
     "model_type_of",
@@ -138,21 +142,36 @@ def _size_key(processor) -> str:
     return repr([(k, getattr(ip, k, None)) for k in keys])
 
 
-def check_supported_dir(path, trust_remote_code: bool = False) -> None:
+def check_supported_dir(path, trust_remote_code: bool = False):
     """:func:`check_supported` on the processor saved in a model / checkpoint directory, before any weights
-    load (the commands call it first). A directory whose processor does not load is left to the loader."""
+    load (the commands call it first). Returns the processor (SFT checks its chat template next,
+    :meth:`ModelAdapter.training_chat_template`), or ``None`` for a directory whose processor does not load
+    (left to the loader)."""
     from pathlib import Path
 
     if not (Path(path) / "processor_config.json").is_file() and not (Path(path) / "tokenizer_config.json").is_file():
-        return
+        return None
     try:
         from transformers import AutoProcessor
 
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - the model loader reports a broken directory properly
         log.debug("check_supported_dir: processor of %s did not load (%s)", path, exc)
-        return
+        return None
     check_supported(processor)
+    return processor
+
+
+def training_template_refusal(processor) -> str:
+    """The one-line refusal of a chat template SFT cannot mask (:meth:`ModelAdapter.training_chat_template`)."""
+    import trl
+
+    family = model_type_of(processor) or adapter_for(processor).name
+    return (f"model family {family!r}: its chat template has no {{% generation %}} markers and TRL {trl.__version__} "
+            "has no training template for it, so SFT's assistant-only loss cannot tell the answer from the prompt; "
+            "fix: wrap each assistant answer and its end-of-turn token in {% generation %} ... {% endgeneration %} "
+            "in the model directory's chat_template.jinja (getok.vocab.families.family_template writes such "
+            "a template)")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ base
@@ -279,6 +298,35 @@ class ModelAdapter:
         if not getattr(processor, "chat_template", None):
             return "its processor has no chat template (getok's prompts and answers are chat turns)"
         return None
+
+    # ------------------------------------------------------------------ SFT chat template
+    def training_chat_template(self, processor) -> str | None:
+        """The chat template TRL's SFT (``assistant_only_loss=True``) renders this processor's samples with,
+        checked before any training starts: ``None`` when the processor's template has ``{% generation %}``
+        markers (TRL uses it as is); TRL's training template when the template is one TRL knows (the real
+        Qwen2.5-VL, Qwen3-VL, Gemma 3, Idefics3 / SmolVLM, LLaVA-NeXT ... templates: TRL swaps it in,
+        :func:`trl.chat_template_utils.get_training_chat_template`).
+
+        Raises
+        ------
+        ConfigError
+            Any other template (TRL would fail inside the trainer, or the mask would not mark the answer),
+            in one line naming the family and the fix (:func:`training_template_refusal`).
+        """
+        from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+        template = getattr(processor, "chat_template", None)
+        if not template:
+            raise ConfigError(training_template_refusal(processor))
+        if has_generation_markers(template):
+            return None
+        try:
+            swapped = get_training_chat_template(processor)
+        except ValueError:  # TRL: "patching is not supported for this template"
+            raise ConfigError(training_template_refusal(processor)) from None
+        if swapped is None or not has_generation_markers(swapped):  # a TRL without markers in its swap
+            raise ConfigError(training_template_refusal(processor))
+        return swapped
 
     # ------------------------------------------------------------------ end of turn
     def end_of_turn_tokens(self, processor_or_tokenizer) -> list[str]:
