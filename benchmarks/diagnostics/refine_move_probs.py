@@ -27,9 +27,9 @@ def move_probs(model_dir: str, data_dir: str, records: str) -> dict:
     from getok.codecs import get_codec
     from getok.data_builders.dataset import read_dataset
     from getok.data_builders.refine import query_anchor
-    from getok.data_builders.samples import Turn
     from getok.eval.generate import load_sample_image, prompt_messages
     from getok.rl.stage2 import REFINE_PROMPT
+    from getok.samples import Turn
     from getok.vocab.tiny import load_model_and_processor
 
     model, proc = load_model_and_processor(model_dir)

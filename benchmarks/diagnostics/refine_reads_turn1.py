@@ -32,9 +32,9 @@ _CELL = re.compile(r"<g\d+_r\d+_c\d+>")
 
 
 def _conversation(proc, sample, question: str, proposal: str | None):
-    from getok.data_builders.samples import Turn
     from getok.eval.generate import prompt_messages
     from getok.rl.stage2 import REFINE_PROMPT
+    from getok.samples import Turn
 
     turns = [Turn(question, "")] if proposal is None else [Turn(question, proposal), Turn(REFINE_PROMPT, "")]
     return proc.apply_chat_template(prompt_messages(sample, turns), tokenize=False, add_generation_prompt=True)

@@ -177,8 +177,8 @@ def build_grid_tokens(images, codec: str, proposer: str, *, cfg=None, cache=None
     from ..codecs import get_codec
     from ..geom.masks import rle_encode
     from ..geometry import Geometry
+    from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
     from .greedy import GreedyGeometryFn, greedy_cells
-    from .samples import IMAGE_PLACEHOLDER, Sample, Turn
     from .tasks import SampleList
 
     c = get_codec(codec)

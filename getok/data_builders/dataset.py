@@ -35,9 +35,9 @@ import numpy as np
 from .._version import __version__
 from ..errors import ConfigError, DataError, LayoutMismatchError
 from ..io import atomic_dir
+from ..records import AnnotatedImage
+from ..samples import Sample
 from ..vocab.layout import VocabLayout
-from .records import AnnotatedImage
-from .samples import Sample
 from .sources.base import safe_join
 from .tasks import SampleList, TaskConfig, build_tasks, safe_name
 

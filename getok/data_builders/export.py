@@ -33,9 +33,9 @@ from pathlib import Path
 from ..answers import extract_answer
 from ..errors import DataError, require
 from ..io import atomic_dir
+from ..samples import IMAGE_PLACEHOLDER, Sample
 from ..vocab.layout import VocabLayout
 from .dataset import Dataset, read_dataset
-from .samples import IMAGE_PLACEHOLDER, Sample
 from .tasks import safe_name
 
 __all__ = [

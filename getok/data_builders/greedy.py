@@ -336,7 +336,7 @@ class GreedyGeometryFn:
         return self._built
 
     def stack_for(self, image) -> ProposalStack:
-        """Proposals of an :class:`~getok.data_builders.records.AnnotatedImage` on the ``n``-grid."""
+        """Proposals of an :class:`~getok.records.AnnotatedImage` on the ``n``-grid."""
         if self._last is not None and self._last[0] == image.image_id:
             return self._last[1]
         proposer = self._proposer_for(image)

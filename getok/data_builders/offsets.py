@@ -42,7 +42,7 @@ from ..geom.grid import grid_points, index_to_cells, points_to_cells
 from ..geom.masks import as_mask
 from ..geom.refine import landing_pixels, offset_moves
 from ..geometry import Geometry
-from .samples import IMAGE_PLACEHOLDER, Sample, Turn
+from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 
 __all__ = [
     "INSIDE",
@@ -555,7 +555,7 @@ def offset_sample(
     meta: dict | None = None,
     anchor=None,
 ) -> Sample:
-    """A two-turn refinement :class:`~getok.data_builders.samples.Sample` for one target.
+    """A two-turn refinement :class:`~getok.samples.Sample` for one target.
 
     Turn 1: the user asks for ``query``; the assistant answers the noisy proposal in the ``grid_offset``
     codec (``kind="mask"``: its cells, row-major). Turn 2: the user asks to refine; the assistant answers

@@ -17,7 +17,7 @@ from ..geom.boxes import mask_to_box
 from ..geom.masks import as_mask
 from ..geom.polygons import mask_to_polygons
 from ..geometry import Geometry
-from .samples import IMAGE_PLACEHOLDER, Sample, Turn
+from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 
 __all__ = ["PolygonTargetConfig", "trace_polygons", "polygon_geometry", "polygon_sample"]
 
@@ -102,7 +102,7 @@ def polygon_sample(
     ask: str = DEFAULT_ASK,
     meta: dict | None = None,
 ) -> Sample:
-    """A one-turn polygon :class:`~getok.data_builders.samples.Sample` (``task="polygon"``, ``kind="mask"``).
+    """A one-turn polygon :class:`~getok.samples.Sample` (``task="polygon"``, ``kind="mask"``).
 
     Parameters
     ----------

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .records import AnnotatedImage, AnnotatedObject
+from ..records import AnnotatedImage, AnnotatedObject
 
 __all__ = [
     "SHAPES",

@@ -1,4 +1,4 @@
-"""Unified query tasks: annotated images → :class:`~getok.data_builders.samples.Sample` records for any codec.
+"""Unified query tasks: annotated images → :class:`~getok.samples.Sample` records for any codec.
 
 Task names are ``"<query>><answer kind>"``:
 
@@ -38,9 +38,9 @@ from ..errors import ConfigError, DecodeError, GeometryError, GetokError
 from ..geom.boxes import mask_to_box
 from ..geom.masks import rle_encode
 from ..geometry import Geometry
+from ..records import AnnotatedImage, AnnotatedObject
+from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 from . import questions as P
-from .records import AnnotatedImage, AnnotatedObject
-from .samples import IMAGE_PLACEHOLDER, Sample, Turn
 
 __all__ = ["TASKS", "TaskConfig", "SampleList", "build_tasks", "image_ref", "safe_name"]
 

@@ -27,8 +27,8 @@ from typing import Protocol
 import numpy as np
 
 from ..data_builders.export import trl_messages
-from ..data_builders.samples import Sample, Turn
 from ..errors import ConfigError, DataError
+from ..samples import Sample, Turn
 
 __all__ = [
     "GenerateFn",
@@ -86,7 +86,7 @@ def sample_image_path(sample: Sample, image_root: str | Path | None = None) -> P
 
 def load_sample_image(sample: Sample, image_root: str | Path | None = None) -> np.ndarray:
     """The sample's image as ``(H, W, 3)`` uint8 RGB; :class:`DataError` when missing or of the wrong size."""
-    from ..data_builders.records import load_image_rgb
+    from ..records import load_image_rgb
 
     img = load_image_rgb(sample_image_path(sample, image_root))
     if tuple(img.shape[:2]) != tuple(sample.size):

@@ -41,7 +41,7 @@ def _e(v) -> str:
 
 def question_text(sample) -> str | None:
     """The question of a sample: the user text of its first turn without the image placeholder."""
-    from ..data_builders.samples import IMAGE_PLACEHOLDER
+    from ..samples import IMAGE_PLACEHOLDER
 
     turns = getattr(sample, "turns", None) or []
     if not turns:

@@ -46,9 +46,9 @@ from .._version import __version__
 from ..answers import extract_answer
 from ..codecs.base import Codec, get_codec
 from ..data_builders.dataset import Dataset, read_dataset
-from ..data_builders.samples import Sample
 from ..errors import ConfigError, DataError, DecodeError
 from ..io import atomic_write_json, atomic_write_text, json_default
+from ..samples import Sample
 from .metrics import EMPTY_CONVENTIONS, markdown_table, summarize
 from .scoring import describe_sample, geometry_json, instance_masks, score_answer, truth_masks
 

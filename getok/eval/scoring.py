@@ -24,11 +24,11 @@ import numpy as np
 
 from ..answers import extract_answer
 from ..codecs.base import NO_TARGET, Codec, DecodeResult
-from ..data_builders.samples import Sample
 from ..errors import DecodeError, GetokError
 from ..geom.masks import rle_decode, rle_encode
 from ..geom.points import points_in_mask
 from ..geometry import Geometry
+from ..samples import Sample
 from .metrics import sample_record
 
 __all__ = [

@@ -53,7 +53,6 @@ import numpy as np
 from ..answers import extract_answer
 from ..codecs.base import get_codec
 from ..data_builders.offsets import DEFAULT_REFINE, BandConfig, label_points
-from ..data_builders.samples import Sample, Turn
 from ..errors import ConfigError
 from ..geom.grid import apply_offsets
 from ..geom.masks import mask_iou_matrix
@@ -61,6 +60,7 @@ from ..geom.matching import match
 from ..geom.points import points_in_mask
 from ..geom.refine import moved_positions, point_scores
 from ..geometry import Geometry
+from ..samples import Sample, Turn
 from .metrics import sample_ious, summarize
 from .scoring import describe_sample, instance_masks, score_answer, truth_masks
 from .stats import CHANGE_TOL

@@ -46,7 +46,7 @@ from getok.errors import require
 # What every packed truth needs: fail here, when EasyR1 loads the file, not per response at scoring time.
 require("pycocotools.mask", "coco", "getok's EasyR1 reward (decoding the truths' COCO RLE masks)")
 
-from getok.data_builders.records import load_image_rgb  # noqa: E402
+from getok.records import load_image_rgb  # noqa: E402
 from getok.rl.rewards import KEYS, RewardScorer  # noqa: E402
 from getok.rl.rewards_common import invalid_score  # noqa: E402
 from getok.rl.rewards_decoding import DecoderSession  # noqa: E402

@@ -284,7 +284,7 @@ class DecoderSession:
         Decoded instances kept (LRU), keyed by (image key, codec spec, kind, line text).
     image_loader : callable, optional
         ``path -> (H, W, 3) uint8`` for truths that name an image file (default
-        :func:`~getok.data_builders.records.load_image_rgb`).
+        :func:`~getok.records.load_image_rgb`).
 
     Responses of one image should be scored consecutively (a group of rollouts): switching images
     re-runs ``set_image``.
@@ -342,7 +342,7 @@ class DecoderSession:
     def _load(self, path: str) -> np.ndarray:
         if path not in self._image_cache:
             if self._image_loader is None:
-                from ..data_builders.records import load_image_rgb
+                from ..records import load_image_rgb
 
                 self._image_loader = load_image_rgb
             if len(self._image_cache) > 8:

@@ -51,11 +51,11 @@ from ..codecs.base import get_codec
 from ..codecs.grid_offset import GridOffsetCodec
 from ..data_builders.offsets import DEFAULT_REFINE, OffsetConfig, label_points, noisy_proposal
 from ..data_builders.questions import stable_seed
-from ..data_builders.samples import Sample, Turn
 from ..errors import ConfigError, DataError, GetokError
 from ..geom.grid import cell_centers
 from ..geom.masks import rle_decode
 from ..geometry import Geometry
+from ..samples import Sample, Turn
 from .rewards_common import clean_response
 
 __all__ = [

@@ -16,7 +16,7 @@ A packed truth is one JSON object (version 1)::
      "image_id": "0001"}              # optional: key of the image for embedding caches
 
 Empty ``masks`` (and ``boxes``) is a no-target query. The keys are those of
-:attr:`getok.data_builders.samples.Sample.truth` plus ``task`` / ``codec`` / ``kind`` / ``image`` /
+:attr:`getok.samples.Sample.truth` plus ``task`` / ``codec`` / ``kind`` / ``image`` /
 ``image_id``, so ``unpack_truth(sample.truth, codec=sample.codec)`` works on a sample's truth.
 A truth with boxes but no masks (a REC query) uses the boxes' rasters as target masks. :func:`pack_truth`
 writes the cropped form (it decodes without building a full-size mask: a GRPO group decodes its truth
@@ -245,7 +245,7 @@ class Truth:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from ..data_builders.records import check_image_size
+        from ..records import check_image_size
 
         try:
             object.__setattr__(self, "size", as_size(self.size))

@@ -4,7 +4,7 @@ Two steps, both before any gradient is computed:
 
 1. :func:`build_mixture` turns :class:`~getok.train.config.DataConfig` into one getok dataset directory
    (``OUTPUT/data/train``, written atomically, manifest included): every entry builds a *pool* of
-   :class:`~getok.data_builders.samples.Sample` records (procedural scenes through the data builders, or a
+   :class:`~getok.samples.Sample` records (procedural scenes through the data builders, or a
    dataset directory whose vocabulary is checked against the model's), then :func:`mix_pools` draws
    ``num_samples`` of them by weight. :func:`build_eval_set` writes the held-out scenes the same way.
 2. :func:`prepare_examples` reads a dataset directory into TRL conversational vision examples
@@ -131,7 +131,7 @@ def build_pool(entry: MixtureEntry, vocab_codecs: list[str], scenes, task_seed: 
         for s in ds:
             d = s.to_dict()
             d["image"] = str(ds.image_path(s).resolve())
-            from ..data_builders.samples import Sample
+            from ..samples import Sample
 
             out.append(Sample.from_dict(d))
         return out
@@ -391,7 +391,7 @@ def _open_rgb(path):
     """A decoded RGB PIL image (raises DataError naming the file)."""
     from PIL import Image
 
-    from ..data_builders.records import load_image_rgb
+    from ..records import load_image_rgb
 
     return Image.fromarray(load_image_rgb(path))
 
@@ -410,7 +410,7 @@ def prepare_examples(data, processor, max_length: int, *, progress: bool = False
     """
     from ..data_builders.dataset import Dataset, read_dataset
     from ..data_builders.export import trl_messages
-    from ..data_builders.samples import IMAGE_PLACEHOLDER
+    from ..samples import IMAGE_PLACEHOLDER
 
     ds = data if isinstance(data, Dataset) else read_dataset(data, check_images=False)
     stats = PrepareStats(total=len(ds), max_length=int(max_length))

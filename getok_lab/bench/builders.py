@@ -62,7 +62,7 @@ def _load_real_dev(root: Path, limit: int | None):
 
     from pycocotools import mask as mu  # pragma: no cover
 
-    from getok.data_builders.records import load_image_rgb  # pragma: no cover
+    from getok.records import load_image_rgb  # pragma: no cover
 
     for rec in json.loads((root / "manifest.json").read_text())[: limit or None]:  # pragma: no cover
         h, w = rec["height"], rec["width"]

@@ -11,12 +11,12 @@ from PIL import Image
 from getok.data_builders.cli import main as cli_main
 from getok.data_builders.dataset import build_dataset, read_dataset, write_dataset
 from getok.data_builders.export import export_easyr1, export_hf, export_sharegpt, export_trl, trl_messages
-from getok.data_builders.samples import Sample, Turn
 from getok.data_builders.scenes import generate_scenes
 from getok.data_builders.tasks import TASKS, TaskConfig, build_tasks
 from getok.errors import DataError, LayoutMismatchError
 from getok.geom.masks import rle_decode
 from getok.rl.truth import unpack_truth
+from getok.samples import Sample, Turn
 from getok.vocab.layout import VocabLayout
 
 SPEC = "grid:n=16"

@@ -225,7 +225,7 @@ def test_greedy_geometry_fn_on_scenes_is_picklable():
 
 
 def test_greedy_geometry_fn_with_superpixels_and_cache(tmp_path):
-    from getok.data_builders.records import AnnotatedImage, AnnotatedObject
+    from getok.records import AnnotatedImage, AnnotatedObject
 
     img = np.zeros((48, 64, 3), np.uint8)
     img[10:30, 10:40] = (250, 0, 0)
@@ -244,7 +244,7 @@ def test_superpixel_proposals_on_a_real_dev_image(real_dev_root):
     """Real photographs: superpixel proposals, greedy conversion of every annotated object."""
     from pycocotools import mask as mu
 
-    from getok.data_builders.records import load_image_rgb
+    from getok.records import load_image_rgb
 
     rec = __import__("json").loads((real_dev_root / "manifest.json").read_text())[0]
     img = load_image_rgb(real_dev_root / rec["image"])

@@ -13,10 +13,9 @@ from getok.errors import DataError
 
 
 def parser():
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="command")
-    cli_builders.register(sub)
-    return p
+    from getok.cli.main import build_parser
+
+    return build_parser(["getok.data_builders.cli"])
 
 
 def run(argv):
@@ -53,14 +52,16 @@ def test_build_commands_on_scenes(tmp_path, cmd, codec, task):
         run(["build", cmd, "--scenes", "1", "--codec", codec, "--out", str(out), "--no-progress"])
 
 
-def test_register_reuses_an_existing_build_group():
+def test_the_build_group_owns_every_builder():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command")
     b = sub.add_parser("build")
     bsub = b.add_subparsers(dest="build_command")
-    bsub.add_parser("scenes")
-    cli_builders.register(sub)
-    assert {"scenes", "grid-tokens", "offsets", "polygons"} <= set(bsub.choices)
+    cli_builders.add_build_commands(bsub)
+    assert {"grid-tokens", "offsets", "polygons"} <= set(bsub.choices)
+    assert {"scenes", "tasks", "grid-tokens", "offsets", "polygons"} <= set(
+        parser()._subparsers._group_actions[0].choices["build"]._subparsers._group_actions[0].choices
+    )
 
 
 @pytest.mark.shared
@@ -91,7 +92,7 @@ def test_bench_builders_smoke(tmp_path):
 def test_bad_objects_are_counted_skips_not_crashes():
     import numpy as np
 
-    from getok.data_builders.records import AnnotatedImage, AnnotatedObject
+    from getok.records import AnnotatedImage, AnnotatedObject
 
     size = (40, 48)
     good = np.zeros(size, bool)

@@ -247,7 +247,7 @@ def test_offset_sample_two_turns_decode_back():
     assert s.answer.count(DELETE) == int(lab.deleted[idx].sum())
     assert np.array_equal(rle_decode(s.truth["masks"][0]), m)
     assert s.truth["size"] == list(m.shape) and len(s.meta["bands"]) == len(ref.cells)
-    from getok.data_builders.samples import Sample
+    from getok.samples import Sample
 
     assert Sample.from_dict(__import__("json").loads(__import__("json").dumps(s.to_dict()))).answer == s.answer
 

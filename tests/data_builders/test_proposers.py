@@ -119,7 +119,7 @@ def test_exact_proposer_bad_input():
 
 
 def test_exact_from_image_uses_meta_label_map():
-    from getok.data_builders.records import AnnotatedImage, AnnotatedObject
+    from getok.records import AnnotatedImage, AnnotatedObject
 
     lab = label_map()
     objs = [AnnotatedObject(id=k, category="x", size=lab.shape, mask=lab == k + 1) for k in range(3)]

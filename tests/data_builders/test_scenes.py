@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from getok.data_builders.records import AnnotatedImage, AnnotatedObject
 from getok.data_builders.scenes import (
     PALETTE,
     SHAPES,
@@ -19,6 +18,7 @@ from getok.data_builders.scenes import (
     write_scenes,
 )
 from getok.errors import ConfigError, DataError
+from getok.records import AnnotatedImage, AnnotatedObject
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ from PIL import Image
 
 from getok.answers import parse_response
 from getok.codecs import get_codec
-from getok.data_builders.records import AnnotatedImage, AnnotatedObject
 from getok.data_builders.scenes import generate_scenes
 from getok.data_builders.tasks import TASKS, TaskConfig, build_tasks
 from getok.errors import ConfigError, GeometryError
 from getok.geom.boxes import mask_to_box
 from getok.geom.masks import rle_decode
 from getok.geometry import Geometry
+from getok.records import AnnotatedImage, AnnotatedObject
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from getok.data_builders.samples import Sample, Turn
 from getok.geom.masks import rle_encode
+from getok.samples import Sample, Turn
 
 SPEC = "grid_offset:n=16,r=1,step=0.5"
 BINS = "bins:bins=100"

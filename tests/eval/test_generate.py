@@ -6,9 +6,9 @@ import pytest
 
 from getok.data_builders.dataset import read_dataset
 from getok.data_builders.export import trl_messages
-from getok.data_builders.samples import Turn
 from getok.errors import ConfigError
 from getok.eval.generate import ModelGenerator, generate_answers, prompt_messages
+from getok.samples import Turn
 
 
 def test_prompt_is_the_training_conversation_minus_the_answer(scene_dataset):

@@ -90,7 +90,7 @@ MALFORMED = [
 def test_malformed_generations_are_counted_not_raised(tmp_path, scene_dataset):
     ds = read_dataset(scene_dataset)
     base = next(x for x in ds.samples if x.task == "text>mask")
-    from getok.data_builders.samples import Sample
+    from getok.samples import Sample
 
     samples = [Sample.from_dict({**base.to_dict(), "sample_id": name}) for name, _, _ in MALFORMED]
     refine = next(x for x in ds.samples if x.task == "refine")

@@ -6,7 +6,6 @@ import pytest
 
 from getok.codecs import get_codec
 from getok.data_builders.offsets import DEFAULT_REFINE
-from getok.data_builders.samples import Sample, Turn
 from getok.errors import ConfigError, DataError
 from getok.eval.generate import prompt_messages
 from getok.geom.masks import rle_encode
@@ -20,6 +19,7 @@ from getok.rl.stage2 import (
     refine_prompt_messages,
 )
 from getok.rl.truth import pack_truth
+from getok.samples import Sample, Turn
 
 from .conftest import rect
 

@@ -363,8 +363,8 @@ def test_moe_generation_with_router_logits_left_on_by_training():
     different lengths then failed in the load-balancing loss (a padded mask)."""
     import numpy as np
 
-    from getok.data_builders.samples import Sample, Turn
     from getok.eval.generate import generate_answers
+    from getok.samples import Sample, Turn
     from getok.vocab.families import make_family_model
 
     model, proc = make_family_model("qwen3_vl_moe")

@@ -55,7 +55,7 @@ class ExactProposer:
 
     @classmethod
     def from_image(cls, record, key: str = "label_map", background: bool = True) -> ExactProposer:
-        """The proposer of an :class:`~getok.data_builders.records.AnnotatedImage` whose ``meta[key]``
+        """The proposer of an :class:`~getok.records.AnnotatedImage` whose ``meta[key]``
         holds its label map (procedural scenes)."""
         lab = record.meta.get(key) if getattr(record, "meta", None) is not None else None
         if lab is None:

@@ -1,4 +1,4 @@
-"""Data sources: loaders that turn annotation files into :class:`~getok.data_builders.records.AnnotatedImage`.
+"""Data sources: loaders that turn annotation files into :class:`~getok.records.AnnotatedImage`.
 
 * :func:`load_manifest` — the ``manifest.json`` format of ``../shared/data/real-dev``;
 * :func:`load_coco` — COCO ``instances_*.json`` (pycocotools);

@@ -7,7 +7,7 @@ logged and listed in :attr:`ImageCollection.skipped` with the reason (``strict=T
 
 Every value a loader takes from a file goes through one of the field validators below (:func:`as_list`,
 :func:`as_int`, :func:`as_id`, :func:`as_flag`, :func:`as_str`, :func:`as_texts`, :func:`as_box`,
-:func:`as_points`, and :func:`~getok.data_builders.records.check_image_size` for sizes): a value of the
+:func:`as_points`, and :func:`~getok.records.check_image_size` for sizes): a value of the
 wrong type is a :class:`~getok.errors.DataError` naming the field, which the loader turns into a skip
 naming the file and the record (or raises, with ``strict=True``), never a ``TypeError`` from deep inside.
 """
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import DataError
-from ..records import check_image_size
+from ...records import check_image_size
 
 __all__ = [
     "ImageCollection",
@@ -46,7 +46,7 @@ log = logging.getLogger("getok.data_builders.sources")
 
 
 class ImageCollection(list):
-    """A list of :class:`~getok.data_builders.records.AnnotatedImage` plus what was left out and why.
+    """A list of :class:`~getok.records.AnnotatedImage` plus what was left out and why.
 
     Attributes
     ----------

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError, GetokError, require
-from ..records import AnnotatedImage, AnnotatedObject
+from ...records import AnnotatedImage, AnnotatedObject
 from .base import (
     ImageCollection,
     as_box,

@@ -21,7 +21,7 @@ import numpy as np
 
 from ...errors import DataError, GetokError
 from ...geom.masks import rle_encode
-from ..records import AnnotatedImage, AnnotatedObject
+from ...records import AnnotatedImage, AnnotatedObject
 from .base import (
     ImageCollection,
     as_box,

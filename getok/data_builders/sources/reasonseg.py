@@ -22,7 +22,7 @@ import numpy as np
 from ...errors import DataError, GetokError
 from ...geom.masks import rle_encode
 from ...geom.polygons import polygons_to_mask
-from ..records import AnnotatedImage, AnnotatedObject, check_image_size, read_image_size
+from ...records import AnnotatedImage, AnnotatedObject, check_image_size, read_image_size
 from .base import ImageCollection, as_flag, as_points, as_str, as_texts, read_json, safe_join
 
 __all__ = ["load_reasonseg"]
@@ -32,7 +32,7 @@ _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 
 def _image_size(path: Path, anno: dict) -> tuple[int, int]:
     """The declared ``imageHeight`` / ``imageWidth`` (checked, capped at
-    :data:`~getok.data_builders.records.MAX_IMAGE_PIXELS`), else the image file's header."""
+    :data:`~getok.records.MAX_IMAGE_PIXELS`), else the image file's header."""
     h, w = anno.get("imageHeight"), anno.get("imageWidth")
     if h is None and w is None:
         return read_image_size(path)
@@ -73,7 +73,7 @@ def load_reasonseg(directory: str | Path, *, strict: bool = False) -> ImageColle
         One image per JSON file (sorted by name) with one ``"target"`` object; ``meta`` has
         ``is_sentence`` and ``ignore_rle`` (when the file has ignore regions). Files without a
         usable target, without an image, with malformed fields (``text`` not strings, ``points`` not
-        ``[x, y]`` pairs, a declared size above :data:`~getok.data_builders.records.MAX_IMAGE_PIXELS`)
+        ``[x, y]`` pairs, a declared size above :data:`~getok.records.MAX_IMAGE_PIXELS`)
         are skipped and listed; a JSON file or image that is a symlink leaving ``directory`` raises.
     """
     directory = Path(directory)

@@ -24,16 +24,16 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from getok.cli.main import main as cli_main
-from getok.data_builders.records import (
+from getok.data_builders.sources import ImageCollection, load_coco, load_manifest, load_reasonseg, load_refer
+from getok.errors import DataError
+from getok.geom.masks import rle_encode
+from getok.records import (
     MAX_IMAGE_PIXELS,
     AnnotatedImage,
     check_image_size,
     load_image_rgb,
     read_image_size,
 )
-from getok.data_builders.sources import ImageCollection, load_coco, load_manifest, load_reasonseg, load_refer
-from getok.errors import DataError
-from getok.geom.masks import rle_encode
 
 H, W = 40, 60
 SQUARE = [[10, 10, 20, 10, 20, 30, 10, 30]]

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..conventions import as_size
-from ..errors import DataError
-from ..geometry import KINDS
+from .conventions import as_size
+from .errors import DataError
+from .geometry import KINDS
 
 __all__ = ["Turn", "Sample", "IMAGE_PLACEHOLDER"]
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ..conventions import as_size
-from ..errors import DataError, GeometryError
-from ..geom.boxes import mask_to_box
-from ..geom.masks import as_mask, rle_decode
-from ..geometry import Geometry
+from .conventions import as_size
+from .errors import DataError, GeometryError
+from .geom.boxes import mask_to_box
+from .geom.masks import as_mask, rle_decode
+from .geometry import Geometry
 
 __all__ = [
     "AnnotatedObject",
@@ -39,7 +39,7 @@ __all__ = [
 MAX_IMAGE_PIXELS = 8192 * 8192
 #: Longest side accepted (JPEG's own limit), so that a 1-pixel-high strip cannot claim 10^9 columns.
 MAX_IMAGE_SIDE = 65535
-_CAP = f"{MAX_IMAGE_SIDE} pixels a side, 8192 x 8192 = {MAX_IMAGE_PIXELS} pixels in all: getok.data_builders.records.MAX_IMAGE_PIXELS"
+_CAP = f"{MAX_IMAGE_SIDE} pixels a side, 8192 x 8192 = {MAX_IMAGE_PIXELS} pixels in all: getok.records.MAX_IMAGE_PIXELS"
 
 
 def check_image_size(
@@ -56,7 +56,7 @@ def check_image_size(
     >>> check_image_size(200000, 200000)
     Traceback (most recent call last):
     ...
-    getok.errors.DataError: image size 200000 x 200000 is above getok's cap (65535 pixels a side, 8192 x 8192 = 67108864 pixels in all: getok.data_builders.records.MAX_IMAGE_PIXELS)
+    getok.errors.DataError: image size 200000 x 200000 is above getok's cap (65535 pixels a side, 8192 x 8192 = 67108864 pixels in all: getok.records.MAX_IMAGE_PIXELS)
     """
     vals = []
     for name, v in zip(names, (height, width)):
@@ -177,7 +177,7 @@ class AnnotatedObject:
             if self.rle is not None:
                 m = rle_decode(self.rle)
             else:
-                from ..geom.polygons import polygons_to_mask
+                from .geom.polygons import polygons_to_mask
 
                 h, w = self.size
                 rings = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in self.polygons if len(p) >= 6]
