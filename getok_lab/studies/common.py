@@ -221,21 +221,27 @@ def question_scores(records: Sequence[dict], tasks: Sequence[str] | None = None,
     return {str(r["id"]): float(v) for r, v in zip(recs, sample_ious(recs))} if recs else {}
 
 
-def crossed_ci(per_seed: Sequence[dict], level: float = 0.95, seed: int = 0) -> dict:
+def crossed_ci(
+    per_seed: Sequence[dict], level: float = 0.95, seed: int = 0, questions: Sequence[str] | None = None,
+    missing: float | None = None,
+) -> dict:  # fmt: skip
     """Mean IoU over seeds x questions with a bootstrap interval resampling both
     (:func:`getok.eval.stats.bootstrap_crossed`), from one :func:`question_scores` dict per seed. A question
-    a seed's run did not score counts as missing for that seed only.
+    a seed's run did not score counts as missing for that seed only — or, with ``questions`` (the question set
+    every arm of a study is scored on) and ``missing``, as the score ``missing`` (0: a question this arm could
+    not be asked, e.g. an object too small for its representation, is wrong for it, not dropped).
 
     Returns ``{"mean", "lo", "hi", "half": None, "n_seeds", "n_questions", "method"}`` (:func:`fmt_ci` prints
     ``mean [lo, hi]``)."""
     from getok.eval.stats import bootstrap_crossed
 
-    ids = sorted({q for d in per_seed for q in d})
+    ids = sorted(questions) if questions is not None else sorted({q for d in per_seed for q in d})
+    fill = np.nan if missing is None else float(missing)
     out = {"mean": None, "lo": None, "hi": None, "half": None, "n_seeds": len(per_seed), "n_questions": len(ids),
            "method": "bootstrap over seeds x questions"}  # fmt: skip
     if not ids or not per_seed:
         return out
-    m = np.array([[d.get(q, np.nan) for q in ids] for d in per_seed], dtype=float)
+    m = np.array([[d.get(q, fill) for q in ids] for d in per_seed], dtype=float)
     r = bootstrap_crossed(m, level=level, seed=seed)
     out.update(mean=r["mean"], lo=r["lo"], hi=r["hi"])
     return out

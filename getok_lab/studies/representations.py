@@ -312,6 +312,22 @@ def _aggregate(runs: list[dict], key_path: tuple[str, ...]) -> dict:
     return mean_ci(vals)
 
 
+def _score_on_one_question_set(result: dict, cfg) -> None:
+    """Fair arms: every arm's mIoU over the union of the arms' questions, a question an arm could not be asked
+    (its representation cannot write the answer, e.g. an object smaller than a cell) scored 0 for it."""
+    keys = ["core", *cfg.tasks]
+    rows = result["representations"]
+    union = {k: sorted({q for r in rows for run in r["runs"] for q in run["question_iou"].get(k, {})}) for k in keys}
+    result["questions"] = {k: len(v) for k, v in union.items()}
+    for r in rows:
+        for k in keys:
+            name = "core/gIoU" if k == "core" else f"{k}/gIoU"
+            per_seed = [run["question_iou"].get(k, {}) for run in r["runs"]]
+            r["mean"][name] = crossed_ci(per_seed, questions=union[k], missing=0.0)
+        asked = {q for run in r["runs"] for q in run["question_iou"].get("core", {})}
+        r["unanswerable_core"] = len(set(union["core"]) - asked)
+
+
 def run_representations(cfg: RepresentationsConfig, out_dir: str | Path, *, progress: bool = True,
                         argv: list[str] | None = None) -> dict:  # fmt: skip
     """Run the study; writes ``representations.{json,md,png}`` into ``out_dir`` and returns the result."""
@@ -355,6 +371,7 @@ def run_representations(cfg: RepresentationsConfig, out_dir: str | Path, *, prog
             row["mean"]["turn1/core/Acc@0.5"] = _aggregate(runs, ("turn1", "core", "Acc@0.5"))
         result["representations"].append(row)
         log.info("representation %r done: core mIoU %s", rep.name, fmt_ci(row["mean"]["core/gIoU"]))
+    _score_on_one_question_set(result, cfg)
     result["provenance"]["clock"] = total.stop()
     md = representations_markdown(result)
     fig = _plot(result)
@@ -389,8 +406,10 @@ def representations_markdown(result: dict) -> str:
         f"{cfg['scenes']['n_train']} training scenes (series {cfg['scenes']['train_seed']}), "
         f"{cfg['scenes']['n_eval']} held-out scenes ({cfg['scenes'].get('eval_split', 'held-out')} series "
         f"{cfg['scenes']['eval_seed']}); decoder `{cfg['decoder']}`.",
-        f"mIoU: mean over {len(seeds)} seeds x the held-out questions, [95% bootstrap interval resampling seeds and "
-        "questions together]; other columns: mean over seeds ± the half-width of the 95% Student-t interval.",
+        f"mIoU: mean over {len(seeds)} seeds x the same {result.get('questions', {}).get('core', '?')} held-out "
+        "questions for every representation (one it cannot be asked scores 0 for it), [95% bootstrap interval "
+        "resampling seeds and questions together]; other columns: mean over seeds ± the half-width of the 95% "
+        "Student-t interval.",
         "",
         f"## Query-conditioned tasks ({core}): how coordinates are written and read",
         "",
