@@ -44,7 +44,7 @@ from typing import Any
 
 from ..config import check_numbers, config_to_dict, load_config
 from ..errors import ConfigError
-from ..train.config import EvalConfig, ScenesConfig, TinyModelSource, TuningConfig, VocabConfig
+from ..train.config import EvalConfig, OptimConfig, ScenesConfig, TinyModelSource, TuningConfig, VocabConfig
 from .rewards import RewardConfig
 from .rewards_stage1 import Stage1Config
 from .rewards_stage2 import Stage2Config
@@ -311,70 +311,22 @@ class GRPODataConfig:
 
 
 @dataclass
-class GRPOTrainConfig:
-    """Optimisation and bookkeeping (TRL ``GRPOConfig`` / transformers ``TrainingArguments``).
-
-    Attributes
-    ----------
-    lr : float
-    scheduler : str
-    warmup_ratio, weight_decay : float
-    max_steps : int
-        Optimiser steps.
-    grad_accum : int
-        Accumulation steps (each generates ``rl.prompts_per_step`` groups).
-    max_grad_norm : float
-    bf16, fp16 : bool
-        Mixed precision (GPU); TRL 1.x turns bf16 on by default, getok passes them explicitly.
-    gradient_checkpointing : bool
-    logging_steps : int
-        1 = a reward record per step in ``OUTPUT/metrics.jsonl``.
-    save_steps : int
-    save_total_limit : int, optional
-    resume : str
-        ``auto`` (last complete checkpoint under the output dir), ``never`` or a checkpoint path.
-    deepspeed : str, optional
-    torch_threads : int, optional
-        ``torch.set_num_threads`` (1 on a shared CPU: see SFT's measurements).
-    report_to : list of str
-    use_cpu : bool, optional
-        As SFT's ``train.use_cpu``: ``None`` = automatic (true when torch sees no CUDA device).
-    """
+class GRPOTrainConfig(OptimConfig):
+    """GRPO's optimisation and bookkeeping (TRL ``GRPOConfig`` / transformers ``TrainingArguments``): SFT's
+    :class:`~getok.train.config.OptimConfig` with GRPO's defaults — a small constant learning rate, 200
+    optimiser steps (``grad_accum``: each accumulation step generates ``rl.prompts_per_step`` groups), a reward
+    record every step, a checkpoint every 100."""
 
     lr: float = 1e-5
     scheduler: str = "constant_with_warmup"
     warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
     max_steps: int = 200
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
-    bf16: bool = False
-    fp16: bool = False
-    gradient_checkpointing: bool = False
     logging_steps: int = 1
     save_steps: int = 100
-    save_total_limit: int | None = 2
-    resume: str = "auto"
-    deepspeed: str | None = None
-    torch_threads: int | None = 1
-    report_to: list[str] = field(default_factory=list)
-    use_cpu: bool | None = None
 
     def __post_init__(self):
-        check_numbers(
-            self, "train",
-            positive=("lr", "max_steps", "grad_accum", "max_grad_norm", "logging_steps", "save_steps",
-                      "save_total_limit", "torch_threads"),
-            non_negative=("warmup_ratio", "weight_decay"),
-        )  # fmt: skip
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.bf16 and self.fp16:
-            raise ConfigError("train.bf16 and train.fp16 cannot both be true")
-        if self.deepspeed is not None and not Path(self.deepspeed).is_file():
-            raise ConfigError(f"train.deepspeed: no such file {self.deepspeed}")
-        if not self.resume:
-            raise ConfigError("train.resume must be 'auto', 'never' or a checkpoint directory")
+        super().__post_init__()
+        check_numbers(self, "train", positive=("max_steps",))
 
 
 @dataclass

@@ -393,22 +393,20 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation and bookkeeping (passed to TRL's ``SFTConfig`` / transformers' ``TrainingArguments``).
+class OptimConfig:
+    """The optimisation and bookkeeping settings SFT (:class:`TrainConfig`) and GRPO
+    (:class:`getok.rl.grpo_config.GRPOTrainConfig`) share, with their one validation; each stage sets its own
+    defaults and adds its own fields.
 
     Attributes
     ----------
     lr : float
     scheduler : str
         transformers ``lr_scheduler_type`` (``cosine``, ``linear``, ``constant_with_warmup``, ...).
-    warmup_ratio : float
-    weight_decay : float
-    batch_size : int
-        Per device.
+    warmup_ratio, weight_decay : float
     grad_accum : int
-    epochs : float
     max_steps : int
-        Optimiser steps; ``-1`` = run ``epochs``.
+        Optimiser steps (SFT: ``-1`` = run ``epochs``).
     max_grad_norm : float
     bf16, fp16 : bool
         Mixed precision (GPU). TRL 1.x turns bf16 on by default; getok passes these explicitly.
@@ -419,9 +417,6 @@ class TrainConfig:
         ``auto`` (the last checkpoint under the output dir, if any), ``never``, or a checkpoint path.
     deepspeed : str, optional
         DeepSpeed JSON (``configs/deepspeed/zero2.json``); launch with ``accelerate launch``.
-    dataloader_workers : int
-        Processes preparing batches (chat template, image preprocessing: ~15 ms a sample on a CPU); on a
-        2-core machine one worker overlaps them with the model's step on the other core.
     torch_threads : int, optional
         ``torch.set_num_threads`` for the run (``None``: torch's default). The tiny model's steps are too
         small to gain from intra-op threads, and on a shared CPU two spinning threads ran 4x slower than one
@@ -433,23 +428,13 @@ class TrainConfig:
         sees no CUDA device. It matters for several processes: ``torchrun`` / ``accelerate launch --multi_gpu``
         ranks on a machine without GPUs then join one gloo group (without it each rank trained alone, with
         world size 1); one process trains as before either way.
-    loss_turns : str
-        Which assistant turns of a multi-turn sample carry the loss: ``all`` (default; TRL's
-        ``assistant_only_loss`` as is) or ``last`` — the final answer only, earlier turns as context (such
-        as the *noisy* stage-1 proposal of a two-turn refinement sample). ``last`` is the cleaner target,
-        but on the tiny model the runs that combined it with point questions answered by their named cell
-        stayed at the location prior where the same run with ``all`` learned (the demo's seed 0; the
-        self-correction study at the demo's budget: 0.114 vs 0.619; docs/training.md). Single-turn
-        samples are the same either way.
     """
 
     lr: float = 2e-3
     scheduler: str = "cosine"
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
-    batch_size: int = 16
     grad_accum: int = 1
-    epochs: float = 1.0
     max_steps: int = -1
     max_grad_norm: float = 1.0
     bf16: bool = False
@@ -460,23 +445,17 @@ class TrainConfig:
     save_total_limit: int | None = 2
     resume: str = "auto"
     deepspeed: str | None = None
-    dataloader_workers: int = 1
     torch_threads: int | None = 1
     report_to: list[str] = field(default_factory=list)
     use_cpu: bool | None = None
-    loss_turns: str = "all"
 
     def __post_init__(self):
-        if self.loss_turns not in ("last", "all"):
-            raise ConfigError(f"train.loss_turns must be 'last' or 'all', got {self.loss_turns!r}")
         check_numbers(
             self, "train",
-            positive=("lr", "batch_size", "grad_accum", "epochs", "logging_steps", "save_steps", "save_total_limit",
-                      "max_grad_norm", "torch_threads"),
-            non_negative=("warmup_ratio", "weight_decay", "dataloader_workers"),
+            positive=("lr", "grad_accum", "logging_steps", "save_steps", "save_total_limit", "max_grad_norm",
+                      "torch_threads"),
+            non_negative=("warmup_ratio", "weight_decay"),
         )  # fmt: skip
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ConfigError(f"train.max_steps must be -1 (use epochs) or > 0, got {self.max_steps}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.bf16 and self.fp16:
@@ -485,6 +464,43 @@ class TrainConfig:
             raise ConfigError(f"train.deepspeed: no such file {self.deepspeed}")
         if not self.resume:
             raise ConfigError("train.resume must be 'auto', 'never' or a checkpoint directory")
+
+
+@dataclass
+class TrainConfig(OptimConfig):
+    """SFT's optimisation and bookkeeping (passed to TRL's ``SFTConfig`` / transformers' ``TrainingArguments``):
+    :class:`OptimConfig`'s settings plus the ones below.
+
+    Attributes
+    ----------
+    batch_size : int
+        Per device.
+    epochs : float
+    dataloader_workers : int
+        Processes preparing batches (chat template, image preprocessing: ~15 ms a sample on a CPU); on a
+        2-core machine one worker overlaps them with the model's step on the other core.
+    loss_turns : str
+        Which assistant turns of a multi-turn sample carry the loss: ``all`` (default; TRL's
+        ``assistant_only_loss`` as is) or ``last`` — the final answer only, earlier turns as context (such
+        as the *noisy* stage-1 proposal of a two-turn refinement sample). ``last`` is the cleaner target,
+        but on the tiny model the runs that combined it with point questions answered by their named cell
+        stayed at the location prior where the same run with ``all`` learned (the demo's seed 0; the
+        self-correction study at the demo's budget: 0.114 vs 0.619; docs/training.md). Single-turn
+        samples are the same either way.
+    """
+
+    batch_size: int = 16
+    epochs: float = 1.0
+    dataloader_workers: int = 1
+    loss_turns: str = "all"
+
+    def __post_init__(self):
+        if self.loss_turns not in ("last", "all"):
+            raise ConfigError(f"train.loss_turns must be 'last' or 'all', got {self.loss_turns!r}")
+        super().__post_init__()
+        check_numbers(self, "train", positive=("batch_size", "epochs"), non_negative=("dataloader_workers",))
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ConfigError(f"train.max_steps must be -1 (use epochs) or > 0, got {self.max_steps}")
 
 
 @dataclass
