@@ -37,16 +37,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..io import atomic_write_json, atomic_write_text
-from ..provenance import cpu_seconds, fingerprint
+from ..provenance import cpu_seconds
 from ..train.callbacks import (
-    CHECKPOINT_INFO_FILE,
     CONFIG_FILE,
     CheckpointInfoCallback,
     JsonlMetricsCallback,
@@ -56,8 +54,17 @@ from ..train.callbacks import (
     write_checkpoint_info,
 )
 from ..train.checkpoints import truncate_jsonl
-from ..vocab.layout import VocabLayout
 from .grpo_config import GRPORunConfig, grpo_config_yaml
+from .grpo_eval import _periodic_eval_callback, evaluate_policy, fork_torch_rng, plot_reward_curve
+from .grpo_policy import (
+    StartPolicy,
+    answer_codec,
+    build_prompt_data,
+    ensure_start_dir,
+    grpo_rows,
+    load_start_policy,
+    setup_tuning,
+)
 
 __all__ = [
     "StartPolicy",
@@ -76,232 +83,7 @@ __all__ = [
 
 log = logging.getLogger("getok.rl.grpo")
 
-START_DIR = "start"
 PROPOSALS_FILE = "getok_proposals.json"  # stage 2's proposal store in a checkpoint (exact resume)
-
-
-# ---------------------------------------------------------------------------------------------- policy
-@dataclass
-class StartPolicy:
-    """The starting (SFT) policy.
-
-    Attributes
-    ----------
-    model, processor
-    layout : VocabLayout
-        With ids.
-    source_dir : Path or None
-        A directory whose ``from_pretrained`` reproduces ``model`` exactly (``None``: in memory only).
-    origin : str
-        What it was loaded from (for the summary).
-    """
-
-    model: object
-    processor: object
-    layout: VocabLayout
-    source_dir: Path | None
-    origin: str
-
-
-def _dtype(cfg: GRPORunConfig):
-    return None if cfg.model.dtype == "auto" else cfg.model.dtype
-
-
-def load_start_policy(cfg: GRPORunConfig, output_dir: str | Path) -> StartPolicy:
-    """Load ``model.path`` (module docstring, step 1) with the vocabulary; pixel bounds set."""
-    from ..train.sft import prepare_base, set_pixel_bounds
-    from ..vocab import add_spatial_tokens, load_model_and_processor, tokenizer_of, validate_layout
-
-    m = cfg.model
-    kw = {"dtype": _dtype(cfg), "trust_remote_code": m.trust_remote_code, "attn_implementation": m.attn_implementation}
-    path = Path(m.path)
-    if m.is_tiny:
-        base = prepare_base(cfg, output_dir)  # the embedded tiny model in OUTPUT/base (SFT's helper)
-        model, processor = load_model_and_processor(base, **kw)
-        layout = add_spatial_tokens(processor, model, cfg.vocab.codecs, init=cfg.vocab.init, seed=cfg.vocab.init_seed)
-        source, origin = None, f"tiny (untrained, seed {m.tiny_seed}) + {cfg.vocab.codecs}"
-    elif (path / CHECKPOINT_INFO_FILE).is_file():
-        info = read_checkpoint_info(path)
-        layout = VocabLayout.load(path)
-        if (path / "adapter_config.json").is_file():
-            from ..vocab import load_adapter
-
-            peft_model, processor, got = load_adapter(path, base=m.base or info.get("base_model"), **{
-                k: v for k, v in kw.items() if v is not None})  # fmt: skip
-            got.check_matches(layout, what=f"checkpoint {path}")
-            model = peft_model.merge_and_unload()  # the SFT policy = base + LoRA + trained rows
-            source, origin = None, f"{path} (LoRA, merged in memory)"
-        else:
-            model, processor = load_model_and_processor(path, **kw)
-            source, origin = path, f"{path} ({info.get('tuning', 'full')})"
-        validate_layout(layout, processor, model)
-        layout = layout.with_ids(tokenizer_of(processor)) if layout.ids is None else layout
-    else:
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"model.path {path} is neither an SFT checkpoint, a model directory nor 'tiny'")
-        model, processor = load_model_and_processor(path, **kw)
-        n_before = len(tokenizer_of(processor))
-        layout = add_spatial_tokens(processor, model, cfg.vocab.codecs, init=cfg.vocab.init, seed=cfg.vocab.init_seed)
-        source = path if len(tokenizer_of(processor)) == n_before else None
-        origin = f"{path} (+ {cfg.vocab.codecs})" if source is None else str(path)
-    set_pixel_bounds(processor, m.min_pixels, m.max_pixels)
-    validate_layout(layout, processor, model)
-    return StartPolicy(model, processor, layout, source, origin)
-
-
-def ensure_start_dir(policy: StartPolicy, cfg: GRPORunConfig, output_dir: str | Path) -> StartPolicy:
-    """Make the start policy reloadable from a directory (module docstring, step 1).
-
-    A policy with a ``source_dir`` is returned as it is. Otherwise it is written to ``OUTPUT/start``
-    (weights, processor, layout, marker; kept on resume when its layout hash matches) and reloaded from
-    there, so that ``model.config._name_or_path`` names that directory.
-    """
-    from ..vocab import load_model_and_processor, save_with_layout
-
-    if policy.source_dir is not None:
-        return policy
-    d = Path(output_dir) / START_DIR
-    if (d / CHECKPOINT_INFO_FILE).is_file():
-        if read_checkpoint_info(d).get("layout_hash") != policy.layout.hash:
-            raise DataError(f"{d} holds a start policy with another vocabulary; remove it or change output_dir")
-    else:
-        save_with_layout(policy.model, policy.processor, policy.layout, d, overwrite=True)
-        write_checkpoint_info(d, policy.layout, grpo_config_yaml(cfg), {"tuning": "merged", "start_of": "grpo",
-                                                                         "origin": policy.origin})  # fmt: skip
-    model, processor = load_model_and_processor(
-        d, dtype=_dtype(cfg), trust_remote_code=cfg.model.trust_remote_code, attn_implementation=cfg.model.attn_implementation
-    )  # fmt: skip
-    from ..train.sft import set_pixel_bounds
-
-    set_pixel_bounds(processor, cfg.model.min_pixels, cfg.model.max_pixels)
-    return StartPolicy(model, processor, policy.layout, d, policy.origin)
-
-
-def setup_tuning(model, layout: VocabLayout, cfg: GRPORunConfig):
-    """LoRA (+ trainable new rows, TRL fused-head fix) or full fine-tuning; returns ``(model, counts)``
-    (:func:`getok.train.sft.setup_tuning` with the run's ``tuning`` section)."""
-    from ..train.sft import setup_tuning as _setup
-
-    return _setup(model, layout, cfg.tuning)
-
-
-def answer_codec(cfg: GRPORunConfig, layout: VocabLayout) -> str:
-    """``data.codec`` (checked against the model's layout), else the layout's first ``grid_offset`` codec."""
-    from ..codecs.base import get_codec
-
-    if cfg.data.codec is not None:
-        if cfg.data.codec not in layout.codecs and get_codec(cfg.data.codec).new_tokens():
-            raise ConfigError(f"data.codec {cfg.data.codec!r} is not in the model's vocabulary {layout.codecs}")
-        return cfg.data.codec
-    for spec in layout.codecs:
-        if get_codec(spec).name == "grid_offset":
-            return spec
-    if cfg.rl.stage == 2:
-        raise ConfigError(f"stage 2 needs a grid_offset codec in the model's vocabulary, got {layout.codecs}")
-    return layout.codecs[0]
-
-
-def _single_target(s) -> bool:
-    return len(s.truth.get("masks") or []) == 1
-
-
-def build_prompt_data(cfg: GRPORunConfig, spec: str, out_dir: str | Path, *, progress: bool = False) -> Path:
-    """The prompts as a getok dataset directory (reused when already built with the same settings).
-
-    Procedural scenes (``data.scenes``) → query tasks ``data.tasks`` in ``spec`` (mask answers: greedy
-    cells over the exact regions, the SFT targets), or the samples of ``data.dataset`` with those tasks;
-    stage 2 keeps single-target samples; at most ``data.num_samples`` (shuffled with ``seed``).
-    """
-    from ..config import config_to_dict
-    from ..data_builders.dataset import read_dataset, write_dataset
-    from ..data_builders.tasks import SampleList
-    from ..train.config import MixtureEntry
-    from ..train.data import _scenes_source, build_pool, check_dataset_layout
-
-    out = Path(out_dir)
-    d = cfg.data
-    spec_fp = {"data": config_to_dict(d), "codec": spec, "tasks": cfg.tasks, "stage": cfg.rl.stage, "seed": cfg.seed}
-    fp = fingerprint(spec_fp)
-    if out.exists():
-        if read_dataset(out, check_images=False).manifest.get("builder", {}).get("fingerprint") == fp:
-            return out
-        raise DataError(f"{out} holds GRPO prompts built with other settings; remove it or use another output_dir")
-    images, sources = {}, []
-    if d.dataset is not None:
-        ds = read_dataset(d.dataset)
-        check_dataset_layout(ds.manifest, [spec], where=str(d.dataset))
-        pool = SampleList(settings={"type": "dataset", "path": str(Path(d.dataset).resolve())})
-        for s in ds:
-            if s.task in cfg.tasks:
-                s.image = str(ds.image_path(s).resolve())
-                pool.append(s)
-        sources = list(ds.manifest.get("sources") or [])
-    else:
-        from ..data_builders.scenes import generate_scenes
-
-        scenes = generate_scenes(d.scenes.n, d.scenes.seed, d.scenes.scene_config())
-        entry = MixtureEntry(type="tasks", tasks=list(cfg.tasks), codec=spec, greedy="exact")
-        pool = build_pool(entry, [spec], scenes, d.task_seed)
-        images = dict(getattr(pool, "images", {}))
-        sources = [_scenes_source(d.scenes.n, d.scenes.seed, d)]
-    samples = list(pool)
-    dropped = 0
-    if cfg.rl.stage == 2:
-        keep = [s for s in samples if _single_target(s)]
-        dropped = len(samples) - len(keep)
-        samples = keep
-    if d.num_samples is not None and len(samples) > d.num_samples:
-        rng = np.random.default_rng(cfg.seed)
-        samples = [samples[i] for i in sorted(rng.choice(len(samples), d.num_samples, replace=False))]
-    if not samples:
-        raise DataError(f"no prompts for stage {cfg.rl.stage} with tasks {cfg.tasks}")
-    used = {s.image_id for s in samples}
-    images = {k: v for k, v in images.items() if k in used}
-    manifest = {
-        "builder": {"fingerprint": fp, **spec_fp, "not_single_target": dropped, "kind": "grpo-prompts"},
-        "sources": sources,
-        "skipped": list(getattr(pool, "skipped", [])),
-    }
-    return write_dataset(samples, out, manifest, images=images)
-
-
-def sample_truth(sample, stage: int, layout_hash: str | None) -> str:
-    """The packed truth of a prompt (:func:`~getok.data_builders.export.easyr1_truth`, task ``stage<k>``)."""
-    from ..data_builders.export import easyr1_truth
-
-    t = easyr1_truth(sample, layout_hash)
-    t["task"] = f"stage{stage}"
-    t.pop("proposal", None)  # stage 2: the policy's own proposal comes with each rollout
-    return json.dumps(t, separators=(",", ":"))
-
-
-def grpo_rows(ds, stage: int, layout_hash: str | None = None):
-    """TRL rows of a prompt dataset: ``prompt`` (conversational), ``images``, ``truth``, ``sample_id``.
-
-    Returns
-    -------
-    datasets.Dataset
-        ``images`` is a list of ``datasets.Image`` (file paths, decoded to PIL when read).
-    """
-    from ..errors import require
-    from ..eval.generate import prompt_messages
-
-    datasets = require("datasets", "train", "GRPO prompts")
-    f = datasets
-    rows = {"prompt": [], "images": [], "truth": [], "sample_id": []}
-    for s in ds:
-        rows["prompt"].append(prompt_messages(s))
-        rows["images"].append([{"path": str(ds.image_path(s).resolve()), "bytes": None}])
-        rows["truth"].append(sample_truth(s, stage, layout_hash))
-        rows["sample_id"].append(s.sample_id)
-    content = f.List({"type": f.Value("string"), "text": f.Value("string")})
-    features = f.Features({
-        "prompt": f.List({"role": f.Value("string"), "content": content}),
-        "images": f.List(f.Image()),
-        "truth": f.Value("string"),
-        "sample_id": f.Value("string"),
-    })  # fmt: skip
-    return f.Dataset.from_dict(rows, features=features)
 
 
 # ---------------------------------------------------------------------------------------------- rewards
@@ -449,134 +231,6 @@ def make_trainer(model, processor, rows, args, reward_funcs, callbacks=(), propo
     if extra:
         trainer.chat_template_kwargs = {**trainer.chat_template_kwargs, **extra}
     return trainer
-
-
-# ---------------------------------------------------------------------------------------------- eval
-def _turn(table: dict, t: int) -> dict:
-    return table.get(t) or table.get(str(t)) or {}
-
-
-def eval_headline(summary: dict, stage: int) -> dict:
-    """The numbers worth a line: mIoU (gIoU), cIoU, invalid rate; stage 2: per-turn mIoU, the gain of the
-    refinement turn, the oracle's, improved / worse counts."""
-    ov = summary.get("overall", {})
-    out = {"n": ov.get("n"), "mIoU": ov.get("gIoU"), "cIoU": ov.get("cIoU"), "invalid_rate": ov.get("invalid_rate")}
-    per_task = summary.get("per_task") or {}
-    if stage == 1 and len(per_task) > 1:
-        out["per_task"] = {t: {"n": s.get("n"), "mIoU": s.get("gIoU")} for t, s in per_task.items()}
-    sc = summary.get("selfcorrect")
-    if stage == 2 and sc and sc.get("turns"):
-        t1, t2 = _turn(sc["turns"], 1), _turn(sc["turns"], 2)
-        o2 = _turn(sc.get("oracle", {}), 2)
-        out.update(
-            mIoU_turn1=t1.get("gIoU"), mIoU_turn2=t2.get("gIoU"),
-            gain=None if t1.get("gIoU") is None or t2.get("gIoU") is None else t2["gIoU"] - t1["gIoU"],
-            oracle_mIoU_turn2=o2.get("gIoU"),
-            oracle_gain=None if t1.get("gIoU") is None or o2.get("gIoU") is None else o2["gIoU"] - t1["gIoU"],
-            improved=t2.get("improved"), worse=t2.get("worse"), same=t2.get("same"),
-            refine_invalid_rate=t2.get("refine_invalid_rate"), n_no_proposal=sc.get("n_no_proposal"),
-            point_score=(t2.get("points") or {}).get("point_score"),
-        )  # fmt: skip
-    return out
-
-
-def fork_torch_rng():
-    """``torch.random.fork_rng`` over the CPU and every visible CUDA device: greedy generation
-    (:func:`~getok.eval.generate.generate_answers`) seeds torch before each batch, and a held-out evaluation
-    or a stage-2 proposal in the middle of training must not change the rollouts' random stream (a run with
-    evaluations every 50 steps trains exactly as one without; tested)."""
-    import torch
-
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    return torch.random.fork_rng(devices=devices)
-
-
-def evaluate_policy(model, processor, eval_dir, cfg: GRPORunConfig, out_dir, *, progress: bool = False) -> dict:
-    """Held-out evaluation (:func:`getok.eval.runner.evaluate`); stage 2 with two self-correction turns.
-
-    Returns :func:`eval_headline` of the summary (records and tables are written under ``out_dir``).
-    """
-    from ..eval.runner import evaluate
-
-    ev = cfg.eval
-    was = model.training
-    model.eval()
-    try:
-        with fork_torch_rng():  # generation re-seeds torch per batch: keep the training stream untouched
-            summary = evaluate(
-                model, processor, str(eval_dir), decoder=ev.decoder, out_dir=str(out_dir), limit=ev.limit,
-                batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens, resume=False, progress=progress,
-                seed=cfg.seed, turns=2 if cfg.rl.stage == 2 else 1, oracle=True,
-                model_name=f"{cfg.output_dir} ({Path(out_dir).name})",
-            )  # fmt: skip
-    finally:
-        model.train(was)
-    return eval_headline(summary, cfg.rl.stage)
-
-
-def _periodic_eval_callback(processor, eval_dir, cfg: GRPORunConfig, out: Path):
-    from transformers import TrainerCallback
-
-    class PeriodicEval(TrainerCallback):
-        """Evaluate every ``eval.every_steps`` steps; one JSON row per evaluation in ``eval_curve.jsonl``."""
-
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            n = cfg.eval.every_steps
-            if not n or state.global_step % n or not state.is_world_process_zero:
-                return
-            t0 = time.perf_counter()
-            head = evaluate_policy(model, processor, eval_dir, cfg, out / "eval" / f"step-{state.global_step}")
-            row = {"step": int(state.global_step), **head, "eval_s": round(time.perf_counter() - t0, 1)}
-            with open(out / "eval_curve.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-
-    return PeriodicEval()
-
-
-# ---------------------------------------------------------------------------------------------- plots
-def _moving_average(x: np.ndarray, k: int) -> np.ndarray:
-    if len(x) < 2 or k <= 1:
-        return x
-    k = min(k, len(x))
-    c = np.cumsum(np.insert(x, 0, 0.0))
-    head = c[1:k] / np.arange(1, k)
-    return np.concatenate([head, (c[k:] - c[:-k]) / k])
-
-
-def plot_reward_curve(metrics_path: str | Path, out_png: str | Path, *, eval_rows: list[dict] | None = None,
-                      title: str = "", window: int = 10) -> Path | None:  # fmt: skip
-    """Mean reward per step (and its moving average) from ``metrics.jsonl``; held-out mIoU points when
-    given. Returns the PNG path (``None`` when there is nothing to plot)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    recs = [r for r in read_metrics(metrics_path) if "reward" in r]
-    if not recs:
-        return None
-    steps = np.array([r["step"] for r in recs])
-    reward = np.array([r["reward"] for r in recs], dtype=float)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, reward, color="0.75", lw=0.8, label="mean reward (per step)")
-    ax.plot(steps, _moving_average(reward, window), color="C0", lw=2, label=f"moving average ({window})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("reward")
-    if eval_rows:
-        key = "mIoU_turn2" if any("mIoU_turn2" in r for r in eval_rows) else "mIoU"
-        es = [r["step"] for r in eval_rows if r.get(key) is not None]
-        ev = [r[key] for r in eval_rows if r.get(key) is not None]
-        ax2 = ax.twinx()
-        ax2.plot(es, ev, "o-", color="C3", label=f"held-out {key}")
-        ax2.set_ylabel(f"held-out {key}")
-        ax2.legend(loc="lower right")
-    ax.legend(loc="upper left")
-    ax.set_title(title)
-    fig.tight_layout()
-    out = Path(out_png)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- run
