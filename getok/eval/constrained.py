@@ -41,7 +41,8 @@ encoding of the literal (one canonical tokenization). Grid cells need not be sor
 accepts any order), so the grammar does not ask for it.
 
 The grammar engine is tokenizer-agnostic numpy; :class:`TokenTables` maps it onto one tokenizer's ids and
-:class:`GrammarLogitsProcessor` applies it in ``model.generate`` (torch imported there only).
+:class:`~getok.eval.grammar_logits.GrammarLogitsProcessor` applies it in ``model.generate`` (torch imported
+there only).
 """
 
 from __future__ import annotations
@@ -50,26 +51,32 @@ import dataclasses
 import logging
 import math
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..codecs.base import AnswerShape, Codec, get_codec
+from ..codecs.base import get_codec
 from ..errors import ConfigError
+from .grammar import (
+    AnswerGrammar,
+    _shape,
+    grammar_for,
+    grammar_for_sample,
+    is_constrainable,
+    proposal_counts,
+    refinement_grammar,
+)
 
 __all__ = [
     "AnswerGrammar",
     "TokenTables",
     "GrammarMachine",
-    "GrammarLogitsProcessor",
     "grammar_for",
     "refinement_grammar",
     "grammar_for_sample",
     "proposal_counts",
     "machine_for",
     "is_constrainable",
-    "random_completion",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,101 +85,6 @@ log = logging.getLogger(__name__)
 _UNIT_LEN = {"cell": 1, "cell_off": 2, "bin2": 2}
 #: Instance shapes: exactly one vertex, exactly two (a box), a sequence, or rings separated by ``;``.
 _INST = ("one", "two", "seq", "rings")
-
-
-@dataclass(frozen=True)
-class AnswerGrammar:
-    """What one answer may be.
-
-    Parameters
-    ----------
-    codec : str
-        Codec spec (``"grid_offset:n=32,r=1,step=0.5"``).
-    kind : str
-        Answer kind (``mask``, ``point``, ``box``, ``polyline``).
-    refine : tuple of int, optional
-        A refinement answer (``grid_offset`` only): the number of proposed cells of each proposed instance,
-        in order; ``()`` for an empty proposal (the only valid refinement is ``none``).
-    envelope : bool
-        Wrap the answer in ``<think>…</think><answer>…</answer>``.
-    allow_none : bool
-        Allow the no-target answer ``none`` (always allowed for an empty refinement proposal).
-    max_instances : int, optional
-        Cap on the instance lines (``None``: only the token budget limits them).
-    max_think : int, optional
-        Cap on thought tokens with ``envelope`` (``None``: the budget).
-    """
-
-    codec: str
-    kind: str = "mask"
-    refine: tuple[int, ...] | None = None
-    envelope: bool = False
-    allow_none: bool = True
-    max_instances: int | None = None
-    max_think: int | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "codec", get_codec(self.codec).spec)
-        if self.refine is not None:
-            r = tuple(int(k) for k in self.refine)
-            if any(k < 1 for k in r):
-                raise ConfigError(f"AnswerGrammar.refine counts must be >= 1 (cells per proposed instance), got {r}")
-            object.__setattr__(self, "refine", r)
-        if self.max_instances is not None and self.max_instances < 1:
-            raise ConfigError(f"AnswerGrammar.max_instances must be >= 1, got {self.max_instances}")
-        if self.max_think is not None and self.max_think < 0:
-            raise ConfigError(f"AnswerGrammar.max_think must be >= 0, got {self.max_think}")
-        _shape(get_codec(self.codec), self.kind, self.refine)  # raises for unsupported codecs / kinds
-
-
-def _shape(codec: Codec, kind: str, refine) -> AnswerShape:
-    """The codec's own answer shape (:meth:`~getok.codecs.base.Codec.answer_shape`): each codec owns its grammar."""
-    if kind not in codec.kinds:
-        raise ConfigError(f"codec {codec.spec!r} has no {kind!r} answers (kinds {codec.kinds})")
-    return codec.answer_shape(kind, refine is not None)
-
-
-def is_constrainable(codec, kind: str = "mask") -> bool:
-    """Whether :func:`grammar_for` covers answers of ``kind`` in ``codec``."""
-    try:
-        _shape(get_codec(codec), kind, None)
-    except ConfigError:
-        return False
-    return True
-
-
-def grammar_for(codec, kind: str = "mask", *, envelope: bool = False, **kwargs) -> AnswerGrammar:
-    """The grammar of a one-turn answer; raises :class:`ConfigError` for codecs that are not covered."""
-    return AnswerGrammar(get_codec(codec).spec, kind, None, envelope, **kwargs)
-
-
-def refinement_grammar(codec, counts: Sequence[int], *, envelope: bool = False, **kwargs) -> AnswerGrammar:
-    """The grammar of a refinement turn: ``counts[i]`` offset / ``<DELETE>`` tokens on line ``i``."""
-    return AnswerGrammar(get_codec(codec).spec, "mask", tuple(int(k) for k in counts), envelope, **kwargs)
-
-
-def proposal_counts(codec, proposal_text: str, size) -> tuple[int, ...]:
-    """Cells per instance of a proposal answer (``()`` for ``none``); :class:`DecodeError` when it does not parse."""
-    from ..answers import extract_answer
-
-    return tuple(len(g.cells) for g in get_codec(codec).decode(extract_answer(proposal_text), size, "mask"))
-
-
-def grammar_for_sample(sample, turns=None, *, codec=None, envelope: bool | None = None) -> AnswerGrammar:
-    """The grammar of the answer a sample (or the conversation ``turns`` about it) asks for next.
-
-    A conversation of more than one turn in a ``grid_offset`` codec asks for a refinement of the
-    proposal in its **first** assistant message (self-correction: one token per originally proposed
-    cell); otherwise the sample's ``kind`` in ``codec`` (default: the sample's). ``envelope`` defaults to
-    whether the sample's target answer is wrapped in ``<think>…</think><answer>…</answer>``.
-    """
-    turns = list(sample.turns if turns is None else turns)
-    c = get_codec(codec or sample.codec)
-    if envelope is None:
-        envelope = sample.answer.lstrip().startswith("<think>")
-    if len(turns) > 1 and c.name == "grid_offset":
-        return refinement_grammar(c, proposal_counts(c, turns[0].assistant, sample.size), envelope=envelope)
-    return grammar_for(c, sample.kind, envelope=envelope)
 
 
 def machine_for(grammar: AnswerGrammar, tokenizer) -> GrammarMachine:
@@ -586,124 +498,3 @@ class GrammarMachine:
             if s.upos == 1 and s.nv == 0:
                 return dataclasses.replace(nxt, first=(s.cur, value), cur=-1)
         return nxt
-
-
-# ------------------------------------------------------------------------------------------------ HF processor
-class GrammarLogitsProcessor:
-    """A transformers logits processor (``__call__(input_ids, scores) -> scores``) applying one grammar per row.
-
-    Parameters
-    ----------
-    machines : sequence of GrammarMachine or None
-        One per batch row (``None``: that row is not constrained).
-    eos_token_ids : sequence of int
-        End-of-sequence ids (allowed only where the answer may end).
-    max_new_tokens : int
-        The generation budget (the processor keeps every row completable within it).
-
-    Notes
-    -----
-    Create one per ``generate`` call: it remembers the prompt length (the input length at its first
-    call; left padding gives every row the same) and each row's state. Disallowed tokens get ``-inf``.
-    Rows that ended (EOS) are left alone. A row whose generated token the grammar does not allow (e.g.
-    another processor overrode the choice) stops being constrained and is logged.
-    """
-
-    def __init__(self, machines: Sequence[GrammarMachine | None], eos_token_ids: Sequence[int], max_new_tokens: int) -> None:
-        self.machines = list(machines)
-        self.eos = sorted({int(i) for i in eos_token_ids})
-        if not self.eos:
-            raise ConfigError("constrained decoding needs at least one end-of-sequence token id")
-        self.max_new_tokens = int(max_new_tokens)
-        self.states = [m.start() if m is not None else None for m in self.machines]
-        self.ended = [False] * len(self.machines)
-        self.prompt_len: int | None = None
-        self._seen = 0
-        self._tensors: dict = {}
-
-    def _ids_tensor(self, arr: np.ndarray, device, cache: bool):
-        """``arr`` as a tensor on ``device``; tables' own arrays (``cache``) are converted once."""
-        import torch
-
-        if not cache:
-            return torch.from_numpy(np.ascontiguousarray(arr)).to(device)
-        k = (id(arr), str(device))
-        hit = self._tensors.get(k)
-        if hit is None or hit[0] is not arr:
-            hit = (arr, torch.from_numpy(np.ascontiguousarray(arr)).to(device))
-            self._tensors[k] = hit
-        return hit[1]
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        b, length = input_ids.shape
-        if b != len(self.machines):
-            raise ConfigError(f"logits processor built for {len(self.machines)} rows, got a batch of {b}")
-        if self.prompt_len is None:
-            self.prompt_len = length
-            self._seen = length
-        # consume the tokens generated since the last call
-        if length > self._seen:
-            new = input_ids[:, self._seen : length].tolist()
-            for row, toks in enumerate(new):
-                m = self.machines[row]
-                for t in toks:
-                    if self.ended[row]:
-                        break
-                    if t in self.eos:
-                        self.ended[row] = True
-                        break
-                    if m is None:
-                        continue
-                    st = m.advance(self.states[row], t)
-                    if st.phase == "dead" and self.states[row].phase != "dead":
-                        log.warning("row %d: generated token %d is outside the grammar; row no longer constrained", row, t)
-                    self.states[row] = st
-            self._seen = length
-        remaining = self.max_new_tokens - (length - self.prompt_len)
-        mask = torch.full_like(scores, -math.inf)
-        touched = False
-        for row, m in enumerate(self.machines):
-            if m is None or self.ended[row] or self.states[row].phase == "dead":
-                mask[row] = 0.0
-                continue
-            touched = True
-            ids_list, eos_ok = m.allowed(self.states[row], remaining)
-            for ids in ids_list:
-                if isinstance(ids, str):  # "plain": every ordinary text token
-                    mask[row, self._ids_tensor(m.t.plain_ids(scores.shape[1]), scores.device, True)] = 0.0
-                else:
-                    table = ids is m.t.cells or ids is m.t.offset_ids or ids is m.t.bins
-                    mask[row, self._ids_tensor(ids, scores.device, table)] = 0.0
-            if eos_ok:
-                mask[row, self.eos] = 0.0
-        if not touched:
-            return scores
-        return scores + mask.to(scores.dtype)
-
-
-# ------------------------------------------------------------------------------------------------ testing aid
-def random_completion(machine: GrammarMachine, budget: int, rng: np.random.Generator, p_end: float = 0.3) -> list[int]:
-    """A random answer of the grammar within ``budget`` tokens, as token ids (EOS not included).
-
-    What the logits processor lets a model write, with uniform choices: used to fuzz the grammars
-    (every result must parse). ``p_end`` is the chance of stopping where the answer may end.
-    """
-    s = machine.start()
-    out: list[int] = []
-    while len(out) < budget:
-        ids_list, eos_ok = machine.allowed(s, budget - len(out))
-        if eos_ok and (not ids_list or rng.random() < p_end):
-            break
-        if not ids_list:
-            break
-        pick = ids_list[int(rng.integers(len(ids_list)))]
-        if isinstance(pick, str):
-            pick = machine.t.plain_ids(len(machine.t.plain))
-        tid = int(pick[int(rng.integers(len(pick)))])
-        s = machine.advance(s, tid)
-        if s.phase == "dead":
-            raise AssertionError(f"random_completion chose token {tid} the grammar does not allow")
-        out.append(tid)
-    return out

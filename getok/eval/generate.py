@@ -242,7 +242,8 @@ def generate_answers(
                 inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
             kw = dict(gen_kw)
             if grammars is not None and any(grammars[i] is not None for i in idx):
-                from .constrained import GrammarLogitsProcessor, machine_for
+                from .constrained import machine_for
+                from .grammar_logits import GrammarLogitsProcessor
 
                 machines = [None if grammars[i] is None else machine_for(grammars[i], tok) for i in idx]
                 from transformers import LogitsProcessorList

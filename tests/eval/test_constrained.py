@@ -15,9 +15,9 @@ from getok.eval.constrained import (
     grammar_for,
     grammar_for_sample,
     is_constrainable,
-    random_completion,
     refinement_grammar,
 )
+from getok.eval.grammar_logits import random_completion
 
 from .conftest import BINS, SPEC
 
