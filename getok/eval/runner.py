@@ -249,7 +249,7 @@ def _point_acc(records) -> float | None:
 
 def summarize_run(records: Sequence[dict], empty: str = "lisa") -> dict:
     """Overall and per-task summaries (+ ``Acc@point``), self-correction tables and refinement points."""
-    from .selfcorrect import _sum_points, summarize_selfcorrect
+    from .selfcorrect_summary import sum_points, summarize_selfcorrect
 
     records = list(records)
     out: dict = {"empty": empty, "empty_rule": EMPTY_CONVENTIONS[empty]}
@@ -268,7 +268,7 @@ def summarize_run(records: Sequence[dict], empty: str = "lisa") -> dict:
         out["selfcorrect"] = summarize_selfcorrect(records, empty)
     refine = [p for r in records if not r.get("turns") for p in (r.get("points") or [])]
     if refine:
-        out["refine_points"] = _sum_points(refine)
+        out["refine_points"] = sum_points(refine)
     return out
 
 
@@ -280,7 +280,7 @@ _TABLE_COLUMNS = (
 
 def summary_markdown(summary: dict) -> str:
     """The run's summary as markdown: settings, per-task table, self-correction tables, conventions."""
-    from .selfcorrect import POINT_KEYS, selfcorrect_markdown
+    from .selfcorrect_summary import POINT_KEYS, selfcorrect_markdown
 
     run = summary.get("run", {})
     lines = ["# getok eval", ""]
