@@ -44,7 +44,7 @@ from typing import Any
 
 from ..config import check_numbers, config_to_dict, load_config
 from ..errors import ConfigError
-from ..train.config import EvalConfig, OptimConfig, ScenesConfig, TinyModelSource, TuningConfig, VocabConfig
+from ..train.sections import EvalConfig, OptimConfig, ScenesConfig, TinyModelSource, TuningConfig, VocabConfig
 from .rewards import RewardConfig
 from .rewards_stage1 import Stage1Config
 from .rewards_stage2 import Stage2Config
