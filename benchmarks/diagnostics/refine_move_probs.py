@@ -30,7 +30,7 @@ def move_probs(model_dir: str, data_dir: str, records: str) -> dict:
     from getok.eval.generate import load_sample_image, prompt_messages
     from getok.rl.stage2 import REFINE_PROMPT
     from getok.samples import Turn
-    from getok.vocab.tiny import load_model_and_processor
+    from getok.vocab.loading import load_model_and_processor
 
     model, proc = load_model_and_processor(model_dir)
     model.eval()

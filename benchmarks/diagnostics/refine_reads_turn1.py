@@ -68,7 +68,7 @@ def reads_turn1(model_dir: str, data_dir: str, n: int = 40, seed: int = 0) -> di
     from getok.codecs import get_codec
     from getok.data_builders.dataset import read_dataset
     from getok.eval.generate import load_sample_image
-    from getok.vocab.tiny import load_model_and_processor
+    from getok.vocab.loading import load_model_and_processor
 
     model, proc = load_model_and_processor(model_dir)
     model.eval()

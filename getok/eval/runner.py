@@ -558,9 +558,9 @@ class _WithImages:
 
 
 def evaluate_path(model_dir, data_dir, *, dtype=None, device=None, trust_remote_code: bool = False, **kwargs) -> dict:
-    """:func:`evaluate` for a model directory (loaded with :func:`getok.vocab.tiny.load_model_and_processor`,
+    """:func:`evaluate` for a model directory (loaded with :func:`getok.vocab.loading.load_model_and_processor`,
     its vocabulary layout checked) and a dataset directory."""
-    from ..vocab.tiny import load_model_and_processor
+    from ..vocab.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(model_dir, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     kwargs.setdefault("model_name", str(Path(model_dir).resolve()))

@@ -38,7 +38,7 @@ _LAZY = {
     "TinyModelConfig": "tiny",
     "build_tiny_model": "tiny",
     "make_tiny_model": "tiny",
-    "load_model_and_processor": "tiny",
+    "load_model_and_processor": "loading",
     "lora_config_for": "peft_utils",
     "get_peft_model_for": "peft_utils",
     "apply_trl_fused_head_fix": "peft_utils",

@@ -160,7 +160,7 @@ def _prod(shape) -> int:
 
 def _load(args):
     from .layout import LAYOUT_FILE, VocabLayout
-    from .tiny import load_model_and_processor
+    from .loading import load_model_and_processor
 
     model, processor = load_model_and_processor(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     layout = VocabLayout.load(args.model) if (Path(args.model) / LAYOUT_FILE).is_file() else None

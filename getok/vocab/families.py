@@ -394,7 +394,7 @@ def make_family_model(family: str, seed: int = 0):
 
 def build_family_model(family: str, out_dir: str | Path, seed: int = 0, overwrite: bool = False) -> Path:
     """:func:`make_family_model` written to ``out_dir`` (model + processor), loadable with
-    :func:`~getok.vocab.tiny.load_model_and_processor` offline."""
+    :func:`~getok.vocab.loading.load_model_and_processor` offline."""
     from ..io import atomic_dir
 
     model, proc = make_family_model(family, seed)

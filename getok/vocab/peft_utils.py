@@ -347,7 +347,7 @@ def load_adapter(adapter_dir: str | Path, base: str | Path | None = None, is_tra
     """Load a saved adapter onto its base model, resized for the adapter's tokenizer.
 
     ``base`` defaults to the ``base_model_name_or_path`` recorded in ``adapter_config.json``. The base is
-    loaded with :func:`~getok.vocab.tiny.load_model_and_processor`, resized with
+    loaded with :func:`~getok.vocab.loading.load_model_and_processor`, resized with
     :func:`~getok.vocab.add_spatial_tokens` (same codecs, init and seed as recorded in the layout; the
     trainable rows then come from the adapter) and wrapped with ``PeftModel.from_pretrained``.
 
@@ -357,7 +357,7 @@ def load_adapter(adapter_dir: str | Path, base: str | Path | None = None, is_tra
     """
     from peft import PeftModel
 
-    from .tiny import load_model_and_processor
+    from .loading import load_model_and_processor
     from .tokens import add_spatial_tokens, validate_layout
 
     adapter_dir = Path(adapter_dir)
@@ -372,7 +372,7 @@ def load_adapter(adapter_dir: str | Path, base: str | Path | None = None, is_tra
     model, _ = load_model_and_processor(base, check_layout=False, **load_kwargs)
     from transformers import AutoProcessor
 
-    from .tiny import ensure_processor
+    from .loading import ensure_processor
 
     processor = ensure_processor(AutoProcessor.from_pretrained(adapter_dir), adapter_dir)
     got = add_spatial_tokens(
@@ -389,7 +389,7 @@ def merge_and_save(peft_model, processor, layout: VocabLayout, out_dir: str | Pa
     """Merge LoRA and trainable rows into the base weights and write a standalone model directory.
 
     The directory (safetensors model, processor, ``getok_layout.json``) loads with
-    :func:`~getok.vocab.tiny.load_model_and_processor` / the Auto classes and gives the adapter model's
+    :func:`~getok.vocab.loading.load_model_and_processor` / the Auto classes and gives the adapter model's
     logits. ``peft_model`` is merged in place (``merge_and_unload``) and should not be used afterwards.
     Written atomically.
     """

@@ -396,7 +396,7 @@ def train_sft(cfg, *, progress: bool = True) -> dict:
 
 def load_trained(model_dir: str | Path):
     """``(model, processor)`` of a trained full fine-tuning directory, in eval mode."""
-    from getok.vocab.tiny import load_model_and_processor
+    from getok.vocab.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(model_dir)
     model.eval()

@@ -30,7 +30,7 @@ def tiny_dirs(tmp_path_factory):
 @pytest.fixture
 def load_tiny(tiny_dirs):
     """``load_tiny(kind)`` → fresh ``(model, processor)`` from the session's tiny directory."""
-    from getok.vocab.tiny import load_model_and_processor
+    from getok.vocab.loading import load_model_and_processor
 
     def load(kind: str = "untied"):
         return load_model_and_processor(tiny_dirs[kind])

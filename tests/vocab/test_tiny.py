@@ -154,7 +154,7 @@ def test_config_round_trip_and_read(tiny_dirs):
 def test_ensure_processor_rebuilds_from_bare_tokenizer(tiny_dirs):
     from transformers import AutoTokenizer
 
-    from getok.vocab.tiny import ensure_processor
+    from getok.vocab.loading import ensure_processor
 
     tok = AutoTokenizer.from_pretrained(tiny_dirs["untied"])
     proc = ensure_processor(tok, tiny_dirs["untied"])
