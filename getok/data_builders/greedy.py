@@ -211,10 +211,10 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
     t = _check_target(target_mask, stack)
     idx = _index(stack)
     n = stack.n
-    from .offsets import coco_rle_banded
+    from ..geom.masks import coco_rle
 
     tbox = mask_to_box(t)
-    t_rle = coco_rle_banded(t, tbox)
+    t_rle = coco_rle(t, tbox)
     tx0, ty0, tx1, ty1 = tbox
 
     # candidates: used proposals whose box meets the target's box and that overlap it

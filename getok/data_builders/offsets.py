@@ -39,7 +39,7 @@ from ..conventions import as_size
 from ..errors import ConfigError, GeometryError
 from ..geom.boxes import mask_to_box
 from ..geom.grid import grid_points, index_to_cells, points_to_cells
-from ..geom.masks import as_mask
+from ..geom.masks import as_mask, rle_encode
 from ..geom.refine import landing_pixels, offset_moves
 from ..geometry import Geometry
 from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
@@ -60,8 +60,6 @@ __all__ = [
     "noisy_proposal",
     "offset_geometry",
     "offset_sample",
-    "rle_encode_banded",
-    "coco_rle_banded",
 ]
 
 INSIDE, RING, FAR, HARD_DELETE = 0, 1, 2, 3
@@ -490,45 +488,6 @@ def offset_geometry(mask, proposal: OffsetProposal, n: int, step: float, label: 
     )
 
 
-def rle_encode_banded(mask: np.ndarray, box=None) -> dict:
-    """:func:`getok.geom.masks.rle_encode` reading only the columns the mask's box spans (COCO RLE runs
-    are column-major, so the columns left and right of the box are one run each); same result, faster
-    for objects narrower than the image. ``box`` XYXY is computed when not given.
-
-    >>> m = np.zeros((6, 9), bool); m[1:4, 2:5] = True
-    >>> from getok.geom.masks import rle_encode
-    >>> rle_encode_banded(m) == rle_encode(m)
-    True
-    """
-    rle = coco_rle_banded(mask, box)
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def coco_rle_banded(mask: np.ndarray, box=None) -> dict:
-    """Like :func:`rle_encode_banded` but the pycocotools object itself (``counts`` as bytes)."""
-    from pycocotools import mask as mask_utils
-
-    h, w = mask.shape
-    if box is None:
-        box = mask_to_box(mask)
-    if box is None:
-        return mask_utils.frPyObjects({"size": [h, w], "counts": [h * w]}, h, w)
-    x0, x1 = int(box[0]), int(box[2])
-    band = np.ascontiguousarray(mask[:, x0:x1].T).reshape(-1)  # (bw * H,) column-major
-    change = np.flatnonzero(band[1:] != band[:-1]) + 1
-    runs = np.diff(np.concatenate([[0], change, [band.size]]))
-    if band[0]:  # COCO counts start with a run of zeros
-        runs = np.concatenate([[0], runs])
-    runs[0] += x0 * h
-    tail = (w - x1) * h
-    if tail:
-        if band[-1]:
-            runs = np.concatenate([runs, [tail]])
-        else:
-            runs[-1] += tail
-    return mask_utils.frPyObjects({"size": [h, w], "counts": runs.tolist()}, h, w)
-
-
 @functools.lru_cache(maxsize=16)
 def _config_dict(cfg: OffsetConfig) -> dict:
     return asdict(cfg)
@@ -603,7 +562,7 @@ def offset_sample(
     answer = c.encode_refinement([g])
     truth = {
         "size": list(m.shape),
-        "masks": [rle_encode_banded(m, box)],
+        "masks": [rle_encode(m, box)],
         "boxes": [[float(v) for v in box]],
         "proposal": proposal_text,
         "proposal_cells": prop.cells.tolist(),

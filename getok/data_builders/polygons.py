@@ -126,9 +126,9 @@ def polygon_sample(
     m = as_mask(mask, name="target mask")
     g = polygon_geometry(m, cfg, label=query)
     answer = c.encode([g], kind="mask")
-    from .offsets import rle_encode_banded
+    from ..geom.masks import rle_encode
 
-    truth = {"size": list(m.shape), "masks": [rle_encode_banded(m, g.box)], "boxes": [[float(v) for v in g.box]]}
+    truth = {"size": list(m.shape), "masks": [rle_encode(m, g.box)], "boxes": [[float(v) for v in g.box]]}
     return Sample(
         sample_id=sample_id,
         image_id=image_id,

@@ -17,6 +17,7 @@ __all__ = [
     "intersection_union",
     "mask_iou",
     "mask_iou_matrix",
+    "coco_rle",
     "rle_encode",
     "rle_decode",
 ]
@@ -139,21 +140,55 @@ def mask_iou_matrix(pred, gt, empty: float = 1.0) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), float(empty))
 
 
-def rle_encode(mask) -> dict:
-    """Mask → COCO RLE dict ``{"size": [H, W], "counts": str}`` (compressed, JSON-safe).
+def coco_rle(mask, box=None):
+    """A mask as the pycocotools RLE object (``counts`` compressed bytes), computed from the columns its
+    ``box`` (XYXY, the mask's tight box when not given) spans: COCO runs are column-major, so the columns left
+    and right of the object are one run each — the same result as ``pycocotools.mask.encode``, faster for
+    objects narrower than the image."""
+    from pycocotools import mask as mask_utils
+
+    m = as_mask(mask)
+    h, w = m.shape
+    if box is None:
+        cols = np.flatnonzero(m.any(axis=0))
+        box = None if cols.size == 0 else (cols[0], 0, cols[-1] + 1, h)
+    if box is None:
+        return mask_utils.frPyObjects({"size": [h, w], "counts": [h * w]}, h, w)
+    x0, x1 = int(box[0]), int(box[2])
+    band = np.ascontiguousarray(m[:, x0:x1].T).reshape(-1)  # (bw * H,) column-major
+    change = np.flatnonzero(band[1:] != band[:-1]) + 1
+    runs = np.diff(np.concatenate([[0], change, [band.size]]))
+    if band[0]:  # COCO counts start with a run of zeros
+        runs = np.concatenate([[0], runs])
+    runs[0] += x0 * h
+    tail = (w - x1) * h
+    if tail:
+        if band[-1]:
+            runs = np.concatenate([runs, [tail]])
+        else:
+            runs[-1] += tail
+    return mask_utils.frPyObjects({"size": [h, w], "counts": runs.tolist()}, h, w)
+
+
+def rle_encode(mask, box=None) -> dict:
+    """Mask → COCO RLE dict ``{"size": [H, W], "counts": str}`` (compressed, JSON-safe); ``box``: the mask's
+    tight box when the caller knows it (:func:`coco_rle`).
 
     Uses pycocotools when installed; otherwise writes uncompressed counts (a list of ints, column-major),
     which :func:`rle_decode` and pycocotools both read.
+
+    >>> m = np.zeros((6, 9), bool); m[1:4, 2:5] = True
+    >>> rle_decode(rle_encode(m)).tolist() == m.tolist()
+    True
     """
     m = as_mask(mask)
     try:
-        from pycocotools import mask as mask_utils
+        rle = coco_rle(m, box)
     except ImportError:  # pragma: no cover - pycocotools is in the default install
         flat = m.flatten(order="F").astype(np.uint8)
         change = np.flatnonzero(np.diff(np.concatenate([[0], flat, [2]])))
         counts = np.diff(np.concatenate([[0], change])).tolist()
         return {"size": list(m.shape), "counts": counts}
-    rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 

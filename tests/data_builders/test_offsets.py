@@ -259,23 +259,6 @@ def test_offset_sample_needs_grid_offset_codec():
         offset_sample(np.zeros((8, 8), bool), "grid_offset:n=4", sample_id="a", image_id="b", image="c", query="d")
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 100_000))
-def test_banded_rle_equals_rle_encode(seed):
-    from getok.data_builders.offsets import rle_encode_banded
-    from getok.geom.masks import rle_encode
-
-    m = blob_mask(seed, size=(17, 23))
-    if seed % 3 == 0:
-        m[:, 0] = True  # touches the first column (and the first pixel)
-    if seed % 5 == 0:
-        m[:, -1] = True  # and the last
-    assert rle_encode_banded(m) == rle_encode(m)
-    full = np.ones((5, 6), bool)
-    assert rle_encode_banded(full) == rle_encode(full)
-    assert rle_encode_banded(np.zeros((5, 6), bool)) == rle_encode(np.zeros((5, 6), bool))
-
-
 def test_anchor_is_always_proposed_and_refined_by_its_move():
     m = np.zeros((64, 64), bool)
     m[8:30, 8:30] = True

@@ -190,3 +190,26 @@ def test_moves_positions_and_scores():
         bad_delete=-0.5,
     )
     assert scores.tolist() == [1.0, -1.0, 0.0, 1.0, -0.5]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 100_000))
+def test_rle_from_the_boxs_columns_equals_pycocotools(seed):
+    from pycocotools import mask as mask_utils
+
+    from getok.geom.masks import coco_rle, rle_decode, rle_encode
+
+    rng = np.random.default_rng(seed)
+    m = rng.random((int(rng.integers(1, 20)), int(rng.integers(1, 25)))) < rng.uniform(0, 0.4)
+    if seed % 3 == 0:
+        m[:, 0] = True  # touches the first column (and the first pixel)
+    if seed % 5 == 0:
+        m[:, -1] = True  # and the last
+    ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+    assert coco_rle(m)["counts"] == ref["counts"]
+    box = mask_to_box(m)
+    if box is not None:
+        assert coco_rle(m, box)["counts"] == ref["counts"]  # with the caller's box
+    assert rle_decode(rle_encode(m)).tolist() == m.tolist()
+    for full in (np.ones((5, 6), bool), np.zeros((5, 6), bool)):
+        assert coco_rle(full)["counts"] == mask_utils.encode(np.asfortranarray(full.astype(np.uint8)))["counts"]
