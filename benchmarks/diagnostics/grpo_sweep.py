@@ -64,6 +64,8 @@ def row(path: Path, work: Path) -> dict:
         "steps": r["steps"],
         "curve": [[c["step"], c["miou"]] for c in r["curve"]],
         "best": {"step": best["step"], **{k: best["vs_sft"][k] for k in ("diff", "lo", "hi", "p", "improved", "worse")}},
+        "significant": [[c["step"], round(c["vs_sft"]["diff"], 4), round(c["vs_sft"]["p"], 4)]
+                        for c in ckpts if c["vs_sft"]["significant"]],
         "any_significant_gain": any(c["vs_sft"]["significant"] and c["vs_sft"]["diff"] > 0 for c in ckpts),
         "baselines": {k: v["miou"] for k, v in r["baselines"].items()},
     }
@@ -75,8 +77,8 @@ def row(path: Path, work: Path) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| setting | run | steps | dev text>mask: SFT → checkpoints | best Δ vs SFT [95 % CI] | p | reward first → last (slope /100 steps, p) | reward std | zero-std groups | KL last | entropy first → last |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| setting | run | steps | dev text>mask: SFT → checkpoints | best Δ vs SFT [95 % CI] | p | significant (p < 0.05) Δ @ step | reward first → last (slope /100 steps, p) | reward std | zero-std groups | KL last | entropy first → last |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         b, t = r["best"], r.get("train", {})
@@ -86,8 +88,8 @@ def markdown(rows: list[dict]) -> str:
                if t else "–")  # fmt: skip
         lines.append(
             f"| `{ov}` | {r['run']} | {r['steps']} | {curve} | {b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}] @ {b['step']} "
-            f"| {b['p']:.2g} | {rew} | {t.get('reward_std', ['–'])[-1]} | {t.get('frac_reward_zero_std', ['–'])[-1]} "
-            f"| {t.get('kl', ['–'])[-1]} | {' → '.join(str(x) for x in t.get('entropy', []))} |"
+            f"| {b['p']:.2g} | {', '.join(f'{d:+.3f} @ {st}' for st, d, _ in r['significant']) or 'none'} | {rew} | {t.get('reward_std', ['–'])[-1]} | {t.get('frac_reward_zero_std', ['–'])[-1]} "
+            f"| {(t.get('kl') or ['–'])[-1] if (t.get('kl') or [None])[-1] is not None else 'not logged'} | {' → '.join(str(x) for x in t.get('entropy', []))} |"
         )
     return "\n".join(lines)
 
@@ -97,12 +99,18 @@ def main(argv=None) -> int:
     ap.add_argument("results", nargs="+", type=Path)
     ap.add_argument("--work", type=Path, default=Path("runs/diag-grpo"))
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--doc", type=Path, help="replace the table between <!-- grpo_sweep:begin/end --> in this file")
     args = ap.parse_args(argv)
     rows = [row(p, args.work) for p in args.results]
     md = markdown(rows)
     print(md)
     if args.out:
         args.out.write_text(json.dumps({"rows": rows, "markdown": md}, indent=1) + "\n")
+    if args.doc:
+        text = args.doc.read_text()
+        a, b = "<!-- grpo_sweep:begin -->", "<!-- grpo_sweep:end -->"
+        head, rest = text.split(a, 1)
+        args.doc.write_text(head + a + "\n" + md + "\n" + b + rest.split(b, 1)[1])
     return 0
 
 
