@@ -63,9 +63,15 @@ def row(path: Path, work: Path) -> dict:
         "overrides": r["overrides"],
         "steps": r["steps"],
         "curve": [[c["step"], c["miou"]] for c in r["curve"]],
-        "best": {"step": best["step"], **{k: best["vs_sft"][k] for k in ("diff", "lo", "hi", "p", "improved", "worse")}},
-        "significant": [[c["step"], round(c["vs_sft"]["diff"], 4), round(c["vs_sft"]["p"], 4)]
-                        for c in ckpts if c["vs_sft"]["significant"]],
+        "best": {
+            "step": best["step"],
+            **{k: best["vs_sft"][k] for k in ("diff", "lo", "hi", "p", "improved", "worse")},
+        },
+        "significant": [
+            [c["step"], round(c["vs_sft"]["diff"], 4), round(c["vs_sft"]["p"], 4)]
+            for c in ckpts
+            if c["vs_sft"]["significant"]
+        ],
         "any_significant_gain": any(c["vs_sft"]["significant"] and c["vs_sft"]["diff"] > 0 for c in ckpts),
         "baselines": {k: v["miou"] for k, v in r["baselines"].items()},
     }
