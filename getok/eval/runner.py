@@ -36,11 +36,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
 
 from .._version import __version__
 from ..answers import extract_answer
@@ -49,7 +46,8 @@ from ..data_builders.dataset import Dataset, read_dataset
 from ..errors import ConfigError, DataError, DecodeError
 from ..io import atomic_write_json, atomic_write_text, json_default
 from ..samples import Sample
-from .metrics import EMPTY_CONVENTIONS, markdown_table, summarize
+from .metrics import EMPTY_CONVENTIONS
+from .run_records import RECORDS_FILE, question_ious, read_records, summarize_run, summary_markdown
 from .scoring import describe_sample, geometry_json, instance_masks, score_answer, truth_masks
 
 __all__ = [
@@ -71,7 +69,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
-RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
 SUMMARY_MD = "summary.md"
 SAMPLES_FILE = "samples.jsonl"
@@ -164,48 +161,6 @@ def load_eval_data(data, image_root=None) -> tuple[list[Sample], Path | None, st
     return samples, (None if image_root is None else Path(image_root)), None, {}
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """Records of a ``records.jsonl`` (a torn last line is dropped with a warning; a bad line elsewhere raises)."""
-    p = Path(path)
-    if not p.is_file():
-        return []
-    lines = p.read_text().splitlines()
-    out = []
-    for k, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if k == len(lines) - 1:
-                log.warning("%s: dropping a torn last line (an interrupted run)", p)
-                continue
-            raise DataError(f"{p}:{k + 1}: not JSON: {exc}") from exc
-    return out
-
-
-
-
-def question_ious(path: str | Path) -> dict[str, dict]:
-    """Per-question IoUs of a run's ``records.jsonl`` (or its directory), for paired comparisons:
-    ``{sample id: {"task", "t1", "t2", "oracle"}}``. An invalid answer scores 0; ``t2`` / ``oracle`` are the
-    turn-2 and oracle turn-2 IoUs of a self-correction run, else None."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / RECORDS_FILE
-
-    def iou(r):
-        return float(r.get("iou") or 0.0) if r else 0.0
-
-    out = {}
-    for r in read_records(p):
-        turns = r.get("turns") or [r]
-        orc = r.get("oracle") or []
-        out[r["id"]] = {"task": r["task"], "t1": iou(turns[0]), "t2": iou(turns[1]) if len(turns) > 1 else None,
-                        "oracle": iou(orc[0]) if orc else None}  # fmt: skip
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ scoring
 def _refine_proposal(sample: Sample, codec: Codec):
     """The proposal a two-turn ``grid_offset`` sample refines (its first assistant message), else ``None``."""
@@ -239,74 +194,6 @@ def _score_single(sample, text, codec, decoder, image, count_tokens, boundary) -
 
 def _eligible_selfcorrect(sample: Sample, codec: Codec) -> bool:
     return sample.kind == "mask" and codec.name == "grid_offset"
-
-
-# ------------------------------------------------------------------------------------------------ summary
-def _point_acc(records) -> float | None:
-    hits = [r["point_hit"] for r in records if r.get("point_hit") is not None]
-    return float(np.mean(hits)) if hits else None
-
-
-def summarize_run(records: Sequence[dict], empty: str = "lisa") -> dict:
-    """Overall and per-task summaries (+ ``Acc@point``), self-correction tables and refinement points."""
-    from .selfcorrect_summary import sum_points, summarize_selfcorrect
-
-    records = list(records)
-    out: dict = {"empty": empty, "empty_rule": EMPTY_CONVENTIONS[empty]}
-    overall = summarize(records, empty=empty)
-    overall["Acc@point"] = _point_acc(records)
-    out["overall"] = overall
-    groups: dict[str, list] = {}
-    for r in records:
-        groups.setdefault(str(r.get("task")), []).append(r)
-    out["per_task"] = {}
-    for task, recs in sorted(groups.items()):
-        s = summarize(recs, empty=empty)
-        s["Acc@point"] = _point_acc(recs)
-        out["per_task"][task] = s
-    if any(r.get("turns") for r in records):
-        out["selfcorrect"] = summarize_selfcorrect(records, empty)
-    refine = [p for r in records if not r.get("turns") for p in (r.get("points") or [])]
-    if refine:
-        out["refine_points"] = sum_points(refine)
-    return out
-
-
-_TABLE_COLUMNS = (
-    "n", "gIoU", "cIoU", "Pr@0.5", "Pr@0.9", "Acc@0.5", "Acc@0.8", "Acc@point", "N-acc", "T-acc", "invalid_rate",
-    "tokens_per_object", "boundary_F",
-)
-
-
-def summary_markdown(summary: dict) -> str:
-    """The run's summary as markdown: settings, per-task table, self-correction tables, conventions."""
-    from .selfcorrect_summary import POINT_KEYS, selfcorrect_markdown
-
-    run = summary.get("run", {})
-    lines = ["# getok eval", ""]
-    for k in ("model", "data", "codec", "decoder", "turns", "constrained", "n_samples", "elapsed_s"):
-        if k in run:
-            lines.append(f"- {k}: {run[k]}")
-    lines += ["", "## Metrics", ""]
-    rows = dict(summary.get("per_task", {}))
-    rows["all"] = summary["overall"]
-    lines.append(markdown_table(rows, columns=_TABLE_COLUMNS))
-    reasons = summary["overall"].get("invalid_reasons") or {}
-    if reasons:
-        lines += ["", "Invalid outputs by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))]
-    lines.append("Acc@point: predicted points on the target mask (point / polyline answers).")
-    sc = summary.get("selfcorrect")
-    if sc and sc.get("turns"):
-        lines += ["", "## Self-correction", "", selfcorrect_markdown(sc)]
-    rp = summary.get("refine_points")
-    if rp:
-        lines += [
-            "", "## Refinement samples (one turn, the dataset's proposal): points", "",
-            "| " + " | ".join(POINT_KEYS) + " | point score |", "|" + "---|" * (len(POINT_KEYS) + 1),
-            "| " + " | ".join(str(rp[k]) for k in POINT_KEYS) + " | "
-            + ("–" if rp.get("point_score") is None else f"{rp['point_score']:+.3f}") + " |",
-        ]  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ the run
