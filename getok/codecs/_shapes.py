@@ -104,9 +104,14 @@ def decode_rings(line: str, size, vertices: Vertices, holes: bool) -> Geometry:
     chunks = [c for c in line.split(vertices.sep.strip())]
     if any(not c.strip() for c in chunks):
         raise DecodeError("empty polygon between separators", "bad_structure")
+    return rings_geometry([vertices.parse(chunk.strip()) for chunk in chunks], size, holes)
+
+
+def rings_geometry(rings, size, holes: bool) -> Geometry:
+    """Normalised rings ``(K_i, 2)`` → a Geometry: degenerate rings padded to 3 points; with ``holes``, a
+    clockwise ring after the first is a hole, else every ring is an outer polygon (wound counter-clockwise)."""
     outers, hole_rings = [], []
-    for k, chunk in enumerate(chunks):
-        pts = vertices.parse(chunk.strip())
+    for k, pts in enumerate(rings):
         if len(pts) < 3:
             pts = np.concatenate([pts, np.repeat(pts[-1:], 3 - len(pts), axis=0)])
         ring = denormalize_points(pts, size)

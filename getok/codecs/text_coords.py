@@ -78,7 +78,7 @@ from ..conventions import as_size, denormalize_box, denormalize_points, normaliz
 from ..errors import ConfigError, DecodeError, GeometryError
 from ..geom.polygons import signed_area
 from ..geometry import Geometry
-from ._shapes import decode_rings, encode_rings, geometry_box, geometry_points, geometry_rings
+from ._shapes import decode_rings, encode_rings, geometry_box, geometry_points, geometry_rings, rings_geometry
 from ._vertices import TextVertices
 from .base import Codec, register_codec
 
@@ -320,19 +320,7 @@ class TextCoordsCodec(Codec):
             rings_in = value  # several polygons
         else:
             rings_in = [value]
-        outers, hole_rings = [], []
-        for k, ring_in in enumerate(rings_in):
-            pts = self._values(ring_in, s)
-            if len(pts) < 3:
-                pts = np.concatenate([pts, np.repeat(pts[-1:], 3 - len(pts), axis=0)])
-            ring = denormalize_points(pts, size)
-            if self.config.holes and k > 0 and signed_area(ring) < 0:
-                hole_rings.append(ring)
-            else:
-                outers.append(ring if signed_area(ring) >= 0 else ring[::-1].copy())
-        if not outers:
-            raise DecodeError("no outer polygon", "bad_structure")
-        return Geometry(size=size, polygons=tuple(outers), holes=tuple(hole_rings))
+        return rings_geometry([self._values(ring_in, s) for ring_in in rings_in], size, self.config.holes)
 
     def _values(self, value, scale: np.ndarray, flat: int | None = None) -> np.ndarray:
         """Integer coordinates → normalised ``(K, 2)`` points: ``flat`` numbers (a point / box) or a
