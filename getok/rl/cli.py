@@ -247,10 +247,10 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m getok.rl.cli``): ``rl`` and ``train`` (with ``grpo``)."""
+    """Stand-alone entry (``python -m getok.rl.cli``): the ``rl`` group (``train`` = GRPO included)."""
     from ..cli.main import main as cli_main
 
-    return cli_main(argv, modules=['getok.rl.cli', 'getok.train.cli'])
+    return cli_main(argv, modules=['getok.rl.cli'])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,11 +23,8 @@ def probe_image():
     return Image.fromarray((np.random.RandomState(0).rand(112, 112, 3) * 255).astype("uint8"))
 
 
-def build(out: Path) -> None:
-    import numpy as np
-    import torch
-
-    from getok.cli.main import main
+def tiny_checkpoint(out: Path) -> Path:
+    """``OUT/model``: a merged getok checkpoint of the tiny Qwen2.5-VL with the grid_offset vocabulary."""
     from getok.train.callbacks import write_checkpoint_info
     from getok.vocab import add_spatial_tokens, build_tiny_model, load_model_and_processor, save_with_layout
     from getok.vocab.tiny import TinyModelConfig
@@ -37,15 +34,32 @@ def build(out: Path) -> None:
     layout = add_spatial_tokens(processor, model, [SPEC])
     ckpt = save_with_layout(model, processor, layout, out / "model")
     write_checkpoint_info(ckpt, layout, "", {"tuning": "merged"})
+    return ckpt
 
-    def run(*argv: str) -> None:
-        rc = main(list(argv))
-        if rc != 0:
-            raise SystemExit(f"getok {' '.join(argv)} exited {rc}")
 
-    run("rl", "export-easyr1-model", "--model", str(ckpt), "--out", str(out / "easyr1-model"))
+def run(*argv: str) -> None:
+    """``getok ARGV``; a non-zero exit stops the build."""
+    from getok.cli.main import main
+
+    rc = main(list(argv))
+    if rc != 0:
+        raise SystemExit(f"getok {' '.join(argv)} exited {rc}")
+
+
+def build_tasks(out: Path) -> Path:
+    """``OUT/tasks``: single-target and multi-target mask questions of 4 scenes, with thoughts."""
     run("build", "tasks", "--scenes", "4", "--codec", SPEC, "--tasks", "text>mask,point>mask,box>mask", "--think",
         "--out", str(out / "tasks"), "--quiet")  # fmt: skip
+    return out / "tasks"
+
+
+def build(out: Path) -> None:
+    import numpy as np
+    import torch
+
+    ckpt = tiny_checkpoint(out)
+    run("rl", "export-easyr1-model", "--model", str(ckpt), "--out", str(out / "easyr1-model"))
+    build_tasks(out)
     run("rl", "export-easyr1", "--stage", "1", "--data", str(out / "tasks"), "--out", str(out / "e1"),
         "--model", str(out / "easyr1-model"), "--quiet")  # fmt: skip
     run("rl", "make-stage2-data", "--model", str(ckpt), "--data", str(out / "tasks"), "--out", str(out / "stage2-data"),

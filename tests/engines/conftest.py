@@ -10,12 +10,11 @@ user would build them before a launch.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from ._main_env import build_artefacts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,14 +59,4 @@ def easyr1_root() -> Path:
 @pytest.fixture(scope="session")
 def artefacts(tmp_path_factory) -> Path:
     """The tiny model, its EasyR1 export and stage-1 / stage-2 rows, built by getok in the main environment."""
-    py = Path(os.environ.get("GETOK_MAIN_PYTHON", REPO / ".venv" / "bin" / "python"))
-    if not py.is_file():
-        pytest.skip(f"the main environment's python {py} is missing (make install, or set GETOK_MAIN_PYTHON)")
-    out = tmp_path_factory.mktemp("engines")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([str(py), str(Path(__file__).with_name("_build_artefacts.py")), str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-    if proc.returncode != 0 or not (out / "DONE").is_file():
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise RuntimeError(f"building the artefacts with {py} failed (exit {proc.returncode})")
-    return out
+    return build_artefacts(Path(__file__).with_name("_build_artefacts.py"), tmp_path_factory.mktemp("engines"))

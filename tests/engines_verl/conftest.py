@@ -11,12 +11,11 @@ the main environment (``$GETOK_MAIN_PYTHON``, default ``.venv/bin/python``), as 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.engines._main_env import build_artefacts, main_python  # noqa: F401  (main_python: for the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "verl" / "qwen2_5_vl_7b-stage2.yaml"
@@ -49,24 +48,10 @@ def require_verl() -> None:
         pytest.skip(reason, allow_module_level=True)
 
 
-def main_python() -> Path:
-    return Path(os.environ.get("GETOK_MAIN_PYTHON", REPO / ".venv" / "bin" / "python"))
-
-
 @pytest.fixture(scope="session")
 def artefacts(tmp_path_factory) -> Path:
     """The tiny model, a dataset and its verl rows, built by getok in the main environment."""
-    py = main_python()
-    if not py.is_file():
-        pytest.skip(f"the main environment's python {py} is missing (make install, or set GETOK_MAIN_PYTHON)")
-    out = tmp_path_factory.mktemp("verl")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([str(py), str(Path(__file__).with_name("_build_artefacts.py")), str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-    if proc.returncode != 0 or not (out / "DONE").is_file():
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise RuntimeError(f"building the artefacts with {py} failed (exit {proc.returncode})")
-    return out
+    return build_artefacts(Path(__file__).with_name("_build_artefacts.py"), tmp_path_factory.mktemp("verl"))
 
 
 def compose(overrides=(), config: Path = CONFIG):
