@@ -401,6 +401,15 @@ def _get(d: dict, dotted: str, default=None):
     return node
 
 
+def check_model_for_data(model, data, manifest: dict, *, skip_special_tokens: bool = True) -> None:
+    """Before an export for a cluster engine: the model's spatial tokens are usable
+    (:func:`check_spatial_tokens`) and its vocabulary layout is the dataset's (:class:`ConfigError` otherwise)."""
+    check_spatial_tokens(model, manifest.get("codecs") or [], skip_special_tokens=skip_special_tokens)
+    ml = _model_layout(model)
+    if ml is not None and ml.hash != manifest.get("layout_hash"):
+        raise ConfigError(f"{data} has layout {manifest.get('layout_hash')}, the model {ml.hash}")
+
+
 def _model_layout(model: str | Path) -> VocabLayout | None:
     p = Path(model) / LAYOUT_FILE
     return VocabLayout.load(Path(model)) if p.is_file() else None
@@ -546,10 +555,7 @@ def export_easyr1_stage(
         hint = " (stage 2 rows come from getok rl make-stage2-data)" if stage == 2 else ""
         raise DataError(f"{data}: every sample must be a {want} sample, found {dict(tasks)}{hint}")
     if model is not None:
-        check_spatial_tokens(model, ds.manifest.get("codecs") or [], skip_special_tokens=skip_special_tokens)
-        ml = _model_layout(model)
-        if ml is not None and ml.hash != ds.manifest.get("layout_hash"):
-            raise ConfigError(f"{data} has layout {ds.manifest.get('layout_hash')}, the model {ml.hash}")
+        check_model_for_data(model, data, ds.manifest, skip_special_tokens=skip_special_tokens)
     path = export_easyr1(ds, out, embed_images=embed_images, overwrite=overwrite, progress=progress)
     import yaml
 

@@ -216,7 +216,7 @@ def export_verl_stage2(data: str | Path, out: str | Path, *, model: str | Path |
     from ..data_builders.dataset import Dataset, read_dataset
     from ..data_builders.export import export_easyr1
     from ..errors import require
-    from .easyr1 import _model_layout, check_spatial_tokens
+    from .easyr1 import check_model_for_data
 
     datasets = require("datasets", "data", "verl export")
     ds = read_dataset(data)
@@ -225,10 +225,7 @@ def export_verl_stage2(data: str | Path, out: str | Path, *, model: str | Path |
     if not chosen:
         raise DataError(f"{data}: no single-target mask question of a grid_offset codec to refine ({dict(counts)})")
     if model is not None:
-        check_spatial_tokens(model, ds.manifest.get("codecs") or [], skip_special_tokens=True)
-        ml = _model_layout(model)
-        if ml is not None and ml.hash != ds.manifest.get("layout_hash"):
-            raise ConfigError(f"{data} has layout {ds.manifest.get('layout_hash')}, the model {ml.hash}")
+        check_model_for_data(model, data, ds.manifest)
     fallbacks = {s.sample_id: fallback_proposal(s, s.codec, k=fallback_k, seed=seed) for s in chosen}
     sizes = {s.sample_id: [int(v) for v in s.size] for s in chosen}
     codecs = {s.sample_id: s.codec for s in chosen}
