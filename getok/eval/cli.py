@@ -27,22 +27,12 @@ from ..errors import ConfigError
 __all__ = ["register", "main", "cmd_eval", "cmd_viz", "eval_config"]
 
 
-#: ``getok eval`` flags that set an :class:`~getok.eval.runner.EvalRunConfig` field: flag → (field, value
-#: transform). A flag given on the command line overrides the YAML and the ``key=value`` overrides.
-CONFIG_FLAGS = {
-    "codec": ("codec", None),
-    "decoder": ("decoder", None),
-    "turns": ("turns", None),
-    "constrained": ("constrained", None),
-    "limit": ("limit", None),
-    "batch_size": ("batch_size", None),
-    "max_new_tokens": ("max_new_tokens", None),
-    "empty": ("empty", None),
-    "on_invalid": ("on_invalid", None),
-    "no_oracle": ("oracle", lambda v: not v),
-    "no_boundary": ("boundary", lambda v: not v),
-    "seed": ("seed", None),
-}
+#: ``getok eval`` flags that set the :class:`~getok.eval.runner.EvalRunConfig` field of the same name, and the
+#: ``--no-X`` flags that turn field ``X`` off. A flag given on the command line overrides the YAML and the
+#: ``key=value`` overrides.
+CONFIG_FLAGS = ("codec", "decoder", "turns", "constrained", "limit", "batch_size", "max_new_tokens", "empty",
+                "on_invalid", "seed")  # fmt: skip
+NEGATED_FLAGS = {"no_oracle": "oracle", "no_boundary": "boundary"}
 
 
 def register(subparsers) -> None:
@@ -90,7 +80,7 @@ def register(subparsers) -> None:
 
 def eval_config(args):
     """The :class:`~getok.eval.runner.EvalRunConfig` of a ``getok eval`` invocation: defaults, the YAML, the
-    ``key=value`` overrides, then the flags given (:data:`CONFIG_FLAGS`)."""
+    ``key=value`` overrides, then the flags given (:data:`CONFIG_FLAGS`, :data:`NEGATED_FLAGS`)."""
     from ..config import load_config
     from .runner import EvalRunConfig
 
@@ -102,11 +92,8 @@ def eval_config(args):
             path = item
         else:
             raise ConfigError(f"getok eval: {item!r} is neither a CONFIG.yaml (one at most) nor a key=value override")
-    flags = {}
-    for flag, (field, transform) in CONFIG_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            flags[field] = transform(value) if transform else value
+    flags = {f: getattr(args, f) for f in CONFIG_FLAGS if getattr(args, f) is not None}
+    flags.update({field: not getattr(args, flag) for flag, field in NEGATED_FLAGS.items() if getattr(args, flag) is not None})
     cfg = load_config(EvalRunConfig, path, overrides)
     return dataclasses.replace(cfg, **flags) if flags else cfg  # validated again
 
