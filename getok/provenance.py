@@ -67,7 +67,7 @@ def cpu_seconds() -> float:
 
 class Clock:
     """Wall and CPU seconds (:func:`cpu_seconds`) since creation: ``with Clock() as c: ...; c.wall, c.cpu``,
-    or ``c.stop()`` → ``{"wall_s", "cpu_s"}``; ``c.elapsed()`` reads without stopping."""
+    or ``c.stop()`` → ``{"wall_s", "cpu_s"}`` (to the millisecond: a short step must not read as 0); ``c.elapsed()`` reads without stopping."""
 
     def __init__(self) -> None:
         self.t0, self.c0 = time.perf_counter(), cpu_seconds()
@@ -79,7 +79,7 @@ class Clock:
 
     def stop(self) -> dict:
         self.wall, self.cpu = self.elapsed()
-        return {"wall_s": round(self.wall, 1), "cpu_s": round(self.cpu, 1)}
+        return {"wall_s": round(self.wall, 3), "cpu_s": round(self.cpu, 3)}
 
     def __enter__(self) -> Clock:
         return self
