@@ -177,7 +177,7 @@ class Geometry:
         """Centres of ``cells`` in pixels, ``(K, 2)`` XY."""
         if self.cells is None:
             raise GeometryError("geometry has no cells")
-        from .geom.grid import cell_centers
+        from .ops.grid import cell_centers
 
         return cell_centers(self.cells, self.grid_n, self.size)
 
@@ -185,7 +185,7 @@ class Geometry:
         """Cell centres moved by their offsets, deleted cells dropped, clipped to the image; ``(K', 2)``."""
         if self.cells is None:
             raise GeometryError("geometry has no cells")
-        from .geom.grid import apply_offsets
+        from .ops.grid import apply_offsets
 
         return apply_offsets(
             self.cells, self.grid_n, self.size, self.offsets, self.offset_step, self.deleted

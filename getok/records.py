@@ -19,8 +19,8 @@ import numpy as np
 
 from .conventions import as_size
 from .errors import DataError, GeometryError
-from .geom.boxes import mask_to_box
-from .geom.masks import as_mask, rle_decode
+from .ops.boxes import mask_to_box
+from .ops.masks import as_mask, rle_decode
 from .geometry import Geometry
 
 __all__ = [
@@ -177,7 +177,7 @@ class AnnotatedObject:
             if self.rle is not None:
                 m = rle_decode(self.rle)
             else:
-                from .geom.polygons import polygons_to_mask
+                from .ops.polygons import polygons_to_mask
 
                 h, w = self.size
                 rings = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in self.polygons if len(p) >= 6]

@@ -11,7 +11,7 @@ from tests.conftest import fresh_python
 
 def test_import_getok_pulls_neither_torch_nor_transformers():
     code = (
-        "import sys, getok, getok.codecs, getok.geom, getok.answers, getok.records;"
+        "import sys, getok, getok.codecs, getok.ops, getok.answers, getok.records;"
         "bad=[m for m in ('torch','transformers','segment_anything','cv2','peft','trl') if m in sys.modules];"
         "print(','.join(bad))"
     )

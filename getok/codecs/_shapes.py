@@ -11,16 +11,16 @@ import numpy as np
 
 from ..conventions import denormalize_points, normalize_points
 from ..errors import DecodeError, GeometryError
-from ..geom.boxes import mask_to_box
-from ..geom.polygons import mask_to_polygons, signed_area
-from ..geom.raster import raster_mask
+from ..ops.boxes import mask_to_box
+from ..ops.polygons import mask_to_polygons, signed_area
+from ..ops.raster import raster_mask
 from ..geometry import Geometry
 from ._vertices import Vertices
 
 
 def region_mask(g: Geometry) -> np.ndarray:
     """The region of a geometry as a mask: its mask, else its polygons, cells or box rasterised
-    (:func:`~getok.geom.raster.raster_mask`)."""
+    (:func:`~getok.ops.raster.raster_mask`)."""
     if g.mask is None and not g.polygons and g.cells is None and g.box is None:
         raise GeometryError(f"{g!r} describes no region (a mask answer needs a mask, polygons, cells or box)")
     return raster_mask(g)

@@ -15,8 +15,8 @@ import re
 import numpy as np
 
 from ..errors import ConfigError, DecodeError
-from ..geom.grid import points_to_cells_offsets
-from ..geom.quantize import dequantize, quantize
+from ..ops.grid import points_to_cells_offsets
+from ..ops.quantize import dequantize, quantize
 from .tokens import (
     TOKEN_RE,
     bin_token,

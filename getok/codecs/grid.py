@@ -31,7 +31,7 @@ import numpy as np
 
 from ..conventions import denormalize_points, normalize_box, normalize_points
 from ..errors import DecodeError
-from ..geom.grid import mask_to_cells, sort_cells
+from ..ops.grid import mask_to_cells, sort_cells
 from ..geometry import Geometry
 from ._shapes import geometry_box, geometry_points, region_mask
 from ._vertices import GridVertices

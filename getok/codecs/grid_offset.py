@@ -32,7 +32,7 @@ import numpy as np
 
 from ..conventions import denormalize_points, normalize_points
 from ..errors import ConfigError, DecodeError
-from ..geom.grid import apply_offsets
+from ..ops.grid import apply_offsets
 from ..geometry import Geometry
 from ._shapes import geometry_box, geometry_points
 from ._vertices import GridOffsetVertices, split_tokens

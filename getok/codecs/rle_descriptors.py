@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DecodeError, GeometryError
-from ..geom.grid import index_to_cells, pixel_cell_lookup
+from ..ops.grid import index_to_cells, pixel_cell_lookup
 from ..geometry import Geometry
 from ._shapes import region_mask
 from .base import NO_TARGET, Codec, register_codec

@@ -175,7 +175,7 @@ def _write(out, args, builder: dict, skipped: list, source: dict) -> int:
 def build_grid_tokens(images, codec: str, proposer: str, *, cfg=None, cache=None, progress=True):
     """``text>mask`` samples whose answers are greedy grid cells. Returns a ``SampleList``."""
     from ..codecs import get_codec
-    from ..geom.masks import rle_encode
+    from ..ops.masks import rle_encode
     from ..geometry import Geometry
     from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
     from .greedy import GreedyGeometryFn, greedy_cells

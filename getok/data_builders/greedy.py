@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, GeometryError, require
-from ..geom.boxes import mask_to_box
-from ..geom.grid import grid_points, index_to_cells
-from ..geom.masks import as_mask
+from ..ops.boxes import mask_to_box
+from ..ops.grid import grid_points, index_to_cells
+from ..ops.masks import as_mask
 from ..geometry import Geometry
 from .proposers.base import ProposalStack, grid_pixels
 
@@ -211,7 +211,7 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
     t = _check_target(target_mask, stack)
     idx = _index(stack)
     n = stack.n
-    from ..geom.masks import coco_rle
+    from ..ops.masks import coco_rle
 
     tbox = mask_to_box(t)
     t_rle = coco_rle(t, tbox)

@@ -17,7 +17,7 @@ tested in this order:
 4. **Hard-Delete** — the rest: near ``M`` but no move lands in it (``M`` passes between the landing
    points, e.g. a thin part) → ``<DELETE>``.
 
-Landing positions follow :func:`getok.geom.grid.apply_offsets` exactly (cell centre plus the move, clipped
+Landing positions follow :func:`getok.ops.grid.apply_offsets` exactly (cell centre plus the move, clipped
 to the image) and a position ``(x, y)`` lies on pixel ``(min(floor(y), H-1), min(floor(x), W-1))``; the
 erosion treats the image border as part of ``M`` for the same reason (a clipped move stays on the border).
 
@@ -37,10 +37,10 @@ import numpy as np
 
 from ..conventions import as_size
 from ..errors import ConfigError, GeometryError
-from ..geom.boxes import mask_to_box
-from ..geom.grid import grid_points, index_to_cells, points_to_cells
-from ..geom.masks import as_mask, rle_encode
-from ..geom.refine import landing_pixels, offset_moves
+from ..ops.boxes import mask_to_box
+from ..ops.grid import grid_points, index_to_cells, points_to_cells
+from ..ops.masks import as_mask, rle_encode
+from ..ops.refine import landing_pixels, offset_moves
 from ..geometry import Geometry
 from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 

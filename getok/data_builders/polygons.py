@@ -1,6 +1,6 @@
 """Polygon targets (SimpleSeg mode): a mask → simplified polygons → a ``polygon`` codec answer.
 
-Contours come from :func:`getok.geom.mask_to_polygons` (border following, Douglas–Peucker with tolerance
+Contours come from :func:`getok.ops.mask_to_polygons` (border following, Douglas–Peucker with tolerance
 ``eps`` relative to each contour's perimeter, outer rings clockwise on screen, several polygons per
 object, optional holes). Tracing runs on the mask's bounding box (plus a one-pixel margin) and the rings
 are shifted back, which gives the same rings as tracing the whole image, faster.
@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import ConfigError, GeometryError
-from ..geom.boxes import mask_to_box
-from ..geom.masks import as_mask
-from ..geom.polygons import mask_to_polygons
+from ..ops.boxes import mask_to_box
+from ..ops.masks import as_mask
+from ..ops.polygons import mask_to_polygons
 from ..geometry import Geometry
 from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 
@@ -126,7 +126,7 @@ def polygon_sample(
     m = as_mask(mask, name="target mask")
     g = polygon_geometry(m, cfg, label=query)
     answer = c.encode([g], kind="mask")
-    from ..geom.masks import rle_encode
+    from ..ops.masks import rle_encode
 
     truth = {"size": list(m.shape), "masks": [rle_encode(m, g.box)], "boxes": [[float(v) for v in g.box]]}
     return Sample(

@@ -27,7 +27,7 @@ __all__ = ["refine_from_tasks", "query_anchor"]
 def query_anchor(sample, codec):
     """The ``(cell, offset)`` a ``point>mask`` sample's question names (``None`` for other tasks or a point
     the codec cannot reach)."""
-    from ..geom.grid import points_to_cells_offsets
+    from ..ops.grid import points_to_cells_offsets
 
     q = sample.truth.get("query") or {}
     if sample.task != "point>mask" or q.get("type") != "point" or q.get("point") is None:
@@ -68,7 +68,7 @@ def refine_from_tasks(tasks, scenes, spec: str, ks: Sequence[int], *, anchor: bo
         ``task="refine"``; ``meta`` records ``k``, the question's task (``ask``) and the anchor.
     """
     from ..codecs.base import get_codec
-    from ..geom.masks import rle_decode
+    from ..ops.masks import rle_decode
     from .offsets import OffsetConfig, offset_sample
     from .questions import stable_seed
     from .tasks import SampleList

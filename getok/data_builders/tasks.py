@@ -35,8 +35,8 @@ import numpy as np
 from ..answers import wrap_response
 from ..codecs.base import Codec, get_codec
 from ..errors import ConfigError, DecodeError, GeometryError, GetokError
-from ..geom.boxes import mask_to_box
-from ..geom.masks import rle_encode
+from ..ops.boxes import mask_to_box
+from ..ops.masks import rle_encode
 from ..geometry import Geometry
 from ..records import AnnotatedImage, AnnotatedObject
 from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
@@ -248,7 +248,7 @@ def _point_on_object(
 
 
 def _outline(mask: np.ndarray, size, eps: float) -> Geometry:
-    from ..geom.polygons import mask_to_polygons
+    from ..ops.polygons import mask_to_polygons
 
     outers, _ = mask_to_polygons(mask, eps)
     if not outers:

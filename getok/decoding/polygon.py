@@ -1,6 +1,6 @@
 """``polygon``: polygon answers (SimpleSeg) rasterised directly, optionally refined by SAM.
 
-* ``polygon`` — outer rings filled, holes cleared (:func:`getok.geom.polygons.polygons_to_mask`); other
+* ``polygon`` — outer rings filled, holes cleared (:func:`getok.ops.polygons.polygons_to_mask`); other
   answers (cells, boxes, masks) fall back to the ``raster`` decoder.
 * ``polygon:refine=sam,checkpoint=...,model_type=vit_b`` (or ``get_decoder("polygon", refine="sam",
   model=sam)``) — each outer ring prompts SAM once, jointly with the ring's box and ``interior_points``

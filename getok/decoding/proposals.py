@@ -34,7 +34,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ConfigError, DataError, GeometryError
-from ..geom.grid import grid_points, points_to_cells
+from ..ops.grid import grid_points, points_to_cells
 from ..geometry import Geometry
 from ..provenance import image_hash
 from ._common import LRUCache, check_image, check_size
@@ -243,7 +243,7 @@ class ProposalDecoder:
         out = union_of_proposals(stack, g.cells[still])
         if moved.any():
             # refined points of the moved cells only (refined_points drops deleted cells: align by hand)
-            from ..geom.grid import apply_offsets
+            from ..ops.grid import apply_offsets
 
             pts = apply_offsets(g.cells[moved], g.grid_n, g.size, g.offsets[moved], g.offset_step)
             out |= self._masks_at(stack, pts)

@@ -3,7 +3,7 @@
 What each kind of answer becomes:
 
 * ``mask`` → itself.
-* ``polygons`` → filled outer rings minus holes (:func:`getok.geom.polygons.polygons_to_mask`).
+* ``polygons`` → filled outer rings minus holes (:func:`getok.ops.polygons.polygons_to_mask`).
 * ``cells`` → the union of the cells' squares (every pixel whose centre lies in a listed cell).
   ``<DELETE>``-d cells are dropped. A cell with an offset ``(dx, dy)`` contributes **its square shifted by
   the offset**, i.e. by ``(dx, dy) * offset_step`` cells (GETok: half a cell per step), clipped to the
@@ -13,7 +13,7 @@ What each kind of answer becomes:
 * points only (a point answer) → an **empty** mask: points name no region. Use ``sam`` or ``proposals``
   to grow a region from points.
 
-The pixels are :func:`getok.geom.raster.raster_mask`'s (the one rasteriser; its fast cell-space and crop
+The pixels are :func:`getok.ops.raster.raster_mask`'s (the one rasteriser; its fast cell-space and crop
 paths serve the rewards).
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geom.raster import raster_mask
+from ..ops.raster import raster_mask
 from ..geometry import Geometry
 from ._common import check_size, image_size
 from .base import register_decoder

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import GeometryError
-from ..geom.boxes import mask_to_box
-from ..geom.polygons import polygons_to_mask
+from ..ops.boxes import mask_to_box
+from ..ops.polygons import polygons_to_mask
 from ..geometry import Geometry
 
 __all__ = [
@@ -163,7 +163,7 @@ def ring_regions(geometry: Geometry) -> list[np.ndarray]:
     """Per outer ring, its pixels in the geometry's full raster (holes cleared): ``[(H, W) bool]``.
 
     Each ring's fill is intersected with the raster of all rings and holes, so a hole only clears the
-    ring it lies in, whatever hole rule :func:`~getok.geom.polygons.polygons_to_mask` applies.
+    ring it lies in, whatever hole rule :func:`~getok.ops.polygons.polygons_to_mask` applies.
     """
     g = geometry
     full = polygons_to_mask(g.polygons, g.size, g.holes)

@@ -50,9 +50,9 @@ def _grid_n(sample) -> int:
 
 
 def _cell_token(x: float, y: float, size, n: int) -> str:
-    """The grid token of the cell holding pixel point ``(x, y)`` (:func:`getok.geom.grid.points_to_cells`)."""
+    """The grid token of the cell holding pixel point ``(x, y)`` (:func:`getok.ops.grid.points_to_cells`)."""
     from ..codecs.tokens import grid_token
-    from ..geom.grid import points_to_cells
+    from ..ops.grid import points_to_cells
 
     (cx, cy), = points_to_cells(np.array([[x, y]], dtype=float), n, (int(size[0]), int(size[1])))
     return grid_token(int(cx), int(cy), n)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import GeometryError
-from ..geom.masks import as_mask
+from ..ops.masks import as_mask
 
 __all__ = ["mask_boundary", "boundary_tolerance", "boundary_f_score", "boundary_precision_recall", "vertex_chamfer"]
 

@@ -1,6 +1,6 @@
 """Segmentation and grounding metrics: per-sample records, then one vectorised summary.
 
-Pure numpy; the mask and box maths are :mod:`getok.geom.masks` / :mod:`getok.geom.boxes`. Masks are ``(H, W)`` (or batches ``(N, H, W)``) bool, boxes XYXY pixels.
+Pure numpy; the mask and box maths are :mod:`getok.ops.masks` / :mod:`getok.ops.boxes`. Masks are ``(H, W)`` (or batches ``(N, H, W)``) bool, boxes XYXY pixels.
 
 Flow: one :func:`sample_record` per evaluated sample (a JSON-safe dict: intersection, union, areas,
 validity, box IoU, boundary F, Chamfer, token counts), written as JSONL by the evaluation runner;
@@ -35,7 +35,7 @@ IoU 0 on every sample (also on no-target ones: an unparseable answer is not a co
 Acc@t, and are counted in ``invalid_rate`` with their reasons.
 
 REC Acc@t: box IoU >= t, boxes from the answers' boxes or from the masks by min / max
-(:func:`getok.geom.boxes.masks_to_boxes`). Target samples only, plus no-target samples under ``"lisa"`` (a hit when the
+(:func:`getok.ops.boxes.masks_to_boxes`). Target samples only, plus no-target samples under ``"lisa"`` (a hit when the
 prediction is empty). Pr@t: IoU >= t (ReLA's ``>=``).
 """
 
@@ -48,8 +48,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, GeometryError
-from ..geom.boxes import box_iou_pairs, masks_to_boxes
-from ..geom.masks import as_mask, as_masks, mask_counts
+from ..ops.boxes import box_iou_pairs, masks_to_boxes
+from ..ops.masks import as_mask, as_masks, mask_counts
 from .boundary import DAVIS_TOL, boundary_f_score, vertex_chamfer
 
 __all__ = [

@@ -25,8 +25,8 @@ import numpy as np
 from ..answers import extract_answer
 from ..codecs.base import NO_TARGET, Codec, DecodeResult
 from ..errors import DecodeError, GetokError
-from ..geom.masks import rle_decode, rle_encode
-from ..geom.points import points_in_mask
+from ..ops.masks import rle_decode, rle_encode
+from ..ops.points import points_in_mask
 from ..geometry import Geometry
 from ..samples import Sample
 from .metrics import sample_record
@@ -189,7 +189,7 @@ def score_answer(
     n_tok = counter(answer) if isinstance(answer, str) and answer else 0
     pred_polys = gt_polys = None
     if valid and sample.kind == "mask" and geoms and all(g.polygons for g in geoms) and gt.any():
-        from ..geom.polygons import mask_to_polygons
+        from ..ops.polygons import mask_to_polygons
 
         pred_polys = [p for g in geoms for p in g.polygons]
         gt_polys = mask_to_polygons(gt, float(getattr(codec.config, "eps", 0.01)))[0]

@@ -54,11 +54,11 @@ from ..answers import extract_answer
 from ..codecs.base import get_codec
 from ..data_builders.offsets import DEFAULT_REFINE, BandConfig, label_points
 from ..errors import ConfigError
-from ..geom.grid import apply_offsets
-from ..geom.masks import mask_iou_matrix
-from ..geom.matching import match
-from ..geom.points import points_in_mask
-from ..geom.refine import moved_positions, point_scores
+from ..ops.grid import apply_offsets
+from ..ops.masks import mask_iou_matrix
+from ..ops.matching import match
+from ..ops.points import points_in_mask
+from ..ops.refine import moved_positions, point_scores
 from ..geometry import Geometry
 from ..samples import Sample, Turn
 from .scoring import describe_sample, instance_masks, score_answer, truth_masks

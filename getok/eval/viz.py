@@ -24,7 +24,7 @@ import numpy as np
 
 from ..data_builders.tasks import safe_name
 from ..errors import DataError
-from ..geom.masks import rle_decode
+from ..ops.masks import rle_decode
 from ..samples import Sample
 
 __all__ = ["panels_of", "render_record", "render_run", "overlay_rgba", "load_run"]

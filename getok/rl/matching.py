@@ -8,8 +8,8 @@ Similarity of prediction ``i`` and target ``j``::
 
 with ``hit`` the fraction of the prediction's points that fall on the target mask and ``l1`` the mean
 absolute difference of the four box coordinates, x divided by W and y by H (so ``l1`` is in [0, 1]).
-The assignment maximises the total similarity (:func:`getok.geom.matching.match`: Hungarian on ``-sim``).
-Box IoU and L1 are :mod:`getok.geom.boxes`', point lookups :mod:`getok.geom.points`'.
+The assignment maximises the total similarity (:func:`getok.ops.matching.match`: Hungarian on ``-sim``).
+Box IoU and L1 are :mod:`getok.ops.boxes`', point lookups :mod:`getok.ops.points`'.
 Unmatched predictions and targets score 0, instance rewards are averaged over ``max(#pred, #gt)``, and
 no prediction for no target is a correct answer (reward 1) — :func:`instance_mean`.
 
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from ..geom.boxes import box_iou_matrix, box_l1_matrix
-from ..geom.matching import Matching, match
-from ..geom.points import hit_ratio, pixel_values
+from ..ops.boxes import box_iou_matrix, box_l1_matrix
+from ..ops.matching import Matching, match
+from ..ops.points import hit_ratio, pixel_values
 
 __all__ = [
     "MatchConfig",

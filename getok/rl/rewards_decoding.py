@@ -4,8 +4,8 @@ A :class:`DecoderSession` wraps any :class:`~getok.decoding.base.MaskDecoder`, c
 per image (so a SAM decoder embeds each image once per group of rollouts) and caches the decoded
 :class:`Instance` of each answer line. The default decoder is the weight-free ``raster`` decoder
 (:mod:`getok.decoding.raster`); for it the session never builds full-size masks: plain and shifted grid
-cells are kept as cells of a (sub-)grid (:func:`~getok.geom.raster.raster_cells`, areas and intersections counted per cell
-from :meth:`~getok.rl.truth.Target.cell_counts`), other regions as tight crops (:func:`~getok.geom.raster.raster_crop`).
+cells are kept as cells of a (sub-)grid (:func:`~getok.ops.raster.raster_cells`, areas and intersections counted per cell
+from :meth:`~getok.rl.truth.Target.cell_counts`), other regions as tight crops (:func:`~getok.ops.raster.raster_crop`).
 Both are exact: tests compare them with the decoder's own masks.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 
 from ..codecs import NO_TARGET, Codec, get_codec
 from ..errors import ConfigError, DecodeError, GetokError
-from ..geom.grid import grid_points
-from ..geom.raster import cells_crop, grid_runs, raster_cells, raster_crop, trim_crop
+from ..ops.grid import grid_points
+from ..ops.raster import cells_crop, grid_runs, raster_cells, raster_crop, trim_crop
 from ..geometry import Geometry
 from ..provenance import image_hash
 from .rewards_common import line_key
@@ -52,7 +52,7 @@ def instance_key(line: str, geometry: Geometry) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _cell_centres(n: int, h: int, w: int) -> np.ndarray:
-    """:func:`~getok.geom.grid.grid_points` (every cell centre, row-major), cached and read-only: the points
+    """:func:`~getok.ops.grid.grid_points` (every cell centre, row-major), cached and read-only: the points
     of plain grid answers, the same floats as :meth:`Geometry.cell_centers` gives the generic path."""
     out = grid_points(n, (h, w))
     out.setflags(write=False)

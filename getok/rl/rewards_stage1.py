@@ -30,9 +30,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..errors import ConfigError, DecodeError, GetokError
-from ..geom.boxes import box_iou, box_l1
-from ..geom.matching import Matching, match
-from ..geom.points import points_in_mask
+from ..ops.boxes import box_iou, box_l1
+from ..ops.matching import Matching, match
+from ..ops.points import points_in_mask
 from .matching import (
     MatchConfig,
     SimilarityParts,
@@ -226,7 +226,7 @@ def point_score(
     """Semantic-critical points of one instance: ``clip(hit * (1 - exp(-n / n0)) * spacing - lam * n, 0, 1)``.
 
     ``hit`` is the fraction of the points on the target mask (computed when not given; ``origin`` places a
-    cropped mask as in :func:`~getok.geom.points.points_in_mask`), ``spacing`` :func:`point_spacing`
+    cropped mask as in :func:`~getok.ops.points.points_in_mask`), ``spacing`` :func:`point_spacing`
     (``min_sep`` and ``cells`` passed on).
     """
     pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)

@@ -35,12 +35,12 @@ import numpy as np
 
 from ..codecs.grid_offset import GridOffsetCodec
 from ..errors import ConfigError, DecodeError, GetokError
-from ..geom.boxes import box_iou
-from ..geom.grid import cell_centers, cell_size
-from ..geom.matching import Matching
-from ..geom.points import points_in_mask
-from ..geom.raster import raster_crop, shifted_squares
-from ..geom.refine import delete_scores, kept_scores, move_index, moved_positions, offset_moves, point_scores
+from ..ops.boxes import box_iou
+from ..ops.grid import cell_centers, cell_size
+from ..ops.matching import Matching
+from ..ops.points import points_in_mask
+from ..ops.raster import raster_crop, shifted_squares
+from ..ops.refine import delete_scores, kept_scores, move_index, moved_positions, offset_moves, point_scores
 from ..geometry import Geometry
 from .matching import MatchConfig, instance_mean
 from .rewards_common import (
@@ -121,7 +121,7 @@ class Stage2Config:
 # ------------------------------------------------------------------------------------ components
 def reachable_positions(cells, n: int, size, r: int, step: float) -> np.ndarray:
     """Every position a proposed point can move to: ``(K, (2r+1)^2, 2)`` XY pixels, clipped to the image
-    (:func:`~getok.geom.refine.moved_positions` of the cell centres, in :func:`~getok.geom.refine.offset_moves`'
+    (:func:`~getok.ops.refine.moved_positions` of the cell centres, in :func:`~getok.ops.refine.offset_moves`'
     order)."""
     return moved_positions(cell_centers(cells, n, size), r, n, size, step)
 
@@ -269,7 +269,7 @@ class _InstanceMoves:
     (:func:`reachable_positions`' move order) and, for the ``raster`` decoder with a step of ``1 / m``
     cell, ``blocks`` ``(K, M, m * m)`` the sub-cells (row-major on the ``n m`` grid, ``-1`` off the grid)
     its shifted cell square covers — so a refinement line becomes lookups (the same values as decoding
-    it with the codec and :func:`~getok.geom.raster.raster_cells`; a test compares them)."""
+    it with the codec and :func:`~getok.ops.raster.raster_cells`; a test compares them)."""
 
     start: np.ndarray
     pos: np.ndarray

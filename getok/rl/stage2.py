@@ -52,8 +52,8 @@ from ..codecs.grid_offset import GridOffsetCodec
 from ..data_builders.offsets import DEFAULT_REFINE, OffsetConfig, label_points, noisy_proposal
 from ..data_builders.questions import stable_seed
 from ..errors import ConfigError, DataError, GetokError
-from ..geom.grid import cell_centers
-from ..geom.masks import rle_decode
+from ..ops.grid import cell_centers
+from ..ops.masks import rle_decode
 from ..geometry import Geometry
 from ..samples import Sample, Turn
 from .rewards_common import clean_response

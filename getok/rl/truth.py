@@ -50,10 +50,10 @@ import numpy as np
 
 from ..conventions import as_size
 from ..errors import DataError, GeometryError
-from ..geom.boxes import box_to_mask, mask_to_box
-from ..geom.grid import grid_points, pixel_cell_lookup
-from ..geom.masks import as_mask, rle_decode, rle_encode
-from ..geom.points import pixel_values
+from ..ops.boxes import box_to_mask, mask_to_box
+from ..ops.grid import grid_points, pixel_cell_lookup
+from ..ops.masks import as_mask, rle_decode, rle_encode
+from ..ops.points import pixel_values
 from ..geometry import KINDS
 
 __all__ = ["TASKS", "TRUTH_VERSION", "Target", "Truth", "pack_truth", "unpack_truth", "truth_from_json"]
@@ -135,7 +135,7 @@ class Target:
 
     def cell_counts(self, n: int) -> np.ndarray:
         """Mask pixels in each cell of the ``n x n`` grid, ``(n, n)`` int indexed ``[cy, cx]`` (pixels
-        assigned to cells as :func:`~getok.geom.grid.pixel_cell_lookup` does); cached per ``n``."""
+        assigned to cells as :func:`~getok.ops.grid.pixel_cell_lookup` does); cached per ``n``."""
         cache = self.__dict__.setdefault("_cell_counts", {})
         if n not in cache:
             finer = next((k * n for k in (2, 4, 8) if k * n in cache), None)
@@ -286,7 +286,7 @@ class Truth:
 
     def centre_bits(self, n: int) -> np.ndarray | None:
         """:attr:`label_bits` at the pixel holding each cell centre of the ``n x n`` grid, ``(n * n,)``
-        indexed row-major (``cy * n + cx``; :func:`~getok.geom.points.pixel_values`' rule); cached per ``n``."""
+        indexed row-major (``cy * n + cx``; :func:`~getok.ops.points.pixel_values`' rule); cached per ``n``."""
         bits = self.label_bits
         if bits is None:
             return None

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..codecs.tokens import grid_token
 from ..errors import ConfigError
-from ..geom.grid import pixel_cell_lookup
+from ..ops.grid import pixel_cell_lookup
 from ..provenance import cpu_seconds
 
 __all__ = ["token_targets", "warm_up_vision", "word_row"]

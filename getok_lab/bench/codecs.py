@@ -1,7 +1,7 @@
 """Codec benchmark: how faithfully, and in how many tokens, each representation writes real masks.
 
 For every codec setting of a sweep, each ground-truth mask is encoded, decoded back and rasterised with the
-weight-free path (:func:`getok.geom.raster.raster_mask`: polygons filled, cells as their pixels), then scored
+weight-free path (:func:`getok.ops.raster.raster_mask`: polygons filled, cells as their pixels), then scored
 against the mask. Tokens per object are counted with a real tokenizer that has the codec's tokens added
 (the tiny offline tokenizer; added tokens are one id each) and, for every codec, Qwen2-style (each digit and
 punctuation mark one token) so that text numbers compare with the papers.
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from getok.codecs import get_codec, qwen_style_count
-from getok.geom.masks import mask_iou
-from getok.geom.raster import raster_mask
+from getok.ops.masks import mask_iou
+from getok.ops.raster import raster_mask
 from getok.geometry import Geometry
 
 __all__ = ["DEFAULT_SWEEP", "bench_codecs", "simpleseg_reference", "markdown_table", "register_bench"]

@@ -51,9 +51,9 @@ def _load_images(data_dir: str | Path | None, scenes: int, seed: int, max_images
 
 def _answers(mask: np.ndarray, n: int, rng: np.random.Generator):
     """The answers a model could give for one instance: cells, refined cells, polygons, box."""
-    from getok.geom.boxes import mask_to_box
-    from getok.geom.grid import mask_to_cells
-    from getok.geom.polygons import mask_to_polygons
+    from getok.ops.boxes import mask_to_box
+    from getok.ops.grid import mask_to_cells
+    from getok.ops.polygons import mask_to_polygons
     from getok.geometry import Geometry
 
     size = mask.shape
@@ -90,7 +90,7 @@ class _LabelMapProposer:
 
     def propose(self, image, n):
         from getok.data_builders.proposers.base import ProposalStack
-        from getok.geom.grid import grid_points
+        from getok.ops.grid import grid_points
 
         h, w = self.labels.shape
         pts = grid_points(n, (h, w))
@@ -110,7 +110,7 @@ def _exact_proposer(labels: np.ndarray):
 def bench_weight_free(images, n: int = 32, seed: int = 0) -> dict:
     """Masks/s and mean IoU of ``raster`` and ``proposals`` per answer type (see the module docstring)."""
     from getok.decoding import get_decoder
-    from getok.geom.masks import mask_iou
+    from getok.ops.masks import mask_iou
 
     rng = np.random.default_rng(seed)
     timing: dict[tuple[str, str], list[float]] = {}

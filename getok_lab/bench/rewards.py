@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from getok.codecs.tokens import DELETE, grid_token, offset_token
-from getok.geom.grid import mask_to_cells
+from getok.ops.grid import mask_to_cells
 from getok.io import atomic_write_json
 
 __all__ = [

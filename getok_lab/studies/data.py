@@ -95,7 +95,7 @@ def task_samples(scenes, spec: str, tasks: Sequence[str], *, answer: str = "nati
         With ``images`` (the scenes to write) and ``skipped``.
     """
     from getok.data_builders.tasks import SampleList, TaskConfig, build_tasks
-    from getok.geom.masks import rle_decode
+    from getok.ops.masks import rle_decode
 
     if answer not in ANSWER_FORMS:
         raise ConfigError(f"answer must be one of {ANSWER_FORMS}, got {answer!r}")

@@ -90,7 +90,7 @@ class DensityConfig:
     eps_oracle : list of float
         Tolerances of the oracle sweep (fraction of each contour's perimeter). Above ~0.04 the simplifier's
         fallback dominates on real masks (a ring that Douglas–Peucker collapses to fewer than 3 vertices is
-        kept *unsimplified*, :func:`getok.geom.polygons.mask_to_polygons`), so larger tolerances cost more
+        kept *unsimplified*, :func:`getok.ops.polygons.mask_to_polygons`), so larger tolerances cost more
         tokens, not fewer; each row counts those objects (``fallbacks``).
     eps_trained : list of float
         Tolerances trained on procedural scenes (a subset is fine; each is one run per format and seed).
@@ -185,9 +185,9 @@ def simplify_fallbacks(masks, eps: float) -> int:
     """How many masks get *more* outline vertices at ``eps`` than at ``eps / 2``.
 
     That happens when Douglas–Peucker collapses a ring below 3 vertices and
-    :func:`getok.geom.polygons.mask_to_polygons` keeps the unsimplified ring instead.
+    :func:`getok.ops.polygons.mask_to_polygons` keeps the unsimplified ring instead.
     """
-    from getok.geom.polygons import mask_to_polygons
+    from getok.ops.polygons import mask_to_polygons
 
     if eps <= 0:
         return 0

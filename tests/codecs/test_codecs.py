@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from getok import NO_TARGET, DecodeError, Geometry, get_codec, list_codecs
 from getok.codecs.tokens import DELETE, grid_token
 from getok.errors import ConfigError
-from getok.geom import cells_to_mask, mask_iou, mask_to_cells, polygons_to_mask
-from getok.geom.raster import raster_mask
+from getok.ops import cells_to_mask, mask_iou, mask_to_cells, polygons_to_mask
+from getok.ops.raster import raster_mask
 from tests.conftest import disk
 
 SIZE = (64, 80)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from getok import DecodeError, Geometry, get_codec
 from getok.codecs.text_coords import QWEN2_5_MAX_PIXELS, QWEN2_5_MIN_PIXELS, smart_resize
 from getok.errors import ConfigError
-from getok.geom import mask_iou
-from getok.geom.raster import raster_mask
+from getok.ops import mask_iou
+from getok.ops.raster import raster_mask
 from tests.conftest import disk
 
 Q3 = "text_coords:style=qwen3"

@@ -14,7 +14,7 @@ from getok.data_builders.export import export_easyr1, export_hf, export_sharegpt
 from getok.data_builders.scenes import generate_scenes
 from getok.data_builders.tasks import TASKS, TaskConfig, build_tasks
 from getok.errors import DataError, LayoutMismatchError
-from getok.geom.masks import rle_decode
+from getok.ops.masks import rle_decode
 from getok.rl.truth import unpack_truth
 from getok.samples import Sample, Turn
 from getok.vocab.layout import VocabLayout

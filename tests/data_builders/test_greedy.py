@@ -19,8 +19,8 @@ from getok.data_builders.greedy import (
 )
 from getok.data_builders.proposers import ExactProposer, ProposalStack, SuperpixelProposer, grid_pixels
 from getok.errors import ConfigError, GeometryError
-from getok.geom.grid import cell_index
-from getok.geom.masks import mask_iou
+from getok.ops.grid import cell_index
+from getok.ops.masks import mask_iou
 
 
 def scene(seed: int, size=(96, 128), k: int = 5) -> np.ndarray:

@@ -23,8 +23,8 @@ from getok.data_builders.offsets import (
     step_pixels,
 )
 from getok.errors import ConfigError, GeometryError
-from getok.geom.grid import grid_points
-from getok.geom.refine import landing_pixels, offset_moves
+from getok.ops.grid import grid_points
+from getok.ops.refine import landing_pixels, offset_moves
 from getok.geometry import Geometry
 
 
@@ -230,7 +230,7 @@ def test_noisy_proposal_bad_input():
 
 # ---------------------------------------------------------------------------------------------------- samples
 def test_offset_sample_two_turns_decode_back():
-    from getok.geom.masks import rle_decode
+    from getok.ops.masks import rle_decode
 
     codec = get_codec("grid_offset:n=16,r=1,step=0.5")
     m = blob_mask(9)

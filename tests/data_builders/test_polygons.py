@@ -8,8 +8,8 @@ import pytest
 from getok.codecs import get_codec
 from getok.data_builders.polygons import PolygonTargetConfig, polygon_geometry, polygon_sample, trace_polygons
 from getok.errors import ConfigError, GeometryError
-from getok.geom.masks import mask_iou
-from getok.geom.polygons import is_clockwise, mask_to_polygons, polygons_to_mask
+from getok.ops.masks import mask_iou
+from getok.ops.polygons import is_clockwise, mask_to_polygons, polygons_to_mask
 
 
 def shapes(size=(80, 120)) -> np.ndarray:

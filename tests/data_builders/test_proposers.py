@@ -74,7 +74,7 @@ def test_stack_builder_rejects_wrong_size():
 
 
 def test_stack_rles_round_trip():
-    from getok.geom.masks import rle_decode
+    from getok.ops.masks import rle_decode
 
     st = ProposalStack.from_label_map(label_map(), 6)
     rles = st.rles()
@@ -197,7 +197,7 @@ def test_sam_one_mask_per_point_and_embedding_once(tiny_sam):
     assert st.n == 5 and st.size == (40, 56)
     assert st.point_to_mask.shape == (25,) and st.scores.shape == (25,)
     # exactly the masks SAM gives for each grid point, one per point
-    from getok.geom.grid import grid_points
+    from getok.ops.grid import grid_points
 
     masks, scores = p.predict_points(grid_points(5, (40, 56)))
     assert np.array_equal(st.point_masks(), masks)
@@ -282,7 +282,7 @@ def test_sam2_tiny_one_mask_per_point():
     img = (np.random.default_rng(0).random((30, 50, 3)) * 255).astype(np.uint8)
     st = p.propose(img, 4)
     assert st.point_to_mask.shape == (16,) and st.size == (30, 50) and st.scores.shape == (16,)
-    from getok.geom.grid import grid_points
+    from getok.ops.grid import grid_points
 
     masks, _ = p.predict_points(grid_points(4, (30, 50)))
     assert np.array_equal(st.point_masks(), masks)

@@ -49,7 +49,7 @@ def test_refine_from_tasks_skips_what_it_cannot_refine_and_checks_its_settings(s
 def test_inside_steps_zero_keeps_every_point_that_lies_on_the_object(scenes):
     import re
 
-    from getok.geom.masks import rle_decode
+    from getok.ops.masks import rle_decode
 
     tasks = build_tasks(scenes, SPEC, TaskConfig(tasks=("text>mask", "box>mask"), seed=0))
     kept = moved = 0

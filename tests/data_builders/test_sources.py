@@ -19,7 +19,7 @@ from getok.data_builders.sources import (
     safe_join,
 )
 from getok.errors import DataError
-from getok.geom.masks import rle_encode
+from getok.ops.masks import rle_encode
 
 H, W = 40, 60
 
@@ -357,11 +357,11 @@ def test_load_reasonseg(tmp_path):
     obj = im.objects[0]
     assert obj.expressions == ["what holds water?", "the cup"] and im.meta["is_sentence"] is True
     m = obj.get_mask()
-    from getok.geom.masks import rle_decode
+    from getok.ops.masks import rle_decode
 
     ign = rle_decode(im.meta["ignore_rle"])
     assert ign.any() and not (m & ign).any()  # the smaller ignore polygon is painted over the target
-    from getok.geom.polygons import polygons_to_mask
+    from getok.ops.polygons import polygons_to_mask
 
     outer = polygons_to_mask([np.array(shapes[0]["points"], float)], (H, W))
     assert np.array_equal(m | ign, outer)  # together they fill the target polygon

@@ -11,8 +11,8 @@ from getok.codecs import get_codec
 from getok.data_builders.scenes import generate_scenes
 from getok.data_builders.tasks import TASKS, TaskConfig, build_tasks
 from getok.errors import ConfigError, GeometryError
-from getok.geom.boxes import mask_to_box
-from getok.geom.masks import rle_decode
+from getok.ops.boxes import mask_to_box
+from getok.ops.masks import rle_decode
 from getok.geometry import Geometry
 from getok.records import AnnotatedImage, AnnotatedObject
 
@@ -149,7 +149,7 @@ def test_point_questions_are_answered_with_the_named_cell_when_it_is_equivalent(
     from getok.data_builders.greedy import GreedyGeometryFn
     from getok.data_builders.proposers.exact import ExactProposer
     from getok.decoding.proposals import ProposalDecoder
-    from getok.geom.grid import points_to_cells
+    from getok.ops.grid import points_to_cells
 
     codec = get_codec("grid:n=8")
     res = build_tasks(scenes[:8], "grid:n=8", TaskConfig(tasks=("point>mask", "box>mask")),

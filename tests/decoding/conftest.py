@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from getok.data_builders.proposers.base import ProposalStack
-from getok.geom.grid import grid_points
+from getok.ops.grid import grid_points
 
 SIZE = (64, 80)  # (H, W)
 

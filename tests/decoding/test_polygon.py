@@ -8,7 +8,7 @@ import pytest
 from getok.decoding import get_decoder, interior_points
 from getok.decoding.sam_prompts import Prompt, geometry_prompts, polygon_prompts, to_sam_box, to_sam_points
 from getok.errors import ConfigError, DataError
-from getok.geom.polygons import polygons_to_mask
+from getok.ops.polygons import polygons_to_mask
 from getok.geometry import Geometry
 
 from .conftest import SIZE

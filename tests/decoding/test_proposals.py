@@ -8,8 +8,8 @@ import pytest
 from getok.decoding import PointProposer, get_decoder
 from getok.decoding.proposals import cover_lookup
 from getok.errors import ConfigError, DataError, GeometryError
-from getok.geom.grid import mask_to_cells
-from getok.geom.masks import mask_iou
+from getok.ops.grid import mask_to_cells
+from getok.ops.masks import mask_iou
 from getok.geometry import Geometry
 
 from .conftest import SIZE, LabelProposer, StackProposer
@@ -47,7 +47,7 @@ def test_deleted_cells_contribute_nothing(labels, image):
 
 def _background_cell_next_to_rect(labels, n=16):
     """A background grid cell and a one-step offset (step half a cell) that moves its point onto region 1."""
-    from getok.geom.grid import apply_offsets, grid_points
+    from getok.ops.grid import apply_offsets, grid_points
 
     h, w = SIZE
     for i, (x, y) in enumerate(grid_points(n, SIZE)):

@@ -7,9 +7,9 @@ import pytest
 
 from getok.decoding import get_decoder, raster_mask
 from getok.errors import GeometryError
-from getok.geom.boxes import box_to_mask
-from getok.geom.polygons import polygons_to_mask
-from getok.geom.raster import cells_to_mask, shifted_cells_mask
+from getok.ops.boxes import box_to_mask
+from getok.ops.polygons import polygons_to_mask
+from getok.ops.raster import cells_to_mask, shifted_cells_mask
 from getok.geometry import Geometry
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from getok.geom.masks import rle_encode
+from getok.ops.masks import rle_encode
 from getok.samples import Sample, Turn
 
 SPEC = "grid_offset:n=16,r=1,step=0.5"

@@ -16,7 +16,7 @@ from getok.eval.metrics import (
     summarize,
     summarize_groups,
 )
-from getok.geom.masks import mask_iou
+from getok.ops.masks import mask_iou
 
 SIZE = (10, 10)
 

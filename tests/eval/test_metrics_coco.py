@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from getok.geom.boxes import masks_to_boxes
-from getok.geom.masks import mask_iou
+from getok.ops.boxes import masks_to_boxes
+from getok.ops.masks import mask_iou
 
 mask_utils = pytest.importorskip("pycocotools.mask")
 

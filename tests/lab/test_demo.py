@@ -104,7 +104,7 @@ def polygon_set(tmp_path_factory):
 
 def test_box_polygon_samples(polygon_set):
     from getok.codecs.base import get_codec
-    from getok.geom.boxes import box_iou
+    from getok.ops.boxes import box_iou
 
     ds, cfg = polygon_set
     assert len(ds) >= 4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from getok.codecs.tokens import grid_token
-from getok.geom.grid import mask_to_cells
+from getok.ops.grid import mask_to_cells
 
 
 def rect(size, x1, y1, x2, y2) -> np.ndarray:

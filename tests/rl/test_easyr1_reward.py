@@ -12,7 +12,7 @@ import pytest
 
 import getok.rl
 from getok.codecs.tokens import grid_token
-from getok.geom.grid import mask_to_cells
+from getok.ops.grid import mask_to_cells
 from getok.rl.truth import pack_truth
 
 from .conftest import rect, wrap

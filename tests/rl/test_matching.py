@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from getok.errors import ConfigError
-from getok.geom.boxes import box_iou_matrix
-from getok.geom.points import points_in_mask
+from getok.ops.boxes import box_iou_matrix
+from getok.ops.points import points_in_mask
 from getok.rl.matching import (
     MatchConfig,
     hit_matrix,
@@ -80,7 +80,7 @@ def test_match_config_validation_names_the_field():
 
 
 def test_similarity_parts_box_terms_are_geom_boxes():
-    from getok.geom.boxes import box_l1_matrix
+    from getok.ops.boxes import box_l1_matrix
     from getok.rl.matching import similarity_parts
 
     rng = np.random.default_rng(3)

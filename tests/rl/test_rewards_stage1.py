@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from getok.errors import ConfigError
-from getok.geom.grid import mask_to_cells
+from getok.ops.grid import mask_to_cells
 from getok.geometry import Geometry
 from getok.rl.rewards import RewardScorer, Stage1Config, score_response, score_stage1
 from getok.rl.rewards_common import non_repeat, ramp

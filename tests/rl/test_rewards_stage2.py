@@ -3,7 +3,7 @@ import pytest
 
 from getok.codecs import get_codec
 from getok.decoding.raster import raster_mask
-from getok.geom.raster import cells_to_mask, crop_to_content, raster_crop
+from getok.ops.raster import cells_to_mask, crop_to_content, raster_crop
 from getok.geometry import Geometry
 from getok.rl.rewards import Stage2Config, score_response, score_stage2
 from getok.rl.rewards_common import normalized_gain

@@ -8,7 +8,7 @@ from getok.codecs import get_codec
 from getok.data_builders.offsets import DEFAULT_REFINE
 from getok.errors import ConfigError, DataError
 from getok.eval.generate import prompt_messages
-from getok.geom.masks import rle_encode
+from getok.ops.masks import rle_encode
 from getok.rl.rewards import score_response
 from getok.rl.stage2 import (
     ProposalStore,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from getok.errors import DataError
-from getok.geom.masks import rle_encode
+from getok.ops.masks import rle_encode
 from getok.rl.truth import Target, Truth, pack_truth, truth_from_json, unpack_truth
 
 from .conftest import disk, rect
@@ -104,7 +104,7 @@ def test_cropped_and_full_mask_forms_read_the_same():
 
 
 def test_cell_counts_match_the_cell_rasters():
-    from getok.geom.raster import cells_to_mask
+    from getok.ops.raster import cells_to_mask
 
     rng = np.random.default_rng(0)
     m = rng.random((37, 53)) < 0.5

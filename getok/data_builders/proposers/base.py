@@ -15,7 +15,7 @@ import numpy as np
 
 from ...conventions import as_size
 from ...errors import GeometryError
-from ...geom.grid import grid_points
+from ...ops.grid import grid_points
 
 __all__ = ["ProposalStack", "MaskProposer", "StackBuilder", "grid_pixels", "point_pixels"]
 
@@ -33,7 +33,7 @@ def grid_pixels(n: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Pixel (row, column) indices of the ``n * n`` grid points, row-major, ``(n*n,)`` int64 each.
 
     A grid point at ``(x, y)`` pixels lies on pixel ``(floor(y), floor(x))`` (clipped to the image), the
-    same rule :func:`getok.geom.grid.mask_to_cells` uses.
+    same rule :func:`getok.ops.grid.mask_to_cells` uses.
     """
     h, w = as_size(size)
     pts = grid_points(n, (h, w))

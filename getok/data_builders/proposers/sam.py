@@ -20,7 +20,7 @@ import numpy as np
 
 from ...backends.sam import build_tiny_sam, load_sam, model_fingerprint
 from ...errors import ConfigError, GeometryError, require
-from ...geom.grid import grid_points
+from ...ops.grid import grid_points
 from .base import ProposalStack, StackBuilder
 from .registry import register_proposer
 

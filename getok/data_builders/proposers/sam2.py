@@ -21,7 +21,7 @@ import numpy as np
 
 from ...backends.sam2 import build_tiny_sam2
 from ...errors import ConfigError, DataError, GeometryError, require
-from ...geom.grid import grid_points
+from ...ops.grid import grid_points
 from .base import ProposalStack, StackBuilder
 from .registry import register_proposer
 

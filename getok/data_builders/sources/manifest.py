@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError, GetokError
-from ...geom.masks import rle_encode
+from ...ops.masks import rle_encode
 from ...records import AnnotatedImage, AnnotatedObject
 from .base import (
     ImageCollection,

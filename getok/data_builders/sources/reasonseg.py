@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError, GetokError
-from ...geom.masks import rle_encode
-from ...geom.polygons import polygons_to_mask
+from ...ops.masks import rle_encode
+from ...ops.polygons import polygons_to_mask
 from ...records import AnnotatedImage, AnnotatedObject, check_image_size, read_image_size
 from .base import ImageCollection, as_flag, as_points, as_str, as_texts, read_json, safe_join
 

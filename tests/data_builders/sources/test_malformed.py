@@ -26,7 +26,7 @@ from PIL import Image
 from getok.cli.main import main as cli_main
 from getok.data_builders.sources import ImageCollection, load_coco, load_manifest, load_reasonseg, load_refer
 from getok.errors import DataError
-from getok.geom.masks import rle_encode
+from getok.ops.masks import rle_encode
 from getok.records import (
     MAX_IMAGE_PIXELS,
     AnnotatedImage,

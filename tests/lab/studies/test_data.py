@@ -7,7 +7,7 @@ import pytest
 
 from getok.codecs import get_codec
 from getok.errors import ConfigError
-from getok.geom.masks import rle_decode
+from getok.ops.masks import rle_decode
 from getok_lab.studies.common import SceneSeries
 from getok_lab.studies.data import point_on_mask, refine_samples, task_samples
 
@@ -80,7 +80,7 @@ def test_refine_samples_vary_k_and_ask_the_point_question(scenes):
 def test_anchored_refine_samples_answer_the_named_cell_with_the_question_move(scenes):
     import re
 
-    from getok.geom.grid import apply_offsets
+    from getok.ops.grid import apply_offsets
 
     spec = "grid_offset:n=8,r=1,step=0.5"
     c = get_codec(spec)

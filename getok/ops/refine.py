@@ -3,8 +3,8 @@ the offset builder's labels, the stage-2 reward and the self-correction evaluati
 
 A proposed point (a cell centre) moves by an offset ``(dx, dy)`` of ``step`` cells per unit, with
 ``|dx|, |dy| <= r``, or is deleted. Where it lands is :func:`moved_positions` (clipped to the image, as
-:func:`getok.geom.grid.apply_offsets` clips refined points); whether it lands on a mask is
-:func:`getok.geom.points.points_in_mask`.
+:func:`getok.ops.grid.apply_offsets` clips refined points); whether it lands on a mask is
+:func:`getok.ops.points.points_in_mask`.
 
 The per-point score (DESIGN.md, "Stage-2 rewards"), against the matched target mask:
 
@@ -74,7 +74,7 @@ def _radius_pixels(r: int, n: int, h: int, w: int, step: float) -> np.ndarray:
 
 
 def _move_pixels(moves: np.ndarray, n: int, h: int, w: int, step: float) -> np.ndarray:
-    """Moves in steps → pixels, with :func:`~getok.geom.grid.apply_offsets`' arithmetic (offsets x step x cell)."""
+    """Moves in steps → pixels, with :func:`~getok.ops.grid.apply_offsets`' arithmetic (offsets x step x cell)."""
     return np.asarray(moves, dtype=np.float64).reshape(-1, 2) * step * np.array([w / n, h / n])
 
 
@@ -96,7 +96,7 @@ def moved_positions(points, moves, n: int, size: tuple[int, int], step: float) -
 
 def landing_pixels(points, moves, n: int, step: float, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Pixel ``(rows, cols)``, each ``(P, M)``, where points land after moves (:func:`moved_positions`, read
-    by :func:`getok.geom.points.pixel_of`)."""
+    by :func:`getok.ops.points.pixel_of`)."""
     return pixel_of(moved_positions(points, moves, n, size, step), as_size(size))
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from getok.geom import (
+from getok.ops import (
     cell_centers,
     cells_to_mask,
     grid_points,
@@ -13,7 +13,7 @@ from getok.geom import (
     points_to_cells_offsets,
     polygons_to_mask,
 )
-from getok.geom.polygons import signed_area
+from getok.ops.polygons import signed_area
 from tests.conftest import disk
 
 

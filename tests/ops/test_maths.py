@@ -1,4 +1,4 @@
-"""The one implementation of each geometry idea (getok.geom.boxes / masks / points / matching / refine):
+"""The one implementation of each geometry idea (getok.ops.boxes / masks / points / matching / refine):
 batch twins agree with the one-pair functions, edge cases are the documented ones."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from getok.errors import GeometryError
-from getok.geom.boxes import (
+from getok.ops.boxes import (
     box_iou,
     box_iou_matrix,
     box_iou_pairs,
@@ -20,10 +20,10 @@ from getok.geom.boxes import (
     mask_to_box,
     masks_to_boxes,
 )
-from getok.geom.masks import intersection_union, mask_counts, mask_iou, mask_iou_matrix
-from getok.geom.matching import match
-from getok.geom.points import pixel_of, points_in_mask
-from getok.geom.refine import (
+from getok.ops.masks import intersection_union, mask_counts, mask_iou, mask_iou_matrix
+from getok.ops.matching import match
+from getok.ops.points import pixel_of, points_in_mask
+from getok.ops.refine import (
     landing_pixels,
     move_index,
     moved_positions,
@@ -197,7 +197,7 @@ def test_moves_positions_and_scores():
 def test_rle_from_the_boxs_columns_equals_pycocotools(seed):
     from pycocotools import mask as mask_utils
 
-    from getok.geom.masks import coco_rle, rle_decode, rle_encode
+    from getok.ops.masks import coco_rle, rle_decode, rle_encode
 
     rng = np.random.default_rng(seed)
     m = rng.random((int(rng.integers(1, 20)), int(rng.integers(1, 25)))) < rng.uniform(0, 0.4)

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from getok.errors import ConfigError, GeometryError
-from getok.geom import (
+from getok.ops import (
     as_mask,
     box_iou,
     box_to_mask,

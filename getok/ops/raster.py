@@ -48,7 +48,7 @@ _EMPTY = (np.zeros((0, 0), dtype=bool), 0, 0)
 @functools.lru_cache(maxsize=64)
 def grid_runs(m: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pixels per row / column of an ``m x m`` grid and the first pixel of each (as
-    :func:`~getok.geom.grid.pixel_cell_lookup` assigns pixels): ``row_runs, row_start, col_runs, col_start``."""
+    :func:`~getok.ops.grid.pixel_cell_lookup` assigns pixels): ``row_runs, row_start, col_runs, col_start``."""
     rows, cols = pixel_cell_lookup(m, (h, w))
     rr, cc = np.bincount(rows, minlength=m), np.bincount(cols, minlength=m)
     out = (rr, np.concatenate([[0], np.cumsum(rr)[:-1]]), cc, np.concatenate([[0], np.cumsum(cc)[:-1]]))

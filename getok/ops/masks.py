@@ -1,6 +1,6 @@
 """Masks: validation, pixel counts, IoU (one pair, a batch, every pair) and run-length encoding.
 
-Masks are ``(H, W)`` bool arrays, batches ``(N, H, W)``. Boxes of masks live in :mod:`getok.geom.boxes`.
+Masks are ``(H, W)`` bool arrays, batches ``(N, H, W)``. Boxes of masks live in :mod:`getok.ops.boxes`.
 """
 
 from __future__ import annotations
