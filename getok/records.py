@@ -19,9 +19,9 @@ import numpy as np
 
 from .conventions import as_size
 from .errors import DataError, GeometryError
+from .geometry import Geometry
 from .ops.boxes import mask_to_box
 from .ops.masks import as_mask, rle_decode
-from .geometry import Geometry
 
 __all__ = [
     "AnnotatedObject",

@@ -429,8 +429,8 @@ def build_box_polygon_set(n_scenes: int, series: int, polygon_codec: str, out_di
     from getok.data_builders.scenes import generate_scenes
     from getok.data_builders.tasks import SampleList, image_ref
     from getok.errors import GetokError
-    from getok.ops.boxes import mask_to_box
     from getok.geometry import Geometry
+    from getok.ops.boxes import mask_to_box
 
     out = Path(out_dir)
     scfg = _scene_config()

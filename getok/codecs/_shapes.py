@@ -11,10 +11,10 @@ import numpy as np
 
 from ..conventions import denormalize_points, normalize_points
 from ..errors import DecodeError, GeometryError
+from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
 from ..ops.polygons import mask_to_polygons, signed_area
 from ..ops.raster import raster_mask
-from ..geometry import Geometry
 from ._vertices import Vertices
 
 

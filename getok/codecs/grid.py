@@ -31,8 +31,8 @@ import numpy as np
 
 from ..conventions import denormalize_points, normalize_box, normalize_points
 from ..errors import DecodeError
-from ..ops.grid import mask_to_cells, sort_cells
 from ..geometry import Geometry
+from ..ops.grid import mask_to_cells, sort_cells
 from ._shapes import geometry_box, geometry_points, region_mask
 from ._vertices import GridVertices
 from .base import AnswerShape, Codec, register_codec

@@ -32,8 +32,8 @@ import numpy as np
 
 from ..conventions import denormalize_points, normalize_points
 from ..errors import ConfigError, DecodeError
-from ..ops.grid import apply_offsets
 from ..geometry import Geometry
+from ..ops.grid import apply_offsets
 from ._shapes import geometry_box, geometry_points
 from ._vertices import GridOffsetVertices, split_tokens
 from .base import NO_TARGET, AnswerShape, register_codec

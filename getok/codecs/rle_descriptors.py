@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DecodeError, GeometryError
-from ..ops.grid import index_to_cells, pixel_cell_lookup
 from ..geometry import Geometry
+from ..ops.grid import index_to_cells, pixel_cell_lookup
 from ._shapes import region_mask
 from .base import NO_TARGET, Codec, register_codec
 

@@ -76,8 +76,8 @@ import numpy as np
 
 from ..conventions import as_size, denormalize_box, denormalize_points, normalize_box, normalize_points
 from ..errors import ConfigError, DecodeError, GeometryError
-from ..ops.polygons import signed_area
 from ..geometry import Geometry
+from ..ops.polygons import signed_area
 from ._shapes import decode_rings, encode_rings, geometry_box, geometry_points, geometry_rings, rings_geometry
 from ._vertices import TextVertices
 from .base import Codec, register_codec

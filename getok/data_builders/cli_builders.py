@@ -175,8 +175,8 @@ def _write(out, args, builder: dict, skipped: list, source: dict) -> int:
 def build_grid_tokens(images, codec: str, proposer: str, *, cfg=None, cache=None, progress=True):
     """``text>mask`` samples whose answers are greedy grid cells. Returns a ``SampleList``."""
     from ..codecs import get_codec
-    from ..ops.masks import rle_encode
     from ..geometry import Geometry
+    from ..ops.masks import rle_encode
     from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
     from .greedy import GreedyGeometryFn, greedy_cells
     from .tasks import SampleList

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, GeometryError, require
+from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
 from ..ops.grid import grid_points, index_to_cells
 from ..ops.masks import as_mask
-from ..geometry import Geometry
 from .proposers.base import ProposalStack, grid_pixels
 
 __all__ = [

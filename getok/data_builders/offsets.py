@@ -37,11 +37,11 @@ import numpy as np
 
 from ..conventions import as_size
 from ..errors import ConfigError, GeometryError
+from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
 from ..ops.grid import grid_points, index_to_cells, points_to_cells
 from ..ops.masks import as_mask, rle_encode
 from ..ops.refine import landing_pixels, offset_moves
-from ..geometry import Geometry
 from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 
 __all__ = [

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import ConfigError, GeometryError
+from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
 from ..ops.masks import as_mask
 from ..ops.polygons import mask_to_polygons
-from ..geometry import Geometry
 from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 
 __all__ = ["PolygonTargetConfig", "trace_polygons", "polygon_geometry", "polygon_sample"]

@@ -35,9 +35,9 @@ import numpy as np
 from ..answers import wrap_response
 from ..codecs.base import Codec, get_codec
 from ..errors import ConfigError, DecodeError, GeometryError, GetokError
+from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
 from ..ops.masks import rle_encode
-from ..geometry import Geometry
 from ..records import AnnotatedImage, AnnotatedObject
 from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 from . import questions as P

@@ -34,8 +34,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ConfigError, DataError, GeometryError
-from ..ops.grid import grid_points, points_to_cells
 from ..geometry import Geometry
+from ..ops.grid import grid_points, points_to_cells
 from ..provenance import image_hash
 from ._common import LRUCache, check_image, check_size
 from .base import register_decoder

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.raster import raster_mask
 from ..geometry import Geometry
+from ..ops.raster import raster_mask
 from ._common import check_size, image_size
 from .base import register_decoder
 

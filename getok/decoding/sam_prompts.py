@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import GeometryError
+from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
 from ..ops.polygons import polygons_to_mask
-from ..geometry import Geometry
 
 __all__ = [
     "Prompt",

@@ -25,9 +25,9 @@ import numpy as np
 from ..answers import extract_answer
 from ..codecs.base import NO_TARGET, Codec, DecodeResult
 from ..errors import DecodeError, GetokError
+from ..geometry import Geometry
 from ..ops.masks import rle_decode, rle_encode
 from ..ops.points import points_in_mask
-from ..geometry import Geometry
 from ..samples import Sample
 from .metrics import sample_record
 

@@ -54,12 +54,12 @@ from ..answers import extract_answer
 from ..codecs.base import get_codec
 from ..data_builders.offsets import DEFAULT_REFINE, BandConfig, label_points
 from ..errors import ConfigError
+from ..geometry import Geometry
 from ..ops.grid import apply_offsets
 from ..ops.masks import mask_iou_matrix
 from ..ops.matching import match
 from ..ops.points import points_in_mask
 from ..ops.refine import moved_positions, point_scores
-from ..geometry import Geometry
 from ..samples import Sample, Turn
 from .scoring import describe_sample, instance_masks, score_answer, truth_masks
 from .selfcorrect_summary import POINT_KEYS, selfcorrect_markdown, summarize_selfcorrect, turn_deltas

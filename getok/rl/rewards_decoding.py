@@ -21,9 +21,9 @@ import numpy as np
 
 from ..codecs import NO_TARGET, Codec, get_codec
 from ..errors import ConfigError, DecodeError, GetokError
+from ..geometry import Geometry
 from ..ops.grid import grid_points
 from ..ops.raster import cells_crop, grid_runs, raster_cells, raster_crop, trim_crop
-from ..geometry import Geometry
 from ..provenance import image_hash
 from .rewards_common import line_key
 from .truth import Target, Truth

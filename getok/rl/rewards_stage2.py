@@ -35,13 +35,13 @@ import numpy as np
 
 from ..codecs.grid_offset import GridOffsetCodec
 from ..errors import ConfigError, DecodeError, GetokError
+from ..geometry import Geometry
 from ..ops.boxes import box_iou
 from ..ops.grid import cell_centers, cell_size
 from ..ops.matching import Matching
 from ..ops.points import points_in_mask
 from ..ops.raster import raster_crop, shifted_squares
 from ..ops.refine import delete_scores, kept_scores, move_index, moved_positions, offset_moves, point_scores
-from ..geometry import Geometry
 from .matching import MatchConfig, instance_mean
 from .rewards_common import (
     ENVELOPES,

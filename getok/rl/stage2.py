@@ -52,9 +52,9 @@ from ..codecs.grid_offset import GridOffsetCodec
 from ..data_builders.offsets import DEFAULT_REFINE, OffsetConfig, label_points, noisy_proposal
 from ..data_builders.questions import stable_seed
 from ..errors import ConfigError, DataError, GetokError
+from ..geometry import Geometry
 from ..ops.grid import cell_centers
 from ..ops.masks import rle_decode
-from ..geometry import Geometry
 from ..samples import Sample, Turn
 from .rewards_common import clean_response
 

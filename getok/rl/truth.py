@@ -50,11 +50,11 @@ import numpy as np
 
 from ..conventions import as_size
 from ..errors import DataError, GeometryError
+from ..geometry import KINDS
 from ..ops.boxes import box_to_mask, mask_to_box
 from ..ops.grid import grid_points, pixel_cell_lookup
 from ..ops.masks import as_mask, rle_decode, rle_encode
 from ..ops.points import pixel_values
-from ..geometry import KINDS
 
 __all__ = ["TASKS", "TRUTH_VERSION", "Target", "Truth", "pack_truth", "unpack_truth", "truth_from_json"]
 

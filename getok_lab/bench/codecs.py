@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from getok.codecs import get_codec, qwen_style_count
+from getok.geometry import Geometry
 from getok.ops.masks import mask_iou
 from getok.ops.raster import raster_mask
-from getok.geometry import Geometry
 
 __all__ = ["DEFAULT_SWEEP", "bench_codecs", "simpleseg_reference", "markdown_table", "register_bench"]
 

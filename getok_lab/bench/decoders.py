@@ -51,10 +51,10 @@ def _load_images(data_dir: str | Path | None, scenes: int, seed: int, max_images
 
 def _answers(mask: np.ndarray, n: int, rng: np.random.Generator):
     """The answers a model could give for one instance: cells, refined cells, polygons, box."""
+    from getok.geometry import Geometry
     from getok.ops.boxes import mask_to_box
     from getok.ops.grid import mask_to_cells
     from getok.ops.polygons import mask_to_polygons
-    from getok.geometry import Geometry
 
     size = mask.shape
     cells = mask_to_cells(mask, n)

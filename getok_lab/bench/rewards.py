@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from getok.codecs.tokens import DELETE, grid_token, offset_token
-from getok.ops.grid import mask_to_cells
 from getok.io import atomic_write_json
+from getok.ops.grid import mask_to_cells
 
 __all__ = [
     "synthetic_scene",

@@ -23,9 +23,9 @@ from getok.data_builders.offsets import (
     step_pixels,
 )
 from getok.errors import ConfigError, GeometryError
+from getok.geometry import Geometry
 from getok.ops.grid import grid_points
 from getok.ops.refine import landing_pixels, offset_moves
-from getok.geometry import Geometry
 
 
 def blob_mask(seed: int, size=(60, 84)) -> np.ndarray:

@@ -11,9 +11,9 @@ from getok.codecs import get_codec
 from getok.data_builders.scenes import generate_scenes
 from getok.data_builders.tasks import TASKS, TaskConfig, build_tasks
 from getok.errors import ConfigError, GeometryError
+from getok.geometry import Geometry
 from getok.ops.boxes import mask_to_box
 from getok.ops.masks import rle_decode
-from getok.geometry import Geometry
 from getok.records import AnnotatedImage, AnnotatedObject
 
 

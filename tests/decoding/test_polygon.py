@@ -8,8 +8,8 @@ import pytest
 from getok.decoding import get_decoder, interior_points
 from getok.decoding.sam_prompts import Prompt, geometry_prompts, polygon_prompts, to_sam_box, to_sam_points
 from getok.errors import ConfigError, DataError
-from getok.ops.polygons import polygons_to_mask
 from getok.geometry import Geometry
+from getok.ops.polygons import polygons_to_mask
 
 from .conftest import SIZE
 

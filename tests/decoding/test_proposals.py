@@ -8,9 +8,9 @@ import pytest
 from getok.decoding import PointProposer, get_decoder
 from getok.decoding.proposals import cover_lookup
 from getok.errors import ConfigError, DataError, GeometryError
+from getok.geometry import Geometry
 from getok.ops.grid import mask_to_cells
 from getok.ops.masks import mask_iou
-from getok.geometry import Geometry
 
 from .conftest import SIZE, LabelProposer, StackProposer
 

@@ -7,10 +7,10 @@ import pytest
 
 from getok.decoding import get_decoder, raster_mask
 from getok.errors import GeometryError
+from getok.geometry import Geometry
 from getok.ops.boxes import box_to_mask
 from getok.ops.polygons import polygons_to_mask
 from getok.ops.raster import cells_to_mask, shifted_cells_mask
-from getok.geometry import Geometry
 
 
 def _reference_shifted(cells, n, size, offsets, step):

@@ -11,8 +11,8 @@ from getok.decoding.raster import raster_mask
 from getok.errors import ConfigError
 from getok.eval.runner import evaluate
 from getok.eval.selfcorrect import POINT_KEYS, RefineState, SelfCorrectConfig, account_points, match_targets
-from getok.ops.masks import mask_iou
 from getok.geometry import Geometry
+from getok.ops.masks import mask_iou
 
 from .conftest import ScriptedModel, hand_sample
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from getok.errors import ConfigError
-from getok.ops.grid import mask_to_cells
 from getok.geometry import Geometry
+from getok.ops.grid import mask_to_cells
 from getok.rl.rewards import RewardScorer, Stage1Config, score_response, score_stage1
 from getok.rl.rewards_common import non_repeat, ramp
 from getok.rl.rewards_decoding import DecoderSession

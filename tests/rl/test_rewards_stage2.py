@@ -3,8 +3,8 @@ import pytest
 
 from getok.codecs import get_codec
 from getok.decoding.raster import raster_mask
-from getok.ops.raster import cells_to_mask, crop_to_content, raster_crop
 from getok.geometry import Geometry
+from getok.ops.raster import cells_to_mask, crop_to_content, raster_crop
 from getok.rl.rewards import Stage2Config, score_response, score_stage2
 from getok.rl.rewards_common import normalized_gain
 from getok.rl.rewards_stage2 import STAGE2_KEYS, reachable_positions, refine_point_scores
