@@ -294,3 +294,34 @@ def test_bad_config_file_is_a_config_error(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_demo_config(tmp_path / "list.yaml")
+
+
+# ---------------------------------------------------------------------------------------------- report
+def test_report_template_reproduces_the_committed_report():
+    """summary.md is rendered from templates/summary.md.j2: the committed run.json renders the committed
+    report, word for word (apart from the note added above it when it was committed)."""
+    from getok_lab.demo import summary_markdown
+
+    d = REPO / "benchmarks" / "results" / "demo"
+    info = json.loads((d / "run.json").read_text())
+    committed = [x for x in (d / "summary.md").read_text().splitlines(keepends=True) if not x.startswith(">")]
+    rendered = summary_markdown(info["results"], info).splitlines(keepends=True)
+    # the note is a blockquote followed by one blank line
+    note_at = next(i for i, x in enumerate((d / "summary.md").read_text().splitlines()) if x.startswith(">"))
+    del committed[note_at]
+    assert rendered == committed
+
+
+def test_report_states_what_the_numbers_say(tmp_path):
+    """The findings follow the paired tests: a significant GRPO loss is called one, a missing stage is 'not run'."""
+    from getok_lab.demo import summary_markdown
+
+    info = json.loads((REPO / "benchmarks" / "results" / "demo" / "run.json").read_text())
+    info["stages"].pop("grpo2")
+    c = next(c for c in info["comparisons"]["stages"] if (c["model"], c["vs"], c["task"]) == ("grpo1", "sft", "text>mask"))
+    c.update(significant=True, diff=-0.2)
+    md = summary_markdown(info["results"], info)
+    assert "| grpo2 | (not run) | – | – |" in md
+    assert "**GRPO stage 1 on text>mask**" in md and "a significant loss." in md
+    c.update(significant=False)
+    assert "no significant change." in summary_markdown(info["results"], info)

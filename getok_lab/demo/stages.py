@@ -1,0 +1,61 @@
+"""The stage runner: a stage runs once per settings fingerprint, writes ``stages/<name>.json`` last
+(with its wall / CPU time) and is skipped on a re-run with the same settings."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from getok.errors import ConfigError
+from getok.io import atomic_write_json
+from getok.provenance import Clock, fingerprint
+
+from .config import STAGES
+
+
+def _banner(k: int, name: str, text: str) -> None:
+    line = f"[{k}/{len(STAGES)}] {name}: {text}"
+    print(f"\n{'=' * len(line)}\n{line}\n{'=' * len(line)}", file=sys.stderr, flush=True)
+
+
+class Stages:
+    """Runs stages once: ``stages/<name>.json`` (written last) holds the fingerprint, timing and result."""
+
+    def __init__(self, out: Path) -> None:
+        self.dir = out / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+
+    def marker(self, name: str) -> dict | None:
+        p = self.dir / f"{name}.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def run(self, name: str, title: str, key: dict, fn: Callable[[], dict]) -> dict:
+        fp = fingerprint(key)
+        k = STAGES.index(name) + 1
+        m = self.marker(name)
+        if m is not None:
+            if m.get("fingerprint") != fp:
+                raise ConfigError(
+                    f"{self.dir / (name + '.json')} was made with other settings (another seed, --fast, config); "
+                    "use another --out, or remove that directory to start over"
+                )
+            _banner(k, name, f"{title} — finished earlier ({m['wall_s']:.0f} s wall), skipped")
+            self.skipped.append(name)
+            return m
+        _banner(k, name, title)
+        with Clock() as clock:
+            result = fn()
+        m = {"stage": name, "title": title, "fingerprint": fp, "wall_s": round(clock.wall, 1),
+             "cpu_s": round(clock.cpu, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "result": result}  # fmt: skip
+        atomic_write_json(self.dir / f"{name}.json", m)
+        print(f"[{k}/{len(STAGES)}] {name}: done in {m['wall_s']:.0f} s wall, {m['cpu_s']:.0f} s CPU",
+              file=sys.stderr, flush=True)  # fmt: skip
+        self.ran.append(name)
+        return m
+
+
