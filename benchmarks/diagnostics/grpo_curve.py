@@ -3,7 +3,7 @@
 Starts from a finished demo run's SFT model (``--run``, e.g. ``runs/demo``) and trains GRPO stage 1 with that
 demo's own stage-1 settings (``getok_lab.demo.grpo_config``) for ``--steps`` steps, a checkpoint every
 ``--every``; the SFT model and every checkpoint answer the same text>mask questions of a *development*
-series (scene series 20000 by default — not the demo's reported series 10000, so a decision taken from this
+series (scene series 20000 by default — not the demo's reported ``test`` series 30000, so a decision taken from this
 curve does not tune the reported numbers). Each checkpoint is compared with the SFT model on the same
 questions (paired bootstrap interval + sign test, :func:`getok.eval.stats.paired_comparison`), beside the
 always-centre and random-object baselines and the reference ceiling.
@@ -28,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _grounding import TASK, question_set, score, summarise  # noqa: E402  (the diagnostics' shared parts)
 
-DEV_SERIES = 20_000
+from getok_lab.series import SERIES  # noqa: E402
+
+DEV_SERIES = SERIES["grpo_dev"]  # 20000
 
 
 def score_dir(path: Path, data: Path, out: Path) -> dict:

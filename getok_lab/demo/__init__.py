@@ -23,7 +23,8 @@ continues an interrupted training from its last checkpoint. A marker made with o
 from the markers on every run.
 
 **Deterministic.** Everything is seeded from ``seed`` (model weights, token rows, training order, GRPO
-sampling; the scene series are fixed: 0 SFT, 1 GRPO, 10000 held-out); evaluation is greedy. The same seed
+sampling; the scene series are fixed, :mod:`getok_lab.series`: 0 SFT, 1 GRPO, 30000 held-out — the ``test`` series, which no
+design decision looked at); evaluation is greedy. The same seed
 gives the same numbers; only the timings differ.
 
 **Budget.** The defaults (:class:`DemoConfig`, repeated in ``configs/demo/tiny-cpu.yaml``) are sized for

@@ -12,6 +12,7 @@ from typing import Any
 
 from getok.errors import ConfigError
 from getok.eval.baselines import BASELINES as _BASELINE_LABELS
+from getok_lab.series import SERIES
 
 log = logging.getLogger("getok_lab.demo")
 
@@ -44,7 +45,9 @@ GRID_CODEC = "grid_offset:n=8,r=1,step=0.5"
 POLYGON_ASK = "<image>\nOutline the object in the box {query} with a polygon."
 TASK_DECODER = "proposals:proposer=exact,n=8"
 POLYGON_DECODER = "polygon"
-TRAIN_SERIES, GRPO_SERIES, EVAL_SERIES = 0, 1, 10_000
+#: Scene series (:data:`getok_lab.series.SERIES`): SFT, GRPO prompts, and the held-out ``test`` series that no
+#: design decision looked at (the tiny recipe was tuned on ``dev``).
+TRAIN_SERIES, GRPO_SERIES, EVAL_SERIES = SERIES["train"], SERIES["grpo"], SERIES["test"]
 
 
 # ---- config
@@ -116,7 +119,7 @@ class DemoConfig:
         Each stage's settings (``rl.*``, ``proposals.*``, ``reward.*`` keys of the GRPO config), applied
         over the schema defaults.
     eval_scenes : int
-        Held-out scenes of series 10000 (each gives the ``eval_tasks`` samples and one ``box>polygon``
+        Held-out scenes of the ``test`` series (30000; each gives the ``eval_tasks`` samples and one ``box>polygon``
         sample per object).
     eval_tasks : list of str
         Mask tasks of the held-out set (evaluated with ``turns`` turns of self-correction).

@@ -167,7 +167,8 @@ def report_context(results: dict, info: dict) -> dict:
     return {
         "info": info, "cfg": info["config"], "versions": info["versions"], "tiny_name": _tiny_name(info),
         "lock_diff": info.get("versions_vs_lock"), "grid_codec": GRID_CODEC, "task_decoder": TASK_DECODER,
-        "polygon_decoder": POLYGON_DECODER, "eval_series": EVAL_SERIES,
+        "polygon_decoder": POLYGON_DECODER,
+        "eval_series": ((info.get("seeds") or {}).get("scene_series") or {}).get("held_out", EVAL_SERIES),
         "tasks": [(t, _n_of(results, t)) for t in tasks], "rows": rows,
         "stage_comparisons": comp.get("stages") or [], "kinds": _kinds(comp), "selfcorrect": selfcorrect,
         "selfcorrect_pairs": comp.get("selfcorrect") or [], "polygons": polygons, "training": info["training"],

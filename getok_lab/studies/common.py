@@ -27,6 +27,7 @@ import numpy as np
 from getok.errors import ConfigError
 from getok.io import atomic_write_json, atomic_write_text
 from getok.provenance import Clock, cpu_seconds, environment, git_commit  # noqa: F401  (the studies import them from here)
+from getok_lab.series import SERIES as _ALL_SERIES
 
 __all__ = [
     "Budget",
@@ -110,10 +111,9 @@ class Budget:
         return int(self.steps) * int(self.batch_size)
 
 
-#: The scene series of the studies, fixed here and named in every result file. ``dev`` is where decisions are
-#: made (the held-out series every earlier design decision was tuned on); ``test`` is untouched by any
-#: decision and holds the reported tables.
-SERIES = {"train": 0, "dev": 10_000, "test": 30_000}
+#: The scene series of the studies (:data:`getok_lab.series.SERIES`: ``dev`` for decisions, ``test`` for the
+#: reported tables), named in every result file.
+SERIES = {k: _ALL_SERIES[k] for k in ("train", "dev", "test")}
 
 
 @dataclass
