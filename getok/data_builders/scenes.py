@@ -7,7 +7,10 @@ visible, so ``objects[k].mask == (label_map == k + 1)`` (the exact proposer reli
 
 Shapes: circle, square, triangle, ring (a hole), cross and L-shape (thin parts), star, ellipse, bar.
 Colours come from :data:`PALETTE`; sizes are small / medium / large (half-extent as a fraction of the
-shorter image side). Backgrounds are plain, noisy or textured greys (no palette colour).
+shorter image side). Backgrounds are plain, noisy or textured greys (no palette colour). The pixels of
+shapes and backgrounds are drawn by :mod:`~getok.data_builders.scene_drawing`; this module places the
+objects (overlap, occlusion, colours), attaches their expressions (:mod:`~getok.data_builders.expressions`)
+and generates, summarises and writes scene series.
 
 Referring expressions follow a small grammar that :func:`resolve_expression` reads back:
 
@@ -54,6 +57,7 @@ from .expressions import (  # the scene vocabulary and its expressions (re-expor
     plural,
     resolve_expression,
 )
+from .scene_drawing import BACKGROUNDS, background_canvas, shape_mask  # pixels of shapes and backgrounds
 
 __all__ = [
     "SHAPES",
@@ -75,11 +79,12 @@ __all__ = [
     "write_scenes",
 ]
 
-BACKGROUNDS: tuple[str, ...] = ("plain", "noise", "texture")
 #: Largest scene side in pixels (scenes are drawn on float canvases; 112 feeds the tiny VLM, 224 or 448 work the same).
 MAX_SCENE_SIDE = 4096
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
+
+
 @dataclass(frozen=True)
 class SceneConfig:
     """How scenes are drawn and described.
@@ -179,92 +184,6 @@ class SceneConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-# ---------------------------------------------------------------------------------------------- drawing
-def _rot(u: np.ndarray, v: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    c, s = math.cos(angle), math.sin(angle)
-    return c * u + s * v, -s * u + c * v
-
-
-def _unit_polygon(shape: str, rng: np.random.Generator) -> np.ndarray:
-    """Vertices ``(V, 2)`` of a polygonal shape in units of its half-extent, centred at the origin."""
-    if shape == "square":
-        a = 0.72
-        return np.array([[-a, -a], [a, -a], [a, a], [-a, a]])
-    if shape == "triangle":
-        t = np.deg2rad([-90, 30, 150])
-        return np.stack([np.cos(t), np.sin(t) * 0.95 + 0.15], axis=1)
-    if shape == "star":
-        t = np.deg2rad(-90 + 36 * np.arange(10))
-        r = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
-        return np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
-    if shape == "cross":
-        a, b = 1.0, 0.24  # arm length, arm half-width: thin parts
-        return np.array(
-            [[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]]
-        )
-    if shape == "L-shape":
-        a, t = 0.85, 0.42
-        return np.array([[-a, -a], [-a + t, -a], [-a + t, a - t], [a, a - t], [a, a], [-a, a]])
-    if shape == "bar":
-        a, b = 1.0, float(rng.uniform(0.16, 0.24))
-        return np.array([[-a, -b], [a, -b], [a, b], [-a, b]])
-    raise ConfigError(f"unknown polygonal shape {shape!r}")  # pragma: no cover - guarded by SHAPES
-
-
-def _shape_mask(
-    shape: str, cx: float, cy: float, r: float, angle: float, size: tuple[int, int], rng: np.random.Generator
-) -> np.ndarray:
-    """Full (unoccluded) mask of one shape, ``(H, W)`` bool; pixel centres at ``(j + 0.5, i + 0.5)``."""
-    import cv2
-
-    h, w = size
-    if shape in ("circle", "ring", "ellipse"):
-        x0, x1 = max(0, int(cx - r - 1)), min(w, int(cx + r + 2))
-        y0, y1 = max(0, int(cy - r - 1)), min(h, int(cy + r + 2))
-        ys, xs = np.mgrid[y0:y1, x0:x1]
-        u = (xs + 0.5 - cx) / r
-        v = (ys + 0.5 - cy) / r
-        if shape == "ellipse":
-            u, v = _rot(u, v, angle)
-            inside = u * u + (v / 0.55) ** 2 <= 1.0
-        else:
-            rho2 = u * u + v * v
-            inside = rho2 <= 1.0
-            if shape == "ring":
-                inside &= rho2 >= 0.56**2
-        m = np.zeros(size, dtype=bool)
-        m[y0:y1, x0:x1] = inside
-        return m
-    poly = _unit_polygon(shape, rng)
-    c, s = math.cos(angle), math.sin(angle)
-    px = cx + r * (c * poly[:, 0] - s * poly[:, 1])
-    py = cy + r * (s * poly[:, 0] + c * poly[:, 1])
-    pts = np.rint((np.stack([px, py], axis=1) - 0.5) * 16).astype(np.int32).reshape(-1, 1, 2)
-    out = np.zeros(size, dtype=np.uint8)
-    cv2.fillPoly(out, [pts], 1, lineType=cv2.LINE_8, shift=4)
-    return out.astype(bool)
-
-
-def _background(kind: str, size: tuple[int, int], noise_std: float, rng: np.random.Generator) -> np.ndarray:
-    h, w = size
-    grey = rng.uniform(95, 175)
-    tint = rng.uniform(-6, 6, size=3)
-    img = np.empty((h, w, 3), dtype=np.float32)
-    img[:] = grey + tint
-    if kind == "texture":
-        period = rng.uniform(6, 16)
-        theta = rng.uniform(0, np.pi)
-        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-        phase = (xs * math.cos(theta) + ys * math.sin(theta)) * (2 * np.pi / period)
-        if rng.random() < 0.5:
-            pattern = np.sign(np.sin(phase)) * rng.uniform(6, 14)  # stripes
-        else:
-            pattern = np.sin(phase) * np.sin((xs * -math.sin(theta) + ys * math.cos(theta)) * (2 * np.pi / period))
-            pattern = np.sign(pattern) * rng.uniform(6, 14)  # checker
-        img += pattern[..., None]
-    return img
-
-
 def scene_seed(seed: int, index: int) -> int:
     """Seed of scene ``index`` of the series ``seed`` (independent streams, stable across versions)."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
@@ -307,7 +226,7 @@ def generate_scene(seed: int, cfg: SceneConfig | None = None, *, image_id: str |
     h, w = cfg.size
     side = min(h, w)
     bg_kind = cfg.background if cfg.background != "mixed" else BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
-    canvas = _background(bg_kind, cfg.size, cfg.noise_std, rng)
+    canvas = background_canvas(bg_kind, cfg.size, cfg.noise_std, rng)
     n_target = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
 
     label = np.zeros((h, w), dtype=np.int32)
@@ -332,7 +251,7 @@ def generate_scene(seed: int, cfg: SceneConfig | None = None, *, image_id: str |
             else:
                 cx = float(rng.uniform(r, w - r))
                 cy = float(rng.uniform(r, h - r))
-            m = _shape_mask(shape, cx, cy, r, angle, cfg.size, rng)
+            m = shape_mask(shape, cx, cy, r, angle, cfg.size, rng)
             area = int(m.sum())
             if area < cfg.min_pixels:
                 continue
@@ -458,8 +377,8 @@ def label_map_from_objects(image: AnnotatedImage) -> np.ndarray:
 
 def _scene_chunk(args) -> list[dict]:
     from .dataset import save_png
+    from .sample_list import safe_name
     from .sources.manifest import manifest_record
-    from .tasks import safe_name
 
     seed, start, count, cfg, tmp = args
     records = []

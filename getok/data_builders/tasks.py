@@ -20,15 +20,18 @@ visible mask (RLE), its box and size, never the codec's approximation.
 Bad input never stops a build: an unreadable or mis-sized image, an empty or malformed mask, an object
 the codec cannot write, a query point that cannot be placed on the object are skipped and listed in
 :attr:`SampleList.skipped` with the reason.
+
+This module assembles the samples (:func:`build_tasks`); the task names and settings live in
+:mod:`~getok.data_builders.task_config`, the returned :class:`SampleList` and the image naming
+(:func:`safe_name`, :func:`image_ref`) in :mod:`~getok.data_builders.sample_list`, and all of them are
+importable from here as before.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,169 +44,12 @@ from ..ops.masks import rle_encode
 from ..records import AnnotatedImage, AnnotatedObject
 from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 from . import questions as P
+from .sample_list import SampleList, image_ref, safe_name  # also importable from here
+from .task_config import TASKS, TaskConfig
 
 __all__ = ["TASKS", "TaskConfig", "SampleList", "build_tasks", "image_ref", "safe_name"]
 
-log = logging.getLogger("getok.data_builders.tasks")
-
-#: Every task this module builds.
-TASKS: tuple[str, ...] = (
-    "text>mask",
-    "text>box",
-    "text>point",
-    "text>polyline",
-    "point>mask",
-    "box>mask",
-    "multi>mask",
-    "multi>box",
-    "multi>point",
-    "none>mask",
-    "none>box",
-    "none>point",
-)
-
 GeometryFn = Callable[[AnnotatedImage, AnnotatedObject], Geometry]
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """Which samples :func:`build_tasks` makes.
-
-    Parameters
-    ----------
-    tasks : tuple of str
-        Subset of :data:`TASKS`.
-    seed : int
-        Seed of every choice (templates, expressions, groups); choices depend on the sample, not on the
-        order of images, so a parallel build equals a serial one.
-    think : bool
-        Wrap answers in ``<think>…</think><answer>…</answer>`` with a short templated thought.
-    expressions_per_object : int
-        Text samples per object and answer kind (each with a different expression when it has several).
-    category_fallback : bool
-        Refer to an object without expressions by ``"the <category>"`` when it is the only object of its
-        category in the image.
-    multi_from_categories : bool
-        Also make "all the <categories>" queries for categories with two or more objects.
-    max_multi_per_image, max_none_per_image : int
-        Caps on multi-instance and no-target questions per image and answer kind.
-    absent_categories : bool
-        With no no-target expression in the image, ask for a category of the collection that the image
-        lacks (only for exhaustively labelled sources such as COCO).
-    none_hint : bool
-        Append "Answer none if there is no such object." to text questions.
-    polyline_eps : float
-        Contour simplification of the polyline answer (fraction of the perimeter).
-    min_area : int
-        Objects with fewer visible pixels are skipped.
-    verify_images : bool
-        Decode every image once (catching corrupt files, over-size images and size mismatches) before using it.
-    strict : bool
-        An image that fails that check stops the build with its :class:`~getok.errors.DataError` (the CLI's
-        ``--strict``); by default it is skipped and listed in the manifest's ``skipped``.
-    point_candidates : int
-        Interior pixels tried (deepest first) for a point whose codec rendering must land on the object.
-    """
-
-    tasks: tuple[str, ...] = (
-        "text>mask",
-        "text>box",
-        "text>point",
-        "point>mask",
-        "box>mask",
-        "multi>mask",
-        "none>mask",
-    )
-    seed: int = 0
-    think: bool = False
-    expressions_per_object: int = 1
-    category_fallback: bool = True
-    multi_from_categories: bool = True
-    max_multi_per_image: int = 2
-    max_none_per_image: int = 1
-    absent_categories: bool = False
-    none_hint: bool = True
-    polyline_eps: float = 0.01
-    min_area: int = 1
-    verify_images: bool = True
-    strict: bool = False
-    point_candidates: int = 64
-
-    def __post_init__(self) -> None:
-        tasks = tuple(self.tasks)
-        object.__setattr__(self, "tasks", tasks)
-        bad = [t for t in tasks if t not in TASKS]
-        if not tasks or bad:
-            raise ConfigError(f"TaskConfig.tasks must be a non-empty subset of {TASKS}, got unknown {bad or tasks}")
-        for name in ("expressions_per_object", "point_candidates", "min_area"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"TaskConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_multi_per_image", "max_none_per_image"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"TaskConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.polyline_eps < 1:
-            raise ConfigError(f"TaskConfig.polyline_eps must be in [0, 1), got {self.polyline_eps}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["tasks"] = list(self.tasks)
-        return d
-
-
-class SampleList(list):
-    """Samples plus what the build skipped and which in-memory images still need writing.
-
-    Attributes
-    ----------
-    skipped : list of dict
-        ``{"item", "reason"}`` per skipped image, object or task.
-    images : dict
-        ``image_id → AnnotatedImage`` for images held in memory (procedural scenes): the dataset writer
-        saves them as ``images/<id>.png``, the path the samples name.
-    settings : dict
-        Codec spec and task configuration.
-    """
-
-    def __init__(self, items=(), *, settings: dict | None = None) -> None:
-        super().__init__(items)
-        self.skipped: list[dict[str, str]] = []
-        self.images: dict[str, AnnotatedImage] = {}
-        self.settings: dict = dict(settings or {})
-
-    def skip(self, item: str, reason: str) -> None:
-        # a bad image is worth a warning; per-object policy skips (no unique expression ...) are routine
-        (log.warning if item.startswith("image ") else log.debug)("skipped %s: %s", item, reason)
-        self.skipped.append({"item": str(item), "reason": str(reason)})
-
-    def counts(self) -> dict[str, int]:
-        """Samples per task."""
-        return dict(sorted(Counter(s.task for s in self).items()))
-
-    def extend_from(self, other: SampleList) -> None:
-        """Append another build's samples, skips and pending images."""
-        self.extend(other)
-        self.skipped.extend(other.skipped)
-        self.images.update(other.images)
-
-
-def safe_name(image_id: str) -> str:
-    """A file-system safe form of an image id (``/`` and odd characters → ``_``).
-
-    >>> safe_name("coco/000000139:x")
-    'coco_000000139_x'
-    """
-    out = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(image_id))
-    return out.strip(".") or "image"
-
-
-def image_ref(image: AnnotatedImage) -> tuple[str, bool]:
-    """Path a sample records for ``image`` and whether the dataset writer must save its pixels.
-
-    Images with a file keep its absolute path; images held only in memory become ``images/<id>.png``.
-    """
-    if image.image_path:
-        return str(Path(image.image_path).resolve()), False
-    return f"images/{safe_name(image.image_id)}.png", True
 
 
 # ---------------------------------------------------------------------------------------------- helpers

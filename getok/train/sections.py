@@ -4,7 +4,7 @@ evaluation — each defined once, with its validation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..config import check_numbers
@@ -122,49 +122,72 @@ class TuningConfig:
                 raise ConfigError(f"tuning.target_modules is not a valid regex: {exc}") from exc
 
 
+#: The fields of :class:`ScenesConfig` about the training set; its other fields are scene settings.
+_SERIES_FIELDS = ("n", "seed")
+
+
+def _scene_default(name: str):
+    """:class:`~getok.data_builders.scenes.SceneConfig`'s default of a scene setting (a tuple as a list, the
+    YAML form)."""
+    from ..data_builders.scenes import SceneConfig
+
+    value = getattr(SceneConfig, name)
+    return list(value) if isinstance(value, tuple) else value
+
+
 @dataclass
 class ScenesConfig:
-    """Procedural scenes (:mod:`getok.data_builders.scenes`) for the ``tasks`` / ``offsets`` / ``polygons`` entries.
+    """Procedural scenes (:mod:`getok.data_builders.scenes`) for the ``tasks`` / ``offsets`` / ``polygons`` entries:
+    which series trains (``n``, ``seed``) and how its scenes are drawn.
+
+    Every field but ``n`` and ``seed`` is the :class:`~getok.data_builders.scenes.SceneConfig` field of the same
+    name, passed to it as it is (lists as tuples) and validated by it (:meth:`scene_config`); SceneConfig's other
+    settings keep its defaults. The defaults are SceneConfig's, except for the smaller training scenes
+    (``min_objects`` 1, ``max_objects`` 3) and ``None`` for ``shapes`` / ``colors`` (all of them).
 
     Attributes
     ----------
     n : int
         Training scenes (series ``seed``; evaluation uses another series, :class:`EvalConfig`).
     seed : int
-    size : (H, W)
+    size : [H, W]
     min_objects, max_objects : int
     shapes, colors : list of str, optional
-        Subsets of the scene generator's shapes / colours (``None``: all).
+        Subsets of the scene generator's shapes / colours (``None`` or empty: all).
     background : str
         ``plain``, ``noise``, ``texture`` or ``mixed``.
     """
 
     n: int = 1500
     seed: int = 0
-    size: list[int] = field(default_factory=lambda: [112, 112])
+    size: list[int] = field(default_factory=lambda: _scene_default("size"))
     min_objects: int = 1
     max_objects: int = 3
     shapes: list[str] | None = None
     colors: list[str] | None = None
-    background: str = "mixed"
+    background: str = field(default_factory=lambda: _scene_default("background"))
 
     def __post_init__(self):
         check_numbers(self, "data.scenes", positive=("n",))
         self.scene_config()  # validates
 
+    def scene_settings(self) -> dict:
+        """The :class:`~getok.data_builders.scenes.SceneConfig` keyword arguments this section sets (unset
+        ``shapes`` / ``colors`` are left to SceneConfig: all of them)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SERIES_FIELDS or (f.name in ("shapes", "colors") and not value):
+                continue
+            out[f.name] = tuple(value) if isinstance(value, list) else value
+        return out
+
     def scene_config(self):
         """The :class:`~getok.data_builders.scenes.SceneConfig` (raises ConfigError on bad values)."""
-        from ..data_builders.scenes import PALETTE, SHAPES, SceneConfig
+        from ..data_builders.scenes import SceneConfig
 
         try:
-            return SceneConfig(
-                size=tuple(self.size),
-                min_objects=self.min_objects,
-                max_objects=self.max_objects,
-                shapes=tuple(self.shapes) if self.shapes else SHAPES,
-                colors=tuple(self.colors) if self.colors else tuple(PALETTE),
-                background=self.background,
-            )
+            return SceneConfig(**self.scene_settings())
         except ConfigError as exc:
             raise ConfigError(f"data.scenes: {exc}") from exc
 
