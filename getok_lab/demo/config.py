@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from getok.config import config_to_dict
 from getok.errors import ConfigError
 from getok.eval.baselines import BASELINES as _BASELINE_LABELS
+from getok.train.sections import ScenesConfig
 from getok_lab.series import SERIES
 
 log = logging.getLogger("getok_lab.demo")
@@ -275,8 +277,9 @@ def _mixture(cfg: DemoConfig, polygons_dir: Path) -> list[dict]:
 
 
 def _scenes_section(n: int, seed: int) -> dict:
-    return {"n": int(n), "seed": int(seed), "size": [112, 112], "min_objects": 1, "max_objects": 3,
-            "background": "mixed"}  # fmt: skip
+    """The training scenes of a stage: :class:`~getok.train.sections.ScenesConfig`'s defaults (112 px, 1-3
+    objects, mixed backgrounds), ``n`` scenes of series ``seed``."""
+    return config_to_dict(ScenesConfig(n=int(n), seed=int(seed)))
 
 
 def sft_config(cfg: DemoConfig, out: str | Path):

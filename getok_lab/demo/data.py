@@ -8,17 +8,12 @@ from pathlib import Path
 
 from getok.errors import DataError
 from getok.provenance import fingerprint
+from getok.train.sections import ScenesConfig
 
 from .config import GRID_CODEC, POLYGON_ASK
 
 
 # ---- data
-def _scene_config():
-    from getok.data_builders.scenes import SceneConfig
-
-    return SceneConfig(size=(112, 112), min_objects=1, max_objects=3, background="mixed")
-
-
 def build_box_polygon_set(n_scenes: int, series: int, polygon_codec: str, out_dir: str | Path, *,
                           progress: bool = False) -> Path:  # fmt: skip
     """``box>polygon`` samples: each object of ``n_scenes`` procedural scenes, asked for by its box (written
@@ -43,7 +38,7 @@ def build_box_polygon_set(n_scenes: int, series: int, polygon_codec: str, out_di
     from getok.ops.boxes import mask_to_box
 
     out = Path(out_dir)
-    scfg = _scene_config()
+    scfg = ScenesConfig().scene_config()  # the training scenes' drawing settings
     spec = {"n": int(n_scenes), "series": int(series), "codec": polygon_codec, "query_codec": GRID_CODEC,
             "ask": POLYGON_ASK, "scenes": scfg.to_dict()}  # fmt: skip
     fp = fingerprint(spec)
