@@ -6,16 +6,22 @@ input_boxes=...)``. Its image encoder is SAM 3's ViT (patch 14, 1008-px input) w
 Weights come from a local directory (``Sam3TrackerModel.from_pretrained(dir, local_files_only=True)``,
 safetensors; the ``facebook/sam3`` checkpoint is gated and loads as is: its detector weights are
 ignored); nothing is downloaded.
+
+:class:`Sam3Engine` runs it: :class:`~getok.backends.sam2.Sam2Engine` with another model class and the
+image normalisation of transformers' ``Sam3ImageProcessor`` (mean = std = 0.5 per channel; 1008-px input).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ConfigError, require
 from ._transformers import load_pretrained
+from .sam2 import Sam2Engine
 
-__all__ = ["load_sam3", "build_tiny_sam3"]
+__all__ = ["Sam3Engine", "load_sam3", "build_tiny_sam3"]
 
 
 def load_sam3(checkpoint: str | Path, device: str = "cpu", dtype: str | None = None):
@@ -63,3 +69,18 @@ def build_tiny_sam3(image_size: int = 112, seed: int = 0):
     )
     torch.manual_seed(seed)
     return tf.Sam3TrackerModel(cfg).eval()
+
+
+class Sam3Engine(Sam2Engine):
+    """A transformers ``Sam3TrackerModel`` behind :class:`~getok.backends.sam2.Sam2Engine`'s API (same
+    parameters); only the model class and the pixel normalisation differ."""
+
+    what = "SAM 3"
+    model_class = "Sam3TrackerModel"
+    model_type = "sam3_tracker"
+    pixel_mean = np.full(3, 0.5, dtype=np.float32)
+    pixel_std = np.full(3, 0.5, dtype=np.float32)
+
+    @staticmethod
+    def _load_model(checkpoint, device: str, dtype: str | None):
+        return load_sam3(checkpoint, device, dtype)

@@ -1,12 +1,13 @@
-"""The shared machinery of promptable decoders (SAM, SAM2): embedding cache, prompt modes, selection.
+"""The shared machinery of promptable decoders (SAM, SAM 2, SAM 3): prompts from a geometry, modes, batching.
 
-A subclass implements two methods, both torch-free at their edges:
-
-* ``_embed(image) -> state``: the image embedding (and whatever the predictor needs) of one image;
-* ``_predict(state, points, boxes) -> (masks, scores)``: for ``B`` prompts, ``points`` ``(B, P, 2)``
-  float (SAM pixel-index coordinates, see :func:`~getok.decoding.sam_prompts.to_sam_points`) or ``None``,
-  ``boxes`` ``(B, 4)`` or ``None``; returns the chosen mask per prompt ``(B, H, W)`` bool and its score
-  ``(B,)``.
+The model calls belong to a SAM engine (:mod:`getok.backends._engine`: :class:`~getok.backends.sam.SamEngine`,
+:class:`~getok.backends.sam2.Sam2Engine`, :class:`~getok.backends.sam3.Sam3Engine`), the same one the grid
+proposers use: ``set_image`` is ``engine.embed(image, key)`` (its in-memory LRU of embeddings, keyed by the
+image's ``key`` or a hash of its pixels, and its optional on-disk cache), and every prompt goes through
+``engine.predict(embedding, points, boxes, multimask=..., batch_size=...)`` with ``points`` ``(B, P, 2)`` in
+SAM's pixel-index coordinates (:func:`~getok.decoding.sam_prompts.to_sam_points`) and ``boxes`` ``(B, 4)``
+(:func:`~getok.decoding.sam_prompts.to_sam_box`). A subclass only builds its engine. Several decoders, and a
+proposer, may share one engine (``engine=``): an image embedded by one is not embedded again by another.
 
 Modes (``mode=``):
 
@@ -26,8 +27,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..geometry import Geometry
-from ..provenance import image_hash
-from ._common import LRUCache, check_image, check_size
+from ._common import check_image, check_size
 from .sam_prompts import Prompt, geometry_prompts, to_sam_box, to_sam_points
 
 __all__ = ["PromptedDecoder", "MODES"]
@@ -36,15 +36,15 @@ MODES = ("joint", "union")
 
 
 class PromptedDecoder:
-    """Base class; see the module docstring. Subclasses set ``name`` and implement ``_embed`` / ``_predict``."""
+    """Base class; see the module docstring. Subclasses set ``name`` and pass their engine."""
 
     name = "prompted"
 
     def __init__(
         self,
+        engine,
         mode: str = "union",
         multimask: bool = True,
-        cache_size: int = 4,
         batch_size: int = 32,
         interior_points: int = 1,
     ) -> None:
@@ -54,36 +54,41 @@ class PromptedDecoder:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if int(interior_points) < 1:
             raise ConfigError(f"interior_points must be >= 1, got {interior_points}")
+        self.engine = engine
         self.mode = mode
         self.multimask = bool(multimask)
         self.batch_size = int(batch_size)
         self.interior_points = int(interior_points)
-        self._cache = LRUCache(cache_size)
         self._state = None
         self._size: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ protocol
+    @property
+    def model(self):
+        """The engine's torch model."""
+        return self.engine.model
+
     def settings(self) -> dict:
         return {"name": self.name, "mode": self.mode, "multimask": self.multimask}
 
     @property
     def embeddings_computed(self) -> int:
-        """How many image embeddings were computed so far (cache misses)."""
-        return self._cache.misses
+        """How many image embeddings the engine computed so far (image-encoder runs; with an engine shared
+        with a proposer or another decoder, theirs count too)."""
+        return self.engine.embedding_calls
 
     def set_image(self, image: np.ndarray | None, size: tuple[int, int] | None = None, key: str | None = None) -> None:
         """Embed ``image`` ``(H, W, 3)`` uint8 RGB, or reuse its cached embedding.
 
-        ``key`` names the image in the cache (a path or id) and must always name the same pixels; without
-        one the image content is hashed (~1 ms per megapixel).
+        ``key`` names the image in the engine's cache (a path or id) and must always name the same pixels;
+        without one the image content is hashed (~1 ms per megapixel).
         """
         if image is None:
             raise DataError(f"the {self.name} decoder needs the image (it computes an image embedding)")
         img = check_image(image)
         if size is not None and tuple(size) != img.shape[:2]:
             raise DataError(f"size {tuple(size)} differs from the image's (H, W)={img.shape[:2]}")
-        k = key if key is not None else image_hash(img)
-        self._state = self._cache.get_or_compute(k, lambda: self._embed(img))
+        self._state = self.engine.embed(img, key=key)
         self._size = tuple(img.shape[:2])
 
     def decode(self, geometry: Geometry) -> np.ndarray:
@@ -112,32 +117,14 @@ class PromptedDecoder:
         if mode == "joint" or len(pts) <= 1:
             points = pts[None] if len(pts) else None  # (1, P, 2)
             boxes = None if box is None else box[None]
-            masks, _ = self._predict_batched(points, boxes)
-            return masks[0]
+            return self._predict(points, boxes)[0][0]
         out = np.zeros((h, w), dtype=bool)
         points = pts[:, None, :]  # (K, 1, 2): one prompt per point
         boxes = None if box is None else np.repeat(box[None], len(pts), axis=0)
-        masks, _ = self._predict_batched(points, boxes)
-        np.any(masks, axis=0, out=out)
+        np.any(self._predict(points, boxes)[0], axis=0, out=out)
         return out
 
     # ------------------------------------------------------------------ internals
-    def _predict_batched(self, points, boxes):
-        b = len(points) if points is not None else len(boxes)
-        masks, scores = [], []
-        for i in range(0, b, self.batch_size):
-            sl = slice(i, i + self.batch_size)
-            m, s = self._predict(
-                self._state,
-                None if points is None else np.ascontiguousarray(points[sl]),
-                None if boxes is None else np.ascontiguousarray(boxes[sl]),
-            )
-            masks.append(m)
-            scores.append(s)
-        return np.concatenate(masks, axis=0), np.concatenate(scores, axis=0)
-
-    def _embed(self, image: np.ndarray):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _predict(self, state, points, boxes):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _predict(self, points, boxes):
+        """``engine.predict`` on the image set: masks ``(B, H, W)`` bool and scores ``(B,)``."""
+        return self.engine.predict(self._state, points, boxes, multimask=self.multimask, batch_size=self.batch_size)

@@ -211,6 +211,7 @@ def test_sam_one_mask_per_point_and_embedding_once(tiny_sam):
 
 def test_sam_best_of_multimask(tiny_sam):
     import torch
+    from segment_anything import SamPredictor  # SAM's own predictor: the reference
 
     from getok.data_builders.proposers import SamProposer
 
@@ -219,7 +220,9 @@ def test_sam_best_of_multimask(tiny_sam):
     p.set_image(img)
     pts = np.array([[5.0, 6.0], [20.0, 25.0]])
     masks, scores = p.predict_points(pts)
-    pr = p.predictor
+    pr = SamPredictor(tiny_sam)
+    with torch.no_grad():
+        pr.set_image(img)
     coords = pr.transform.apply_coords_torch(torch.as_tensor(pts, dtype=torch.float32)[:, None], pr.original_size)
     with torch.no_grad():
         all_m, all_s, _ = pr.predict_torch(coords, torch.ones((2, 1), dtype=torch.int), multimask_output=True)
