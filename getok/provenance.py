@@ -67,7 +67,15 @@ def cpu_seconds() -> float:
 
 class Clock:
     """Wall and CPU seconds (:func:`cpu_seconds`) since creation: ``with Clock() as c: ...; c.wall, c.cpu``,
-    or ``c.stop()`` → ``{"wall_s", "cpu_s"}`` (to the millisecond: a short step must not read as 0); ``c.elapsed()`` reads without stopping."""
+    or ``c.stop()`` → ``{"wall_s", "cpu_s"}`` (to the millisecond: a short step must not read as 0); ``c.elapsed()`` reads without stopping.
+
+    ``split()`` reads the same dictionary without stopping (a phase inside a longer run); ``prefix`` names the
+    keys (``c.stop("total_")`` → ``{"total_wall_s", "total_cpu_s"}``) and ``digits`` rounds them (summaries that
+    report to the tenth of a second: ``digits=1``).
+
+    >>> sorted(Clock().split("setup_"))
+    ['setup_cpu_s', 'setup_wall_s']
+    """
 
     def __init__(self) -> None:
         self.t0, self.c0 = time.perf_counter(), cpu_seconds()
@@ -77,9 +85,18 @@ class Clock:
         """``(wall, cpu)`` seconds so far."""
         return time.perf_counter() - self.t0, cpu_seconds() - self.c0
 
-    def stop(self) -> dict:
+    @staticmethod
+    def _seconds(wall: float, cpu: float, prefix: str, digits: int) -> dict:
+        return {f"{prefix}wall_s": round(wall, digits), f"{prefix}cpu_s": round(cpu, digits)}
+
+    def split(self, prefix: str = "", digits: int = 3) -> dict:
+        """``{prefix + "wall_s", prefix + "cpu_s"}`` so far, rounded to ``digits``; the clock runs on."""
+        return self._seconds(*self.elapsed(), prefix, digits)
+
+    def stop(self, prefix: str = "", digits: int = 3) -> dict:
+        """Stop: ``wall`` / ``cpu`` keep the seconds; returns them as :meth:`split` does."""
         self.wall, self.cpu = self.elapsed()
-        return {"wall_s": round(self.wall, 3), "cpu_s": round(self.cpu, 3)}
+        return self._seconds(self.wall, self.cpu, prefix, digits)
 
     def __enter__(self) -> Clock:
         return self

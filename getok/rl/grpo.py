@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..io import atomic_write_json, atomic_write_text
-from ..provenance import cpu_seconds
+from ..provenance import Clock
 from ..train.callbacks import (
     CONFIG_FILE,
     CheckpointInfoCallback,
@@ -297,7 +296,7 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
         from ..vocab.adapters import check_supported_dir
 
         check_supported_dir(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
-    t_wall, t_cpu = time.perf_counter(), cpu_seconds()
+    run_clock = Clock()  # total_wall_s / total_cpu_s
     state = PartialState(cpu=resolve_use_cpu(cfg.train))  # several CPU processes: one gloo group
     out = Path(cfg.output_dir)
     set_seed(cfg.seed)
@@ -369,9 +368,9 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
                 truncate_jsonl(out / log_file, done)
         if store is not None and (resume / PROPOSALS_FILE).is_file():
             store.load_state_dict(json.loads((resume / PROPOSALS_FILE).read_text()))
-    t0w, t0c = time.perf_counter(), cpu_seconds()
+    train_clock = Clock()
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    train_wall, train_cpu = time.perf_counter() - t0w, cpu_seconds() - t0c
+    train_times = train_clock.stop("train_", digits=1)  # train_wall_s, train_cpu_s
     step = int(trainer.state.global_step)
     state_dict = zero3_state_dict(trainer)  # every rank: ZeRO-3 gathers the shards
     if trainer.is_world_process_zero():
@@ -382,9 +381,8 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
         "steps": step,
         "resumed_from": str(resume) if resume else None,
         "reward": _reward_stats(metrics),
-        "train_wall_s": round(train_wall, 1),
-        "train_cpu_s": round(train_cpu, 1),
-        "s_per_step": round(train_wall / max(1, step - (int(resume.name.split("-")[-1]) if resume else 0)), 3),
+        **train_times,
+        "s_per_step": round(train_clock.wall / max(1, step - (int(resume.name.split("-")[-1]) if resume else 0)), 3),
         "completions_per_step": cfg.per_device_batch * cfg.train.grad_accum * state.num_processes,
     }
     if store is not None:
@@ -413,8 +411,7 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
         png = plot_reward_curve(out / "metrics.jsonl", out / "reward_curve.png", eval_rows=curve_rows,
                                 title=f"GRPO stage {cfg.rl.stage}: {Path(cfg.output_dir).name}")  # fmt: skip
     summary["curve"] = str(png) if png else None
-    summary["total_wall_s"] = round(time.perf_counter() - t_wall, 1)
-    summary["total_cpu_s"] = round(cpu_seconds() - t_cpu, 1)
+    summary.update(run_clock.stop("total_", digits=1))  # total_wall_s, total_cpu_s
     if trainer.is_world_process_zero():
         atomic_write_json(out / "summary.json", summary)
     state.wait_for_everyone()  # several processes: no rank exits while rank 0 still writes

@@ -21,6 +21,10 @@ first optimiser step):
    (:mod:`getok.train.callbacks`); resume from the last complete checkpoint;
 7. the final adapter / model in ``OUTPUT/final`` (atomic) and the held-out evaluation ``OUTPUT/eval/after``;
    ``OUTPUT/summary.json`` records data counts, timings (wall and CPU) and the metrics.
+
+The pieces live by idea: the model (:mod:`getok.train.model_setup`: base, warm-up, vocabulary, tuning) and the
+trainer (:mod:`getok.train.trainer`: arguments, ``SFTTrainer``, CPU / cores); this module is the run itself
+(held-out evaluation, resume, the final save, timings) and re-exports their names.
 """
 
 from __future__ import annotations
@@ -28,12 +32,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, atomic_write_text
-from ..provenance import cpu_seconds
+from ..provenance import Clock
 from .callbacks import (
     CONFIG_FILE,
     CheckpointInfoCallback,
@@ -45,6 +47,17 @@ from .callbacks import (
 )
 from .checkpoints import truncate_jsonl
 from .config import SFTRunConfig, config_yaml
+from .model_setup import WARM_DIR, prepare_base, prepare_warm_base, set_pixel_bounds, setup_model, setup_tuning  # noqa: F401
+from .trainer import (  # noqa: F401  (the unused ones: imported from here by GRPO, the demo, the tests)
+    LastTurnCollator,
+    common_trainer_kwargs,
+    last_turn_labels,
+    make_trainer,
+    report_to,
+    resolve_use_cpu,
+    training_arguments,
+    usable_cores,
+)
 
 __all__ = [
     "run_sft",
@@ -64,292 +77,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("getok.train.sft")
-
-
-# ---------------------------------------------------------------------------------------------- model
-def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) -> bool:
-    """Bound ``H * W`` after the image processor's resize (``min_pixels`` / ``max_pixels``) where the
-    processor has such bounds, through the family's adapter (:mod:`getok.vocab.adapters`): Qwen2 / 2.5-VL
-    ``size`` ``shortest_edge`` / ``longest_edge``, Qwen3-VL the same in its patch x merge unit; a CLIP /
-    SigLIP / Idefics3 processor keeps its own sizes (logged). Returns whether the processor was changed."""
-    from ..vocab.adapters import adapter_for
-
-    return adapter_for(processor).set_pixel_bounds(processor, min_pixels, max_pixels)
-
-
-def prepare_base(cfg: SFTRunConfig, output_dir: str | Path) -> Path:
-    """The base model directory: ``model.path``, or the tiny model built into ``OUTPUT/base`` (once)."""
-    if not cfg.model.is_tiny:
-        p = Path(cfg.model.path)
-        if not (p / "config.json").is_file():
-            raise ConfigError(f"model.path {p} is not a model directory (no config.json); use 'tiny' or a local dir")
-        return p
-    from ..vocab.tiny import build_tiny_model, read_tiny_config
-
-    base = Path(output_dir) / "base"
-    want = cfg.model.tiny_config()
-    if base.exists():
-        have = read_tiny_config(base)
-        if have != want:
-            raise DataError(f"{base} holds a tiny model built with other settings; remove it or change output_dir")
-        return base
-    build_tiny_model(base, want)
-    return base
-
-
-WARM_DIR = "base-warm"
-_WARM_INFO = "getok_vision_warmup.json"
-
-
-def prepare_warm_base(cfg: SFTRunConfig, base: Path, output_dir: str | Path, *, progress: bool = True) -> Path:
-    """``base`` with the vocabulary added and the vision tower warmed up (``vision_warmup.steps > 0``),
-    written once to ``OUTPUT/base-warm`` (reused when its settings match); ``base`` itself otherwise.
-
-    The warmed directory is the base of the run: LoRA adapters and resumed runs refer to it, so the vision
-    weights the warm-up changed are part of every checkpoint's starting point.
-    """
-    wc = cfg.vision_warmup
-    steps = wc.steps_for(cfg.model)
-    if not steps:
-        return Path(base)
-    import dataclasses
-
-    from ..data_builders.scenes import generate_scenes
-    from ..vocab import add_spatial_tokens, load_model_and_processor, save_with_layout, validate_layout
-    from ..vocab.tiny import read_tiny_config
-    from .vision_warmup import warm_up_vision
-
-    out = Path(output_dir) / WARM_DIR
-    wc = dataclasses.replace(wc, steps=steps)
-    tiny = read_tiny_config(base)  # a tiny base is named by its settings, so a moved run directory still matches
-    key = {"base": tiny.to_dict() if tiny is not None else str(Path(base).resolve()),
-           "vision_warmup": dataclasses.asdict(wc), "codecs": cfg.vocab.codecs, "init": cfg.vocab.init,
-           "init_seed": cfg.vocab.init_seed, "scenes": dataclasses.asdict(cfg.data.scenes),
-           "min_pixels": cfg.model.min_pixels, "max_pixels": cfg.model.max_pixels}  # fmt: skip
-    if (out / _WARM_INFO).is_file():
-        info = json.loads((out / _WARM_INFO).read_text())
-        if info.get("key") == key:
-            return out
-        raise DataError(f"{out} was warmed up with other settings; remove it or change output_dir")
-    m = cfg.model
-    model, processor = load_model_and_processor(base, dtype=None if m.dtype == "auto" else m.dtype,
-                                                 trust_remote_code=m.trust_remote_code)  # fmt: skip
-    set_pixel_bounds(processor, m.min_pixels, m.max_pixels)
-    layout = add_spatial_tokens(processor, model, cfg.vocab.codecs, init=cfg.vocab.init, seed=cfg.vocab.init_seed,
-                                pad_to_multiple_of=cfg.vocab.pad_to_multiple_of)  # fmt: skip
-    validate_layout(layout, processor, model)
-    sc = cfg.data.scenes
-    # no more scenes than the warm-up can draw (a short warm-up on a large scene series)
-    scenes = generate_scenes(min(sc.n, steps * wc.batch_size), seed=sc.seed, cfg=sc.scene_config())
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(wc.torch_threads or usable_cores())
-    try:
-        stats = warm_up_vision(model, processor, layout, scenes, wc, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
-    save_with_layout(model, processor, layout, out, overwrite=True)  # a directory without the marker is redone
-    atomic_write_json(out / _WARM_INFO, {"key": key, "stats": stats})  # the marker, last
-    return out
-
-
-def setup_model(cfg: SFTRunConfig, base: str | Path):
-    """Load the base, add (or validate) the vocabulary, set up LoRA or full fine-tuning.
-
-    Returns
-    -------
-    (model, processor, layout, counts)
-        ``model`` is a ``PeftModel`` (LoRA) or the base model (full); ``layout`` has ids; ``counts`` are
-        ``{"trainable": ..., "frozen": ...}`` parameter counts.
-    """
-    from ..vocab import add_spatial_tokens, load_model_and_processor, validate_layout
-
-    m = cfg.model
-    model, processor = load_model_and_processor(
-        base, dtype=None if m.dtype == "auto" else m.dtype, trust_remote_code=m.trust_remote_code,
-        attn_implementation=m.attn_implementation,
-    )  # fmt: skip
-    set_pixel_bounds(processor, m.min_pixels, m.max_pixels)
-    layout = add_spatial_tokens(
-        processor, model, cfg.vocab.codecs, init=cfg.vocab.init, seed=cfg.vocab.init_seed,
-        pad_to_multiple_of=cfg.vocab.pad_to_multiple_of,
-    )  # fmt: skip
-    validate_layout(layout, processor, model)
-    model, counts = setup_tuning(model, layout, cfg.tuning)
-    return model, processor, layout, counts
-
-
-def setup_tuning(model, layout, t):
-    """LoRA (+ trainable new rows, TRL's fused-head fix) or full fine-tuning per a ``tuning:`` section
-    (:class:`~getok.train.config.TuningConfig`, shared by SFT and GRPO); returns ``(model, counts)`` with
-    ``counts = {"trainable": ..., "frozen": ...}`` parameter counts, the model in train mode."""
-    from ..vocab import apply_trl_fused_head_fix, full_finetune_setup, get_peft_model_for
-
-    if t.mode == "lora":
-        apply_trl_fused_head_fix()
-        model = get_peft_model_for(
-            model, layout, rank=t.rank, alpha=t.alpha, dropout=t.dropout, train_new_rows=t.train_new_rows,
-            target_modules=t.target_modules, experts=t.experts,
-        )  # fmt: skip
-        counts = {"trainable": 0, "frozen": 0}
-        for p in model.parameters():
-            counts["trainable" if p.requires_grad else "frozen"] += p.numel()
-    else:
-        counts = full_finetune_setup(
-            model, train_vision=t.train_vision, train_merger=t.train_merger, train_embeddings=t.train_embeddings,
-            layout=layout, new_rows_only=t.new_rows_only,
-        )  # fmt: skip
-    model.train()
-    return model, counts
-
-
-# ---------------------------------------------------------------------------------------------- trainer
-def report_to(train) -> list[str]:
-    """Trackers of a run: ``train.report_to`` plus TensorBoard when it is installed (``["none"]`` if empty)."""
-    out = list(train.report_to)
-    if "tensorboard" not in out:
-        import importlib.util
-
-        if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-            out.append("tensorboard")
-    return out or ["none"]
-
-
-def resolve_use_cpu(train) -> bool:
-    """``train.use_cpu``, with ``None`` resolved: on the CPU exactly when torch sees no CUDA device.
-
-    transformers' ``TrainingArguments`` (and accelerate's ``PartialState``) only form a gloo group across the
-    ranks of ``torchrun`` / ``accelerate launch`` when told to use the CPU; otherwise, without a GPU, each
-    rank trains alone with world size 1.
-    """
-    if train.use_cpu is not None:
-        return bool(train.use_cpu)
-    import torch
-
-    return not torch.cuda.is_available()
-
-
-def common_trainer_kwargs(train, output_dir: str | Path, *, seed: int, progress: bool = True) -> dict:
-    """The ``transformers.TrainingArguments`` that SFT and GRPO take alike from a ``train:`` section."""
-    return dict(
-        output_dir=str(output_dir),
-        gradient_accumulation_steps=train.grad_accum,
-        learning_rate=train.lr,
-        lr_scheduler_type=train.scheduler,
-        warmup_steps=train.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        weight_decay=train.weight_decay,
-        max_steps=train.max_steps,
-        max_grad_norm=train.max_grad_norm,
-        bf16=train.bf16,
-        fp16=train.fp16,
-        gradient_checkpointing=train.gradient_checkpointing,
-        logging_steps=train.logging_steps,
-        save_strategy="steps",
-        save_steps=train.save_steps,
-        save_total_limit=train.save_total_limit,
-        seed=seed,
-        data_seed=seed,
-        report_to=report_to(train),
-        deepspeed=train.deepspeed,
-        use_cpu=resolve_use_cpu(train),
-        disable_tqdm=not progress,
-        remove_unused_columns=False,
-    )
-
-
-def training_arguments(cfg: SFTRunConfig, output_dir: str | Path, *, progress: bool = True):
-    """TRL ``SFTConfig`` for a run (conversational VLM data, assistant-only loss, no truncation)."""
-    from trl import SFTConfig
-
-    tr = cfg.train
-    return SFTConfig(
-        **common_trainer_kwargs(tr, output_dir, seed=cfg.seed, progress=progress),
-        per_device_train_batch_size=tr.batch_size,
-        num_train_epochs=tr.epochs,
-        dataloader_num_workers=tr.dataloader_workers,
-        # data: conversational messages + images, rendered by the processor's chat template in the collator
-        assistant_only_loss=True,
-        max_length=None,  # never truncate: prepare_examples already dropped (and counted) long samples
-        packing=False,
-        padding_free=False,
-        dataset_kwargs={"skip_prepare_dataset": True},
-    )
-
-
-def last_turn_labels(labels):
-    """Keep the labels of each row's last labelled run (its final assistant turn); the rest become -100.
-
-    With assistant-only loss every assistant turn is one contiguous run of labels != -100, separated by
-    masked user / image tokens, so the last run is the final answer.
-
-    >>> import torch
-    >>> last_turn_labels(torch.tensor([[-100, 5, 6, -100, -100, 7, 8, -100], [-100, 1, 2, -100, -100, -100, -100, -100]]))
-    tensor([[-100, -100, -100, -100, -100,    7,    8, -100],
-            [-100,    1,    2, -100, -100, -100, -100, -100]])
-    """
-    import torch
-
-    valid = labels != -100
-    prev = torch.zeros_like(valid)
-    prev[:, 1:] = valid[:, :-1]
-    starts = valid & ~prev
-    pos = torch.arange(labels.shape[1], device=labels.device).expand_as(labels)
-    last_start = torch.where(starts, pos, torch.full_like(pos, -1)).max(dim=1, keepdim=True).values
-    return torch.where(pos >= last_start, labels, torch.full_like(labels, -100))
-
-
-class LastTurnCollator:
-    """Wraps TRL's collator: the loss on the final assistant turn only (``train.loss_turns: last``)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __call__(self, examples):
-        out = self.inner(examples)
-        out["labels"] = last_turn_labels(out["labels"])
-        return out
-
-
-def _trainer_class():
-    from trl import SFTTrainer
-
-    from .checkpoints import CheckpointMixin
-
-    class GetokSFTTrainer(CheckpointMixin, SFTTrainer):
-        """``SFTTrainer`` with getok's checkpoints (:mod:`getok.train.checkpoints`: compact adapters,
-        full fine-tuning checkpoints that resume exactly) and the optional last-turn loss."""
-
-        def __init__(self, *args, loss_turns: str = "all", **kwargs):
-            super().__init__(*args, **kwargs)
-            if self.compute_loss_func is None and self.label_smoother is None:
-                # TRL's own loss (sum of token losses / num_items_in_batch) never hands num_items_in_batch to
-                # the model, but the Qwen-VL classes declare accepts_loss_kwargs = False, so the Trainer passed
-                # None and each rank / micro-batch took the mean over its own tokens: a mean of means, not the
-                # global batch's token mean. With this, the Trainer counts the labelled tokens of the whole
-                # global batch (all ranks, all accumulation steps): N ranks x batch B train as one process with
-                # batch N x B (tests/train/test_multiprocess.py). One process without accumulation: the same
-                # loss as before (its own tokens are the whole batch).
-                self.model_accepts_loss_kwargs = True
-            if loss_turns == "last":
-                self.data_collator = LastTurnCollator(self.data_collator)
-
-    return GetokSFTTrainer
-
-
-def make_trainer(model, processor, examples, args, callbacks=(), loss_turns: str = "all"):
-    """The ``SFTTrainer`` (subclass) over :func:`~getok.train.data.prepare_examples`'s dataset.
-
-    The processor's chat template is checked first (:meth:`~getok.vocab.adapters.ModelAdapter.training_chat_template`):
-    one with ``{% generation %}`` markers is used as is, a real template TRL knows (Qwen2.5-VL, Qwen3-VL ...) is
-    swapped by TRL for its training template, any other raises :class:`~getok.errors.ConfigError`."""
-    from ..vocab.adapters import adapter_for
-
-    if adapter_for(processor).training_chat_template(processor) is not None:
-        log.info("chat template without %s markers: TRL's training template renders the samples", "{% generation %}")
-    cls = _trainer_class()
-    return cls(model=model, args=args, train_dataset=examples, processing_class=processor,
-               callbacks=list(callbacks), loss_turns=loss_turns)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- eval
@@ -461,14 +188,6 @@ def torch_threads() -> int:
     return int(torch.get_num_threads())
 
 
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _can_generate(args) -> bool:
     """Held-out generation runs on the main process only: fine unless ZeRO-3 shards the parameters."""
     if args.world_size <= 1:
@@ -498,7 +217,7 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
         saved = check_supported_dir(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
         if saved is not None:  # a chat template TRL cannot mask fails here too, before anything is written
             adapter_for(saved).training_chat_template(saved)
-    t_wall, t_cpu = time.perf_counter(), cpu_seconds()
+    run_clock = Clock()  # total_wall_s / total_cpu_s, and setup_wall_s
     state = PartialState(cpu=resolve_use_cpu(cfg.train))  # several CPU processes: one gloo group
     out = Path(cfg.output_dir)
     set_seed(cfg.seed)
@@ -523,7 +242,7 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
     log.info("training examples: %d kept of %d (%d too long, %d unreadable images)",
              stats.kept, stats.total, stats.too_long, stats.image_errors)  # fmt: skip
     summary: dict = {"output_dir": str(out), "data": stats.to_dict(), "params": counts, "layout_hash": layout.hash}
-    t_setup = time.perf_counter() - t_wall
+    setup_times = run_clock.split("setup_", digits=1)
 
     resume = resolve_resume(cfg, out)
     args = training_arguments(cfg, out, progress=progress)
@@ -546,9 +265,9 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
         log.info("resuming from %s", resume)
         if state.is_main_process:
             truncate_jsonl(out / "metrics.jsonl", read_checkpoint_info(resume)["step"])
-    t0w, t0c = time.perf_counter(), cpu_seconds()
+    train_clock = Clock()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
-    train_wall, train_cpu = time.perf_counter() - t0w, cpu_seconds() - t0c
+    train_times = train_clock.stop("train_", digits=1)  # train_wall_s, train_cpu_s
     step = int(trainer.state.global_step)
     state_dict = zero3_state_dict(trainer)  # every rank: ZeRO-3 gathers the shards
     if trainer.is_world_process_zero():
@@ -561,9 +280,8 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
         "train_loss": float(result.training_loss),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
-        "train_wall_s": round(train_wall, 1),
-        "train_cpu_s": round(train_cpu, 1),
-        "setup_wall_s": round(t_setup, 1),
+        **train_times,
+        "setup_wall_s": setup_times["setup_wall_s"],
         "torch_threads": torch_threads(),
         "dataloader_workers": cfg.train.dataloader_workers,
     }
@@ -571,8 +289,7 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
         summary["eval_after"] = headline(
             evaluate_heldout(trainer.model, processor, eval_dir, cfg, out / "eval" / "after", progress=progress)
         )
-    summary["total_wall_s"] = round(time.perf_counter() - t_wall, 1)
-    summary["total_cpu_s"] = round(cpu_seconds() - t_cpu, 1)
+    summary.update(run_clock.stop("total_", digits=1))  # total_wall_s, total_cpu_s
     if trainer.is_world_process_zero():
         atomic_write_json(out / "summary.json", summary)
     state.wait_for_everyone()  # several processes: no rank exits while rank 0 still writes

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,7 +34,7 @@ import numpy as np
 from ..codecs.tokens import grid_token
 from ..errors import ConfigError
 from ..ops.grid import pixel_cell_lookup
-from ..provenance import cpu_seconds
+from ..provenance import Clock
 
 __all__ = ["token_targets", "warm_up_vision", "word_row"]
 
@@ -175,7 +174,7 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
     )
     cache: dict = {}
     losses, accs = [], []
-    t0, c0 = time.perf_counter(), cpu_seconds()
+    clock = Clock()
     was_training = model.training
     model.train()
     it = range(cfg.steps)
@@ -248,8 +247,7 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
         "align_skipped": skipped,
         "colours": colours,
         "shapes": shapes,
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "cpu_s": round(cpu_seconds() - c0, 1),
+        **clock.stop(digits=1),  # wall_s, cpu_s
     }
     log.info("vision warm-up: %s", stats)
     return stats

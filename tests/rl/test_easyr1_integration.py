@@ -184,7 +184,7 @@ def test_own_checks_catch_the_known_easyr1_mismatches_and_say_the_schema_was_not
     dotted keys (a config file merges nested), rollout.n > 1 with validation but no val_override_config.n: 1."""
     import yaml
 
-    import getok.rl.easyr1 as e
+    import getok.rl.easyr1_guards as e  # check_easyr1 looks find_easyr1 up there
 
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(e, "find_easyr1", lambda path=None: None)
