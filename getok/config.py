@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError
+from .io import atomic_write_text
 
 __all__ = ["load_config", "config_to_dict", "apply_overrides", "save_config", "check_numbers"]
 
@@ -258,6 +259,5 @@ def save_config(cfg, path: str | Path) -> Path:
     """Write a config as YAML (atomically)."""
     import yaml
 
-    from .io import atomic_write_text
 
     return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

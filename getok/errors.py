@@ -8,6 +8,8 @@ that generic handlers keep working.
 
 from __future__ import annotations
 
+import importlib
+
 __all__ = [
     "GetokError",
     "DecodeError",
@@ -61,7 +63,6 @@ def require(module: str, extra: str, feature: str | None = None):
     >>> require("json", "core").__name__
     'json'
     """
-    import importlib
 
     try:
         return importlib.import_module(module)

@@ -11,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import DataError
+
 __all__ = ["atomic_write_text", "atomic_write_json", "atomic_dir", "clean_stale_temp_dirs", "json_default"]
 
 log = logging.getLogger(__name__)
@@ -121,7 +123,6 @@ def atomic_dir(path: str | Path, overwrite: bool = False):
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        from .errors import DataError
 
         raise DataError(f"{path} already exists (pass overwrite=True / --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)

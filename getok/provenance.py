@@ -16,11 +16,15 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from ._version import __version__
 
 __all__ = [
     "image_hash",
@@ -107,9 +111,7 @@ class Clock:
 
 def versions(packages: Iterable[str] = PACKAGES) -> dict:
     """``{"getok", "python", package: version or None}``."""
-    from importlib import metadata
 
-    from ._version import __version__
 
     out = {"getok": __version__, "python": platform.python_version()}
     for pkg in packages:
@@ -131,7 +133,6 @@ def machine() -> dict:
 
 def git_commit(root: str | Path | None = None) -> str | None:
     """The checkout's commit (``+dirty`` with uncommitted changes); ``None`` outside a git checkout."""
-    import subprocess
 
     root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
     try:

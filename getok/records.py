@@ -22,6 +22,7 @@ from .errors import DataError, GeometryError
 from .geometry import Geometry
 from .ops.boxes import mask_to_box
 from .ops.masks import as_mask, rle_decode
+from .ops.polygons import polygons_to_mask
 
 __all__ = [
     "AnnotatedObject",
@@ -177,7 +178,6 @@ class AnnotatedObject:
             if self.rle is not None:
                 m = rle_decode(self.rle)
             else:
-                from .ops.polygons import polygons_to_mask
 
                 h, w = self.size
                 rings = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in self.polygons if len(p) >= 6]

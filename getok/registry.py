@@ -19,6 +19,7 @@ getok.errors.ConfigError: unknown widget 'ball'; registered: ['box']
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -105,7 +106,6 @@ class Registry:
         kwargs: dict = {k: parse_value(v) for k, v in params.items()}
         kwargs.update(overrides)
         if context:
-            import inspect
 
             params = inspect.signature(self._factories[name]).parameters
             kwargs.update({k: v for k, v in context.items() if k in params and k not in kwargs})

@@ -80,9 +80,17 @@ def scripted_completions(prompt_ids, vocab_ids: list[int], eos: int, max_len: in
 
 def install(root: str | Path) -> Recorder:
     rec = Recorder(root)
+    import getok.rl.grpo  # noqa: F401  (loaded, so that its imported names are patched below)
     import getok.train.sft as sft
     import getok.vocab as vocab
     import getok.vocab.tiny as tiny
+
+    def patch_everywhere(original, replacement):
+        """Rebind ``original`` in every loaded getok module that imported it by name."""
+        for mod in [m for k, m in sys.modules.items() if k.startswith("getok") and m is not None]:
+            for attr, value in list(vars(mod).items()):
+                if value is original:
+                    setattr(mod, attr, replacement)
 
     build = tiny.build_tiny_model
 
@@ -90,7 +98,7 @@ def install(root: str | Path) -> Recorder:
         rec(event="build_base")
         return build(*a, **k)
 
-    tiny.build_tiny_model = build_tiny_model
+    patch_everywhere(build, build_tiny_model)
     for name in ("save_with_layout", "save_adapter"):
         fn = getattr(vocab, name)
 
@@ -98,7 +106,7 @@ def install(root: str | Path) -> Recorder:
             rec(event="save", dir=str(out))
             return _fn(model, processor, layout, out, *a, **k)
 
-        setattr(vocab, name, saver)
+        patch_everywhere(fn, saver)
 
     make_sft = sft.make_trainer
 

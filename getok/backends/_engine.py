@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..provenance import image_hash
 
 __all__ = ["ImageEmbedding", "PromptEngine", "file_sha256", "model_fingerprint"]
 
@@ -119,7 +120,6 @@ class PromptEngine:
         hashed (~1 ms per megapixel). The on-disk cache is always keyed by the pixels and the weights.
         """
         from ..decoding._common import check_image
-        from ..provenance import image_hash
 
         img = check_image(image)
         pixel_hash = None

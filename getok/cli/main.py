@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
+from importlib.metadata import entry_points
 
 from .._version import __version__
 from ..errors import ConfigError, GetokError
@@ -61,7 +62,6 @@ def build_parser(modules: list[str] | None = None) -> argparse.ArgumentParser:
     for mod in COMMAND_MODULES if modules is None else modules:
         importlib.import_module(mod).register(sub)
     if modules is None:
-        from importlib.metadata import entry_points
 
         for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
             ep.load()(sub)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, GetokError, require
+from ..conventions import as_size
+from ..errors import DataError, GeometryError, GetokError, require
 from ..io import atomic_write_text
 from ..provenance import image_hash
 from .proposers.base import MaskProposer, ProposalStack
@@ -94,8 +95,6 @@ class RleProposalStack(ProposalStack):
     """
 
     def __init__(self, n: int, size: tuple[int, int], rles: list[dict], point_to_mask, scores=None) -> None:
-        from ..conventions import as_size
-        from ..errors import GeometryError
 
         self.n = int(n)
         self.size = as_size(size)

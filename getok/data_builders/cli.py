@@ -20,8 +20,17 @@ import json
 import logging
 from pathlib import Path
 
+from ..cli.main import check_counts
+from ..cli.main import main as cli_main
+from ..codecs.base import get_codec
 from ..errors import DataError
+from . import sources
 from .cli_builders import add_build_commands, scene_size
+from .dataset import build_dataset
+from .export import export_dataset
+from .greedy import GreedyGeometryFn
+from .scenes import SceneConfig, write_scenes
+from .tasks import TaskConfig
 
 __all__ = ["register", "main"]
 
@@ -40,7 +49,6 @@ def _add_scene_args(p: argparse.ArgumentParser) -> None:
 
 
 def _scene_config(args):
-    from .scenes import SceneConfig
 
     return SceneConfig(
         size=args.size, min_objects=args.min_objects, max_objects=args.max_objects, background=args.background
@@ -48,8 +56,6 @@ def _scene_config(args):
 
 
 def cmd_build_scenes(args) -> int:
-    from ..cli.main import check_counts
-    from .scenes import write_scenes
 
     check_counts(args, "--n", "--workers")
 
@@ -62,7 +68,6 @@ def cmd_build_scenes(args) -> int:
 
 
 def _load_images(args):
-    from . import sources
 
     if args.data:
         root = Path(args.data)
@@ -90,9 +95,6 @@ def _load_images(args):
 
 
 def cmd_build_tasks(args) -> int:
-    from ..cli.main import check_counts
-    from .dataset import build_dataset
-    from .tasks import TaskConfig
 
     check_counts(args, "--scenes", "--workers", "--expressions-per-object")
 
@@ -105,8 +107,6 @@ def cmd_build_tasks(args) -> int:
     cfg = TaskConfig(**cfg_kwargs)
     geometry_fn = None
     if args.proposer:
-        from ..codecs.base import get_codec
-        from .greedy import GreedyGeometryFn
 
         n = getattr(get_codec(args.codec).config, "n", None)
         if n is None:
@@ -138,8 +138,6 @@ def cmd_build_tasks(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from ..cli.main import check_counts
-    from .export import export_dataset
 
     check_counts(args, *(["--num-proc"] if hasattr(args, "num_proc") else []))
 
@@ -230,7 +228,6 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m getok.data_builders.cli``) with just these commands."""
-    from ..cli.main import main as cli_main
 
     return cli_main(argv, modules=['getok.data_builders.cli'])
 

@@ -16,11 +16,24 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from ..cli.main import check_counts
+from ..codecs import get_codec
 from ..errors import ConfigError, DataError, GetokError
+from ..geometry import Geometry
+from ..ops.masks import rle_encode
+from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
+from .dataset import write_dataset
+from .greedy import GreedyConfig, GreedyGeometryFn, greedy_cells
+from .offsets import OffsetConfig, offset_sample
+from .polygons import PolygonTargetConfig, polygon_sample
+from .scenes import SceneConfig, iter_scenes
+from .sources.manifest import load_manifest
+from .tasks import SampleList, image_ref
 
 __all__ = [
     "add_build_commands",
@@ -117,12 +130,10 @@ def iter_images(data: Path | None = None, scenes: int | None = None, seed: int =
     if limit is not None and limit < 1:  # 0 would silently mean "all"
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     if data is not None:
-        from .sources.manifest import load_manifest
 
         coll = load_manifest(data)
         images: Iterable = list(coll)[: limit or None]
         return images, list(coll.skipped), getattr(coll, "source", {"loader": "manifest", "root": str(data)})
-    from .scenes import SceneConfig, iter_scenes
 
     cfg = SceneConfig(size=tuple(scene_size)) if scene_size else SceneConfig()
     count = min(scenes, limit) if limit else scenes
@@ -137,7 +148,6 @@ def _objects(images, out, progress: bool, desc: str) -> Iterator:
     """``(image, image_ref, obj, mask)`` for every usable object; problems become counted skips."""
     from tqdm.auto import tqdm
 
-    from .tasks import image_ref
 
     for im in tqdm(images, disable=not progress, desc=desc, unit="image"):
         try:
@@ -159,7 +169,6 @@ def _objects(images, out, progress: bool, desc: str) -> Iterator:
 
 
 def _write(out, args, builder: dict, skipped: list, source: dict) -> int:
-    from .dataset import write_dataset
 
     path = write_dataset(
         out,
@@ -174,12 +183,6 @@ def _write(out, args, builder: dict, skipped: list, source: dict) -> int:
 # ---------------------------------------------------------------------------------------------------- builders
 def build_grid_tokens(images, codec: str, proposer: str, *, cfg=None, cache=None, progress=True):
     """``text>mask`` samples whose answers are greedy grid cells. Returns a ``SampleList``."""
-    from ..codecs import get_codec
-    from ..geometry import Geometry
-    from ..ops.masks import rle_encode
-    from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
-    from .greedy import GreedyGeometryFn, greedy_cells
-    from .tasks import SampleList
 
     c = get_codec(codec)
     n = getattr(c.config, "n", None)
@@ -227,16 +230,12 @@ def _union_of_objects(im) -> np.ndarray:
 def build_offsets(images, codec: str, proposer: str | None, *, cfg=None, cache=None, per_object=1, seed=0, progress=True):
     """Two-turn refinement samples (:func:`~getok.data_builders.offsets.offset_sample`); true cells from the
     greedy conversion on ``proposer``'s proposals, or the cells on the mask when ``proposer`` is None."""
-    from .greedy import GreedyGeometryFn, greedy_cells
-    from .offsets import OffsetConfig, offset_sample
-    from .tasks import SampleList
 
     cfg = cfg or OffsetConfig()
     if per_object < 1:
         raise ConfigError(f"per_object must be >= 1, got {per_object}")
     fn = None
     if proposer is not None:
-        from ..codecs import get_codec
 
         fn = GreedyGeometryFn(proposer, n=get_codec(codec).config.n, cache_dir=cache)
     rng = np.random.default_rng(seed)
@@ -262,8 +261,6 @@ def build_offsets(images, codec: str, proposer: str | None, *, cfg=None, cache=N
 
 def build_polygons(images, codec: str, *, cfg=None, progress=True):
     """One-turn polygon samples (:func:`~getok.data_builders.polygons.polygon_sample`)."""
-    from .polygons import polygon_sample
-    from .tasks import SampleList
 
     out = SampleList(settings={"codec": codec})
     for im, ref, obj, m in _objects(images, out, progress, "polygons"):
@@ -282,7 +279,6 @@ def build_polygons(images, codec: str, *, cfg=None, progress=True):
 # ---------------------------------------------------------------------------------------------------- commands
 def _check_counts(args, *flags: str) -> None:
     """``--scenes`` / ``--limit`` and the command's own ``flags`` must be >= 1 (one line, exit 2; before any work)."""
-    from ..cli.main import check_counts
 
     check_counts(args, "--scenes", "--limit", *flags)
 
@@ -292,9 +288,7 @@ def _default_proposer(args) -> str:
 
 
 def _run_grid_tokens(args) -> int:
-    from dataclasses import asdict
 
-    from .greedy import GreedyConfig
 
     _check_counts(args, "--max-cells")
     images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.size, args.limit)
@@ -306,9 +300,7 @@ def _run_grid_tokens(args) -> int:
 
 
 def _run_offsets(args) -> int:
-    from dataclasses import asdict
 
-    from .offsets import OffsetConfig
 
     _check_counts(args, "--k", "--per-object")
     images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.size, args.limit)
@@ -326,10 +318,7 @@ def _run_offsets(args) -> int:
 
 
 def _run_polygons(args) -> int:
-    from dataclasses import asdict
 
-    from ..codecs import get_codec
-    from .polygons import PolygonTargetConfig
 
     _check_counts(args)
     images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.size, args.limit)

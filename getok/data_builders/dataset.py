@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..codecs.base import get_codec
 from ..errors import ConfigError, DataError, LayoutMismatchError
 from ..io import atomic_dir
 from ..records import AnnotatedImage
@@ -376,7 +377,6 @@ def build_dataset(
     if (images is None) == (scenes is None):
         raise DataError("build_dataset needs exactly one of images= or scenes=")
     cfg = cfg or TaskConfig()
-    from ..codecs.base import get_codec
 
     codec = get_codec(codec).spec
     extra = dict(manifest or {})

@@ -34,7 +34,7 @@ from ..errors import ConfigError, GeometryError, require
 from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
 from ..ops.grid import grid_points, index_to_cells
-from ..ops.masks import as_mask
+from ..ops.masks import as_mask, coco_rle
 from .proposers.base import ProposalStack, grid_pixels
 
 __all__ = [
@@ -211,7 +211,6 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
     t = _check_target(target_mask, stack)
     idx = _index(stack)
     n = stack.n
-    from ..ops.masks import coco_rle
 
     tbox = mask_to_box(t)
     t_rle = coco_rle(t, tbox)

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..codecs import get_codec
+from ..codecs.grid_offset import GridOffsetCodec
 from ..errors import ConfigError, GeometryError
 from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
@@ -360,8 +362,6 @@ def offset_sample(
         ``task="refine"``, ``kind="mask"``; ``truth`` holds ``size``, ``masks`` (one COCO RLE), ``boxes``,
         ``proposal`` (turn 1's answer) and ``proposal_cells``.
     """
-    from ..codecs import get_codec
-    from ..codecs.grid_offset import GridOffsetCodec
 
     c = get_codec(codec) if isinstance(codec, str) else codec
     if not isinstance(c, GridOffsetCodec):

@@ -12,10 +12,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..codecs import get_codec
+from ..codecs.polygon import PolygonCodec
 from ..errors import ConfigError, GeometryError
 from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
-from ..ops.masks import as_mask
+from ..ops.masks import as_mask, rle_encode
 from ..ops.polygons import mask_to_polygons
 from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 
@@ -114,8 +116,6 @@ def polygon_sample(
     ask : str
         Prompt template (``{query}`` filled in).
     """
-    from ..codecs import get_codec
-    from ..codecs.polygon import PolygonCodec
 
     c = get_codec(codec) if isinstance(codec, str) else codec
     if not isinstance(c, PolygonCodec):
@@ -126,7 +126,6 @@ def polygon_sample(
     m = as_mask(mask, name="target mask")
     g = polygon_geometry(m, cfg, label=query)
     answer = c.encode([g], kind="mask")
-    from ..ops.masks import rle_encode
 
     truth = {"size": list(m.shape), "masks": [rle_encode(m, g.box)], "boxes": [[float(v) for v in g.box]]}
     return Sample(

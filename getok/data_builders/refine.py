@@ -19,7 +19,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..codecs.base import get_codec
 from ..errors import ConfigError, GetokError
+from ..ops.grid import points_to_cells_offsets
+from ..ops.masks import rle_decode
+from .offsets import OffsetConfig, offset_sample
+from .questions import stable_seed
+from .tasks import SampleList
 
 __all__ = ["refine_from_tasks", "query_anchor"]
 
@@ -27,7 +33,6 @@ __all__ = ["refine_from_tasks", "query_anchor"]
 def query_anchor(sample, codec):
     """The ``(cell, offset)`` a ``point>mask`` sample's question names (``None`` for other tasks or a point
     the codec cannot reach)."""
-    from ..ops.grid import points_to_cells_offsets
 
     q = sample.truth.get("query") or {}
     if sample.task != "point>mask" or q.get("type") != "point" or q.get("point") is None:
@@ -67,11 +72,6 @@ def refine_from_tasks(tasks, scenes, spec: str, ks: Sequence[int], *, anchor: bo
     SampleList
         ``task="refine"``; ``meta`` records ``k``, the question's task (``ask``) and the anchor.
     """
-    from ..codecs.base import get_codec
-    from ..ops.masks import rle_decode
-    from .offsets import OffsetConfig, offset_sample
-    from .questions import stable_seed
-    from .tasks import SampleList
 
     c = get_codec(spec)
     if c.name != "grid_offset":

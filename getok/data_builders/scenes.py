@@ -37,14 +37,17 @@ True
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..io import atomic_dir
 from ..records import AnnotatedImage, AnnotatedObject
 from .expressions import (  # the scene vocabulary and its expressions (re-exported for the users of scenes)
     EXPRESSION_KINDS,
@@ -406,9 +409,7 @@ def write_scenes(
     expressions, group and no-target expressions; :func:`label_map_from_objects` rebuilds label maps).
     Chunks are generated in ``workers`` processes; the output does not depend on ``workers``. Atomic.
     """
-    import json
 
-    from ..io import atomic_dir
 
     if n < 1:
         raise ConfigError(f"number of scenes must be >= 1, got {n}")
@@ -425,7 +426,6 @@ def write_scenes(
         if workers <= 1 or len(jobs) == 1:
             results = map(_scene_chunk, jobs)
         else:
-            from concurrent.futures import ProcessPoolExecutor
 
             pool = ProcessPoolExecutor(max_workers=workers)
             results = pool.map(_scene_chunk, jobs)

@@ -29,6 +29,7 @@ importable from here as before.
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,10 +38,11 @@ import numpy as np
 
 from ..answers import wrap_response
 from ..codecs.base import Codec, get_codec
-from ..errors import ConfigError, DecodeError, GeometryError, GetokError
+from ..errors import ConfigError, DataError, DecodeError, GeometryError, GetokError
 from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
 from ..ops.masks import rle_encode
+from ..ops.polygons import mask_to_polygons
 from ..records import AnnotatedImage, AnnotatedObject
 from ..samples import IMAGE_PLACEHOLDER, Sample, Turn
 from . import questions as P
@@ -94,7 +96,6 @@ def _point_on_object(
 
 
 def _outline(mask: np.ndarray, size, eps: float) -> Geometry:
-    from ..ops.polygons import mask_to_polygons
 
     outers, _ = mask_to_polygons(mask, eps)
     if not outers:
@@ -365,7 +366,6 @@ def _verify_image(image: AnnotatedImage) -> None:
     had = image.image is not None
     img = image.get_image()
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        from ..errors import DataError
 
         raise DataError(f"image {image.image_id}: pixels must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
     if not had and image.image_path:
@@ -373,7 +373,6 @@ def _verify_image(image: AnnotatedImage) -> None:
 
 
 def _takes_prefer(fn) -> bool:
-    import inspect
 
     try:
         return "prefer" in inspect.signature(fn).parameters

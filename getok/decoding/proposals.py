@@ -33,9 +33,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..data_builders.proposers import get_proposer
 from ..errors import ConfigError, DataError, GeometryError
 from ..geometry import Geometry
-from ..ops.grid import grid_points, points_to_cells
+from ..ops.grid import apply_offsets, grid_points, points_to_cells
 from ..provenance import image_hash
 from ._common import LRUCache, check_image, check_size
 from .base import register_decoder
@@ -243,7 +244,6 @@ class ProposalDecoder:
         out = union_of_proposals(stack, g.cells[still])
         if moved.any():
             # refined points of the moved cells only (refined_points drops deleted cells: align by hand)
-            from ..ops.grid import apply_offsets
 
             pts = apply_offsets(g.cells[moved], g.grid_n, g.size, g.offsets[moved], g.offset_step)
             out |= self._masks_at(stack, pts)
@@ -281,11 +281,4 @@ def proposals_decoder(proposer=None, manifest: dict | None = None, **kwargs):
 
 
 def _resolve_proposer(name: str, kwargs: dict):
-    try:
-        from ..data_builders.proposers import get_proposer  # registry added by the data builders
-    except ImportError as exc:
-        raise ConfigError(
-            f"cannot build proposer {name!r} from a string here; pass an object: "
-            "get_decoder('proposals', proposer=MyProposer())"
-        ) from exc
     return get_proposer(name, **kwargs)

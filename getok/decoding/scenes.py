@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 
+from ..data_builders.proposers.exact import ExactProposer
+from ..data_builders.scenes import SceneConfig, generate_scene, label_map_from_objects, scene_seed
 from ..errors import ConfigError, DataError
 from .base import register_decoder
 
@@ -58,7 +60,6 @@ class SceneExactDecoder:
         return {"name": self.name, "proposer": "exact (scenes rebuilt from their ids)", "n": self.n, "refined": self.refined}
 
     def _label_map(self, key: str | None, image) -> np.ndarray:
-        from ..data_builders.scenes import SceneConfig, generate_scene, label_map_from_objects, scene_seed
 
         m = _SCENE_ID.match(str(key))
         if m is None:
@@ -75,7 +76,6 @@ class SceneExactDecoder:
         return self._maps.get_or_compute(str(key), build)
 
     def set_image(self, image, size=None, key=None) -> None:
-        from ..data_builders.proposers.exact import ExactProposer
         from .proposals import ProposalDecoder
 
         lm = self._label_map(key, image)

@@ -29,7 +29,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..codecs.base import get_codec
+from ..codecs.tokens import grid_token
 from ..errors import ConfigError
+from ..geometry import Geometry
+from ..ops.grid import points_to_cells
 
 __all__ = ["BASELINES", "baseline_answer", "BaselineGenerator"]
 
@@ -43,7 +47,6 @@ BASELINES = {
 
 
 def _grid_n(sample) -> int:
-    from ..codecs.base import get_codec
 
     n = getattr(get_codec(sample.codec).config, "n", None)
     return int(n) if n else 8
@@ -51,8 +54,6 @@ def _grid_n(sample) -> int:
 
 def _cell_token(x: float, y: float, size, n: int) -> str:
     """The grid token of the cell holding pixel point ``(x, y)`` (:func:`getok.ops.grid.points_to_cells`)."""
-    from ..codecs.tokens import grid_token
-    from ..ops.grid import points_to_cells
 
     (cx, cy), = points_to_cells(np.array([[x, y]], dtype=float), n, (int(size[0]), int(size[1])))
     return grid_token(int(cx), int(cy), n)
@@ -80,8 +81,6 @@ def baseline_answer(name: str, sample, polygon_codec: str | None = None, *, peer
     if name == "random_object":
         peers = sorted(peers or [sample], key=lambda p: str(p.sample_id))
         return peers[_pick(str(sample.sample_id), seed, len(peers))].answer
-    from ..codecs.base import get_codec
-    from ..geometry import Geometry
 
     h, w = (int(v) for v in sample.size)
     q = (sample.truth or {}).get("query") or {}

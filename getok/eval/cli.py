@@ -22,7 +22,11 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli.main import main as cli_main
+from ..config import config_to_dict, load_config
 from ..errors import ConfigError
+from .runner import SUMMARY_MD, EvalRunConfig, evaluate_path
+from .viz import render_run
 
 __all__ = ["register", "main", "cmd_eval", "cmd_viz", "eval_config"]
 
@@ -81,8 +85,6 @@ def register(subparsers) -> None:
 def eval_config(args):
     """The :class:`~getok.eval.runner.EvalRunConfig` of a ``getok eval`` invocation: defaults, the YAML, the
     ``key=value`` overrides, then the flags given (:data:`CONFIG_FLAGS`, :data:`NEGATED_FLAGS`)."""
-    from ..config import load_config
-    from .runner import EvalRunConfig
 
     path, overrides = None, []
     for item in args.settings:
@@ -99,8 +101,6 @@ def eval_config(args):
 
 
 def cmd_eval(args) -> int:
-    from ..config import config_to_dict
-    from .runner import SUMMARY_MD, evaluate_path
 
     cfg = eval_config(args)  # a bad setting fails here, before the model loads
     if args.dry_run:
@@ -117,7 +117,6 @@ def cmd_eval(args) -> int:
 
 
 def cmd_viz(args) -> int:
-    from .viz import render_run
 
     ids = [s for s in args.ids.split(",") if s] if args.ids else None
     res = render_run(args.run, args.out, limit=args.limit, ids=ids, progress=not args.quiet, dpi=args.dpi)
@@ -127,7 +126,6 @@ def cmd_viz(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m getok.eval.cli``): ``eval`` and ``viz``."""
-    from ..cli.main import main as cli_main
 
     return cli_main(argv, modules=['getok.eval.cli'])
 

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codecs.base import get_codec
+from ..codecs.tokens import DELETE, bin_tokens, grid_tokens, offset_tokens
 from ..errors import ConfigError
 from .grammar import (
     AnswerGrammar,
@@ -121,7 +122,6 @@ class TokenTables:
     _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __init__(self, tokenizer, codec: str) -> None:
-        from ..codecs.tokens import DELETE, bin_tokens, grid_tokens, offset_tokens
 
         self.tokenizer = tokenizer
         self.codec = get_codec(codec)

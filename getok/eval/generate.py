@@ -28,6 +28,7 @@ import numpy as np
 
 from ..data_builders.export import trl_messages
 from ..errors import ConfigError, DataError
+from ..records import load_image_rgb
 from ..samples import Sample, Turn
 
 __all__ = [
@@ -86,7 +87,6 @@ def sample_image_path(sample: Sample, image_root: str | Path | None = None) -> P
 
 def load_sample_image(sample: Sample, image_root: str | Path | None = None) -> np.ndarray:
     """The sample's image as ``(H, W, 3)`` uint8 RGB; :class:`DataError` when missing or of the wrong size."""
-    from ..records import load_image_rgb
 
     img = load_image_rgb(sample_image_path(sample, image_root))
     if tuple(img.shape[:2]) != tuple(sample.size):

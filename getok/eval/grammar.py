@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..answers import extract_answer
 from ..codecs.base import AnswerShape, Codec, get_codec
 from ..errors import ConfigError
 
@@ -94,7 +95,6 @@ def refinement_grammar(codec, counts: Sequence[int], *, envelope: bool = False, 
 
 def proposal_counts(codec, proposal_text: str, size) -> tuple[int, ...]:
     """Cells per instance of a proposal answer (``()`` for ``none``); :class:`DecodeError` when it does not parse."""
-    from ..answers import extract_answer
 
     return tuple(len(g.cells) for g in get_codec(codec).decode(extract_answer(proposal_text), size, "mask"))
 

@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..io import atomic_write_text
+from ..samples import IMAGE_PLACEHOLDER
+from .runner import summary_markdown
 from .stats import CHANGE_TOL
 
 __all__ = ["index_rows", "index_html", "write_index", "markdown_html", "question_text", "INDEX_FILE", "CHANGES"]
@@ -41,7 +43,6 @@ def _e(v) -> str:
 
 def question_text(sample) -> str | None:
     """The question of a sample: the user text of its first turn without the image placeholder."""
-    from ..samples import IMAGE_PLACEHOLDER
 
     turns = getattr(sample, "turns", None) or []
     if not turns:
@@ -438,7 +439,6 @@ def write_index(out_dir: str | Path, records: Sequence[Mapping], pngs: Mapping[s
     ``questions`` sample ids to their question, ``skipped`` sample ids to why no overlay was drawn."""
     summary_md = None
     if summary:
-        from .runner import summary_markdown
 
         summary_md = summary_markdown(dict(summary))
         if info is not None:  # the settings table also gives the summary's sample count and time

@@ -42,10 +42,14 @@ from pathlib import Path
 from .._version import __version__
 from ..answers import extract_answer
 from ..codecs.base import Codec, get_codec
+from ..codecs.count import tokenizer_count
 from ..data_builders.dataset import Dataset, read_dataset
+from ..decoding import get_decoder
 from ..errors import ConfigError, DataError, DecodeError
 from ..io import atomic_write_json, atomic_write_text, json_default
 from ..samples import Sample
+from ..vocab.layout import VocabLayout
+from ..vocab.loading import load_model_and_processor
 from .metrics import EMPTY_CONVENTIONS
 from .run_records import RECORDS_FILE, question_ious, read_records, summarize_run, summary_markdown
 from .scoring import describe_sample, geometry_json, instance_masks, score_answer, truth_masks
@@ -289,12 +293,10 @@ def evaluate(
     _preflight(samples, codecs, cfg, tokenizer)
     count_tokens = None
     if tokenizer is not None:
-        from ..codecs.count import tokenizer_count
 
         def count_tokens(text: str) -> int:
             return tokenizer_count(text, tokenizer)
 
-    from ..decoding import get_decoder
 
     dec = get_decoder(decoder, manifest=manifest)
     sc_cfg = cfg.selfcorrect() if cfg.turns > 1 else None
@@ -376,7 +378,6 @@ def _abs_image(s: Sample, root) -> Path:
 def _preflight(samples, codecs, cfg: EvalRunConfig, tokenizer) -> None:
     """Fail before generating: constrained grammars exist, the tokenizer has the codecs' tokens."""
     if tokenizer is not None:
-        from ..vocab.layout import VocabLayout
 
         specs = sorted({c.spec for c in codecs.values() if c.new_tokens()})
         if specs:
@@ -447,7 +448,6 @@ class _WithImages:
 def evaluate_path(model_dir, data_dir, *, dtype=None, device=None, trust_remote_code: bool = False, **kwargs) -> dict:
     """:func:`evaluate` for a model directory (loaded with :func:`getok.vocab.loading.load_model_and_processor`,
     its vocabulary layout checked) and a dataset directory."""
-    from ..vocab.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(model_dir, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     kwargs.setdefault("model_name", str(Path(model_dir).resolve()))

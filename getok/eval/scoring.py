@@ -24,10 +24,13 @@ import numpy as np
 
 from ..answers import extract_answer
 from ..codecs.base import NO_TARGET, Codec, DecodeResult
+from ..codecs.count import qwen_style_count
+from ..decoding import decode_instances
 from ..errors import DecodeError, GetokError
 from ..geometry import Geometry
 from ..ops.masks import rle_decode, rle_encode
 from ..ops.points import points_in_mask
+from ..ops.polygons import mask_to_polygons
 from ..samples import Sample
 from .metrics import sample_record
 
@@ -73,7 +76,6 @@ def decode_answer(text: str, sample: Sample, codec: Codec, proposal: Sequence[Ge
 
 def instance_masks(decoder, geometries: Sequence[Geometry], size) -> np.ndarray:
     """Masks of the instances, ``(K, H, W)`` bool, from a decoder that already holds the image."""
-    from ..decoding import decode_instances
 
     return decode_instances(decoder, geometries, size)
 
@@ -157,7 +159,6 @@ def score_answer(
         The JSON-safe record, the decoded instances (``[]`` when invalid), the predicted union mask
         ``(H, W)`` (``None`` when invalid).
     """
-    from ..codecs.count import qwen_style_count
 
     h, w = sample.size
     answer = extract_answer(text) if isinstance(text, str) else ""
@@ -189,7 +190,6 @@ def score_answer(
     n_tok = counter(answer) if isinstance(answer, str) and answer else 0
     pred_polys = gt_polys = None
     if valid and sample.kind == "mask" and geoms and all(g.polygons for g in geoms) and gt.any():
-        from ..ops.polygons import mask_to_polygons
 
         pred_polys = [p for g in geoms for p in g.polygons]
         gt_polys = mask_to_polygons(gt, float(getattr(codec.config, "eps", 0.01)))[0]

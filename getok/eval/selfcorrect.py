@@ -51,9 +51,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..answers import extract_answer
-from ..codecs.base import get_codec
+from ..codecs.base import DecodeResult, get_codec
 from ..data_builders.offsets import DEFAULT_REFINE, BandConfig, label_points
-from ..errors import ConfigError
+from ..errors import ConfigError, DecodeError
 from ..geometry import Geometry
 from ..ops.grid import apply_offsets
 from ..ops.masks import mask_iou_matrix
@@ -61,6 +61,7 @@ from ..ops.matching import match
 from ..ops.points import points_in_mask
 from ..ops.refine import moved_positions, point_scores
 from ..samples import Sample, Turn
+from .constrained import grammar_for, refinement_grammar
 from .scoring import describe_sample, instance_masks, score_answer, truth_masks
 from .selfcorrect_summary import POINT_KEYS, selfcorrect_markdown, summarize_selfcorrect, turn_deltas
 
@@ -349,7 +350,6 @@ def run_selfcorrect(
         ``points`` (point counters of turns 2..K), ``oracle`` / ``oracle_points`` (the baseline, turns
         2..K) and ``proposal_targets`` (the matched target of each proposed instance).
     """
-    from .constrained import grammar_for, refinement_grammar
 
     c = get_codec(codec)
     if c.name != "grid_offset":
@@ -474,8 +474,6 @@ def run_selfcorrect(
 
 def _decode_refinement(text: str, codec, state: RefineState):
     """``(answer, DecodeResult)`` of a refinement answer against the turn-1 proposal."""
-    from ..codecs.base import DecodeResult
-    from ..errors import DecodeError
 
     try:
         answer = extract_answer(text)

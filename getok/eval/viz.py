@@ -22,10 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data_builders.dataset import read_dataset
 from ..data_builders.tasks import safe_name
 from ..errors import DataError
 from ..ops.masks import rle_decode
 from ..samples import Sample
+from .generate import load_sample_image
+from .report import question_text, write_index
+from .runner import RECORDS_FILE, RUN_FILE, SAMPLES_FILE, SUMMARY_FILE, read_records
+from .scoring import truth_union
 
 __all__ = ["panels_of", "render_record", "render_run", "overlay_rgba", "load_run"]
 
@@ -169,7 +174,6 @@ def render_record(record: dict, image: np.ndarray, gt: np.ndarray, out_path: str
 
 def load_run(run_dir: str | Path) -> tuple[dict, list[dict], dict[str, Sample], Path | None]:
     """``(run info, records, samples by id, image root)`` of an evaluation run directory."""
-    from .runner import RECORDS_FILE, RUN_FILE, SAMPLES_FILE, read_records
 
     run = Path(run_dir)
     rp = run / RUN_FILE
@@ -180,7 +184,6 @@ def load_run(run_dir: str | Path) -> tuple[dict, list[dict], dict[str, Sample], 
     samples: dict[str, Sample] = {}
     root = None
     if info.get("data"):
-        from ..data_builders.dataset import read_dataset
 
         ds = read_dataset(info["data"], check_images=False)
         samples = {s.sample_id: s for s in ds.samples}
@@ -215,10 +218,6 @@ def render_run(
         ``out`` (directory), ``pngs`` (``{id: path}``), ``index`` (the HTML file), ``skipped``
         (``{id: reason}`` for records whose sample or image is missing).
     """
-    from .generate import load_sample_image
-    from .report import question_text, write_index
-    from .runner import SUMMARY_FILE
-    from .scoring import truth_union
 
     run = Path(run_dir)
     info, records, samples, root = load_run(run)

@@ -24,6 +24,15 @@ import json
 import logging
 from pathlib import Path
 
+from ..cli.main import main as cli_main
+from ..train.cli import add_train_command
+from ..train.sft import is_rank_zero
+from .easyr1 import check_easyr1, export_easyr1_stage, make_stage2_data
+from .easyr1_model import export_easyr1_model
+from .grpo import run_grpo
+from .grpo_config import grpo_config_yaml, load_grpo_config
+from .verl_stage2 import check_verl, export_verl_stage2
+
 __all__ = [
     "register",
     "cmd_grpo",
@@ -47,14 +56,11 @@ def _stage_override(args, overrides: list[str]) -> list[str]:
 
 
 def cmd_grpo(config: str | None, overrides: list[str], args) -> int:
-    from .grpo_config import grpo_config_yaml, load_grpo_config
 
     cfg = load_grpo_config(config, _stage_override(args, overrides))  # ConfigError before anything heavy
     if args.dry_run:
         print(grpo_config_yaml(cfg), end="")
         return 0
-    from ..train.sft import is_rank_zero
-    from .grpo import run_grpo
 
     s = run_grpo(cfg, progress=not args.quiet)
     if not is_rank_zero():  # several processes: rank 0 reports
@@ -73,7 +79,6 @@ def cmd_grpo(config: str | None, overrides: list[str], args) -> int:
 
 # ---------------------------------------------------------------------------------------------- rl group
 def cmd_make_stage2_data(args) -> int:
-    from .easyr1 import make_stage2_data
 
     out, counts = make_stage2_data(
         args.model, args.data, args.out, tasks=tuple(args.tasks.split(",")) if args.tasks else None,
@@ -86,7 +91,6 @@ def cmd_make_stage2_data(args) -> int:
 
 
 def cmd_export_easyr1(args) -> int:
-    from .easyr1 import export_easyr1_stage
 
     out = export_easyr1_stage(
         args.data, args.out, stage=args.stage, model=args.model, embed_images=not args.image_paths,
@@ -98,7 +102,6 @@ def cmd_export_easyr1(args) -> int:
 
 
 def cmd_check_easyr1(args) -> int:
-    from .easyr1 import check_easyr1
 
     easyr1 = False if args.no_easyr1 else args.easyr1
     report = check_easyr1(model=args.model, data=args.data, config=args.config, overrides=args.overrides, easyr1=easyr1)
@@ -108,7 +111,6 @@ def cmd_check_easyr1(args) -> int:
 
 
 def cmd_export_easyr1_model(args) -> int:
-    from .easyr1_model import export_easyr1_model
 
     out = export_easyr1_model(args.model, args.out, tokenizer_class=args.tokenizer_class, overwrite=args.overwrite)
     print(f"wrote {out}: loads under transformers 4.5x (EasyR1) and 5.x")
@@ -116,7 +118,6 @@ def cmd_export_easyr1_model(args) -> int:
 
 
 def cmd_export_verl(args) -> int:
-    from .verl_stage2 import export_verl_stage2
 
     out, counts = export_verl_stage2(
         args.data, args.out, model=args.model, tasks=tuple(args.tasks.split(",")) if args.tasks else None,
@@ -127,7 +128,6 @@ def cmd_export_verl(args) -> int:
 
 
 def cmd_check_verl(args) -> int:
-    from .verl_stage2 import check_verl
 
     for line in check_verl(args.config, args.overrides, model=args.model, data=args.data):
         print(line)
@@ -137,7 +137,6 @@ def cmd_check_verl(args) -> int:
 def register(subparsers) -> None:
     """Add the ``rl`` group: ``train`` (GRPO with TRL) and its data commands (``make-stage2-data``,
     ``export-easyr1``, ``check-easyr1``, ``export-easyr1-model``, ``export-verl``, ``check-verl``)."""
-    from ..train.cli import add_train_command
 
     rl = subparsers.add_parser("rl", help="GRPO: train (TRL, one machine), stage-2 data, EasyR1 / verl exports and guards")
     sub = rl.add_subparsers(dest="rl_command", metavar="WHAT")
@@ -248,7 +247,6 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m getok.rl.cli``): the ``rl`` group (``train`` = GRPO included)."""
-    from ..cli.main import main as cli_main
 
     return cli_main(argv, modules=['getok.rl.cli'])
 

@@ -22,8 +22,14 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from ..codecs.base import get_codec
+from ..data_builders.dataset import read_dataset, write_dataset
+from ..data_builders.export import export_easyr1, reward_task
 from ..errors import ConfigError, DataError
+from ..eval.generate import generate_answers
 from ..io import atomic_write_text
+from ..train.callbacks import CHECKPOINT_INFO_FILE, read_checkpoint_info
+from ..vocab import load_adapter, load_model_and_processor, validate_layout
 from ..vocab.layout import LAYOUT_FILE, VocabLayout
 from .easyr1_guards import (  # noqa: F401  (the private ones: imported from here by verl_stage2 and the engine tests)
     _SNAPSHOT,
@@ -37,6 +43,7 @@ from .easyr1_guards import (  # noqa: F401  (the private ones: imported from her
     easyr1_schema_check,
     find_easyr1,
 )
+from .stage2 import make_stage2_samples
 
 __all__ = [
     "REWARD_FILE",
@@ -60,8 +67,6 @@ STAGE2_TASKS = ("text>mask", "point>mask", "box>mask")
 def load_policy(path: str | Path, *, base: str | Path | None = None, dtype=None, trust_remote_code: bool = False):
     """A getok checkpoint (SFT / GRPO; LoRA ones merged in memory) or a model directory that already has
     its spatial tokens (``getok_layout.json``) → ``(model, processor, layout)`` in eval mode."""
-    from ..train.callbacks import CHECKPOINT_INFO_FILE, read_checkpoint_info
-    from ..vocab import load_adapter, load_model_and_processor, validate_layout
 
     p = Path(path)
     if not (p / LAYOUT_FILE).is_file():
@@ -122,9 +127,6 @@ def make_stage2_data(
         The directory and the counts (``policy``, ``fallback``, ``skipped``, ``not_single_target``,
         ``wrong_task``, ``reason:*``), also recorded in the manifest's ``builder``.
     """
-    from ..codecs.base import get_codec
-    from ..data_builders.dataset import read_dataset, write_dataset
-    from .stage2 import make_stage2_samples
 
     ds = read_dataset(data)
     tasks = tuple(tasks or STAGE2_TASKS)
@@ -152,7 +154,6 @@ def make_stage2_data(
     spec = codecs.pop()
     model_name = str(model)
     if generate_fn is None:
-        from ..eval.generate import generate_answers
 
         m, processor, layout = load_policy(model, base=base)
         if spec not in layout.codecs:
@@ -206,8 +207,6 @@ def export_easyr1_stage(
     writes ``OUT/easyr1_data.yaml``: the ``data`` settings as a nested mapping (EasyR1 merges config files
     as nested keys: flat ``data.x: ...`` keys would fail its schema).
     """
-    from ..data_builders.dataset import read_dataset
-    from ..data_builders.export import export_easyr1, reward_task
 
     if stage not in (1, 2):
         raise ConfigError(f"stage must be 1 or 2, got {stage!r}")

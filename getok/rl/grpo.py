@@ -40,7 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .._version import __version__
+from ..data_builders.dataset import read_dataset
+from ..decoding import get_decoder
 from ..errors import ConfigError
+from ..eval.generate import generate_answers
 from ..io import atomic_write_json, atomic_write_text
 from ..provenance import Clock
 from ..train.callbacks import (
@@ -52,7 +56,10 @@ from ..train.callbacks import (
     read_metrics,
     write_checkpoint_info,
 )
-from ..train.checkpoints import truncate_jsonl
+from ..train.checkpoints import CheckpointMixin, truncate_jsonl
+from ..train.data import build_eval_set
+from ..train.sft import common_trainer_kwargs, resolve_use_cpu, save_model_dir, zero3_state_dict
+from ..vocab.adapters import adapter_for, check_supported_dir
 from .grpo_config import GRPORunConfig, grpo_config_yaml
 from .grpo_eval import _periodic_eval_callback, evaluate_policy, fork_torch_rng, plot_reward_curve
 from .grpo_policy import (
@@ -64,6 +71,9 @@ from .grpo_policy import (
     load_start_policy,
     setup_tuning,
 )
+from .rewards_decoding import DecoderSession
+from .rewards_trl import make_reward_fn
+from .stage2 import ProposalStore
 
 __all__ = [
     "StartPolicy",
@@ -92,9 +102,6 @@ def reward_functions(cfg: GRPORunConfig, manifest: dict | None = None) -> list:
     With ``proposals.on_invalid = "mask"``, completions whose prompt carries a fallback proposal
     (``proposal_source == "masked"``) all score 0, so their group has zero advantage.
     """
-    from ..decoding import get_decoder
-    from .rewards_decoding import DecoderSession
-    from .rewards_trl import make_reward_fn
 
     stage = cfg.rl.stage
     session = DecoderSession(get_decoder(cfg.reward.decoder, manifest=manifest))
@@ -118,7 +125,6 @@ def grpo_arguments(cfg: GRPORunConfig, output_dir: str | Path, *, progress: bool
     """TRL ``GRPOConfig`` of a run."""
     from trl import GRPOConfig
 
-    from ..train.sft import common_trainer_kwargs
 
     rl, tr = cfg.rl, cfg.train
     return GRPOConfig(
@@ -146,7 +152,6 @@ def grpo_arguments(cfg: GRPORunConfig, output_dir: str | Path, *, progress: bool
 def _trainer_class():
     from trl import GRPOTrainer
 
-    from ..train.checkpoints import CheckpointMixin
 
     class GetokGRPOTrainer(CheckpointMixin, GRPOTrainer):
         """``GRPOTrainer`` with stage 2's real two-turn rollouts and getok's checkpoints.
@@ -164,7 +169,6 @@ def _trainer_class():
             self.getok_proposal_kwargs = dict(proposal_kwargs or {})
 
         def _getok_generate(self, samples):
-            from ..eval.generate import generate_answers
 
             model = self.accelerator.unwrap_model(self.model)
             was = model.training
@@ -192,7 +196,6 @@ def _trainer_class():
                     text_cfg.output_router_logits = was
 
         def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-            from ..vocab.adapters import adapter_for
 
             for k in adapter_for(self.processing_class).trl_dropped_inputs:  # e.g. LLaVA-OneVision's
                 v = kwargs.pop(k, None)
@@ -219,7 +222,6 @@ def _trainer_class():
 
 def make_trainer(model, processor, rows, args, reward_funcs, callbacks=(), proposal_store=None, proposal_kwargs=None):
     """The :class:`GetokGRPOTrainer` (a ``GRPOTrainer`` subclass) over :func:`grpo_rows`."""
-    from ..vocab.adapters import adapter_for
 
     cls = _trainer_class()
     trainer = cls(
@@ -234,7 +236,6 @@ def make_trainer(model, processor, rows, args, reward_funcs, callbacks=(), propo
 
 # ---------------------------------------------------------------------------------------------- run
 def checkpoint_info(cfg: GRPORunConfig, start: StartPolicy) -> dict:
-    from .._version import __version__
 
     return {
         "base_model": str(Path(start.source_dir).resolve()) if start.source_dir else None,
@@ -258,7 +259,6 @@ def resolve_resume(cfg: GRPORunConfig, output_dir: Path) -> Path | None:
 
 
 def _save_final(model, processor, layout, cfg, info: dict, out: Path, step: int, state_dict=None) -> Path:
-    from ..train.sft import save_model_dir
 
     save_model_dir(model, processor, layout, out, lora=cfg.tuning.mode == "lora", state_dict=state_dict)
     write_checkpoint_info(out, layout, grpo_config_yaml(cfg), {**info, "step": step, "final": True})
@@ -287,13 +287,8 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
     from accelerate import PartialState
     from transformers import set_seed
 
-    from ..data_builders.dataset import read_dataset
-    from ..train.data import build_eval_set
-    from ..train.sft import resolve_use_cpu, zero3_state_dict
-    from .stage2 import ProposalStore
 
     if not cfg.model.is_tiny:  # a family getok cannot drive (PaliGemma) fails here, in one line
-        from ..vocab.adapters import check_supported_dir
 
         check_supported_dir(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
     run_clock = Clock()  # total_wall_s / total_cpu_s

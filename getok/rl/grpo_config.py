@@ -38,11 +38,13 @@ getok.errors.ConfigError: rl.importance_sampling_level must be 'token' or 'seque
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import check_numbers, config_to_dict, load_config
+from ..codecs.base import get_codec
+from ..config import apply_overrides, check_numbers, config_to_dict, load_config, read_yaml_mapping
 from ..errors import ConfigError
 from ..train.sections import EvalConfig, OptimConfig, ScenesConfig, TinyModelSource, TuningConfig, VocabConfig
 from .rewards import RewardConfig
@@ -305,7 +307,6 @@ class GRPODataConfig:
     def __post_init__(self):
         check_numbers(self, "data", positive=("num_samples",))
         if self.codec is not None:
-            from ..codecs.base import get_codec
 
             self.codec = get_codec(self.codec).spec
 
@@ -378,7 +379,6 @@ class GRPORunConfig:
 
     def check(self) -> None:
         """Cross-section checks: tasks per stage, codec kind, disjoint scene series, output dir."""
-        from ..codecs.base import get_codec
 
         stage = self.rl.stage
         tasks = self.tasks
@@ -431,7 +431,6 @@ def load_grpo_config(path: str | Path | None = None, overrides: list[str] | None
     'any'
     """
 
-    from ..config import apply_overrides, read_yaml_mapping
 
     data = config_to_dict(GRPORunConfig())
     if path is not None:
@@ -442,7 +441,6 @@ def load_grpo_config(path: str | Path | None = None, overrides: list[str] | None
 
 def _flatten(data: dict, prefix: str = "") -> list[str]:
     """``a.b=<yaml>`` strings for every leaf of nested plain data (lists stay whole)."""
-    import json
 
     out = []
     for k, v in data.items():

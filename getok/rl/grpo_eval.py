@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..eval.runner import evaluate
 from ..train.callbacks import (
     read_metrics,
 )
@@ -66,7 +67,6 @@ def evaluate_policy(model, processor, eval_dir, cfg: GRPORunConfig, out_dir, *, 
 
     Returns :func:`eval_headline` of the summary (records and tables are written under ``out_dir``).
     """
-    from ..eval.runner import evaluate
 
     ev = cfg.eval
     was = model.training

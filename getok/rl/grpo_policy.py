@@ -11,12 +11,31 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..codecs.base import get_codec
+from ..config import config_to_dict
+from ..data_builders.dataset import read_dataset, write_dataset
+from ..data_builders.export import easyr1_truth
+from ..data_builders.scenes import generate_scenes
+from ..data_builders.tasks import SampleList
+from ..errors import ConfigError, DataError, require
+from ..eval.generate import prompt_messages
 from ..provenance import fingerprint
 from ..train.callbacks import (
     CHECKPOINT_INFO_FILE,
     read_checkpoint_info,
     write_checkpoint_info,
+)
+from ..train.config import MixtureEntry
+from ..train.data import _scenes_source, build_pool, check_dataset_layout
+from ..train.sft import prepare_base, set_pixel_bounds
+from ..train.sft import setup_tuning as _setup
+from ..vocab import (
+    add_spatial_tokens,
+    load_adapter,
+    load_model_and_processor,
+    save_with_layout,
+    tokenizer_of,
+    validate_layout,
 )
 from ..vocab.layout import VocabLayout
 from .grpo_config import GRPORunConfig, grpo_config_yaml
@@ -58,8 +77,6 @@ def _dtype(cfg: GRPORunConfig):
 
 def load_start_policy(cfg: GRPORunConfig, output_dir: str | Path) -> StartPolicy:
     """Load ``model.path`` (module docstring, step 1) with the vocabulary; pixel bounds set."""
-    from ..train.sft import prepare_base, set_pixel_bounds
-    from ..vocab import add_spatial_tokens, load_model_and_processor, tokenizer_of, validate_layout
 
     m = cfg.model
     kw = {"dtype": _dtype(cfg), "trust_remote_code": m.trust_remote_code, "attn_implementation": m.attn_implementation}
@@ -73,7 +90,6 @@ def load_start_policy(cfg: GRPORunConfig, output_dir: str | Path) -> StartPolicy
         info = read_checkpoint_info(path)
         layout = VocabLayout.load(path)
         if (path / "adapter_config.json").is_file():
-            from ..vocab import load_adapter
 
             peft_model, processor, got = load_adapter(path, base=m.base or info.get("base_model"), **{
                 k: v for k, v in kw.items() if v is not None})  # fmt: skip
@@ -105,7 +121,6 @@ def ensure_start_dir(policy: StartPolicy, cfg: GRPORunConfig, output_dir: str | 
     (weights, processor, layout, marker; kept on resume when its layout hash matches) and reloaded from
     there, so that ``model.config._name_or_path`` names that directory.
     """
-    from ..vocab import load_model_and_processor, save_with_layout
 
     if policy.source_dir is not None:
         return policy
@@ -120,7 +135,6 @@ def ensure_start_dir(policy: StartPolicy, cfg: GRPORunConfig, output_dir: str | 
     model, processor = load_model_and_processor(
         d, dtype=_dtype(cfg), trust_remote_code=cfg.model.trust_remote_code, attn_implementation=cfg.model.attn_implementation
     )  # fmt: skip
-    from ..train.sft import set_pixel_bounds
 
     set_pixel_bounds(processor, cfg.model.min_pixels, cfg.model.max_pixels)
     return StartPolicy(model, processor, policy.layout, d, policy.origin)
@@ -129,14 +143,12 @@ def ensure_start_dir(policy: StartPolicy, cfg: GRPORunConfig, output_dir: str | 
 def setup_tuning(model, layout: VocabLayout, cfg: GRPORunConfig):
     """LoRA (+ trainable new rows, TRL fused-head fix) or full fine-tuning; returns ``(model, counts)``
     (:func:`getok.train.sft.setup_tuning` with the run's ``tuning`` section)."""
-    from ..train.sft import setup_tuning as _setup
 
     return _setup(model, layout, cfg.tuning)
 
 
 def answer_codec(cfg: GRPORunConfig, layout: VocabLayout) -> str:
     """``data.codec`` (checked against the model's layout), else the layout's first ``grid_offset`` codec."""
-    from ..codecs.base import get_codec
 
     if cfg.data.codec is not None:
         if cfg.data.codec not in layout.codecs and get_codec(cfg.data.codec).new_tokens():
@@ -161,11 +173,6 @@ def build_prompt_data(cfg: GRPORunConfig, spec: str, out_dir: str | Path, *, pro
     cells over the exact regions, the SFT targets), or the samples of ``data.dataset`` with those tasks;
     stage 2 keeps single-target samples; at most ``data.num_samples`` (shuffled with ``seed``).
     """
-    from ..config import config_to_dict
-    from ..data_builders.dataset import read_dataset, write_dataset
-    from ..data_builders.tasks import SampleList
-    from ..train.config import MixtureEntry
-    from ..train.data import _scenes_source, build_pool, check_dataset_layout
 
     out = Path(out_dir)
     d = cfg.data
@@ -186,7 +193,6 @@ def build_prompt_data(cfg: GRPORunConfig, spec: str, out_dir: str | Path, *, pro
                 pool.append(s)
         sources = list(ds.manifest.get("sources") or [])
     else:
-        from ..data_builders.scenes import generate_scenes
 
         scenes = generate_scenes(d.scenes.n, d.scenes.seed, d.scenes.scene_config())
         entry = MixtureEntry(type="tasks", tasks=list(cfg.tasks), codec=spec, greedy="exact")
@@ -216,7 +222,6 @@ def build_prompt_data(cfg: GRPORunConfig, spec: str, out_dir: str | Path, *, pro
 
 def sample_truth(sample, stage: int, layout_hash: str | None) -> str:
     """The packed truth of a prompt (:func:`~getok.data_builders.export.easyr1_truth`, task ``stage<k>``)."""
-    from ..data_builders.export import easyr1_truth
 
     t = easyr1_truth(sample, layout_hash)
     t["task"] = f"stage{stage}"
@@ -232,8 +237,6 @@ def grpo_rows(ds, stage: int, layout_hash: str | None = None):
     datasets.Dataset
         ``images`` is a list of ``datasets.Image`` (file paths, decoded to PIL when read).
     """
-    from ..errors import require
-    from ..eval.generate import prompt_messages
 
     datasets = require("datasets", "train", "GRPO prompts")
     f = datasets

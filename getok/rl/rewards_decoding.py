@@ -20,11 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codecs import NO_TARGET, Codec, get_codec
+from ..decoding import get_decoder
+from ..decoding.raster import RasterDecoder
 from ..errors import ConfigError, DecodeError, GetokError
 from ..geometry import Geometry
 from ..ops.grid import grid_points
 from ..ops.raster import cells_crop, grid_runs, raster_cells, raster_crop, trim_crop
 from ..provenance import image_hash
+from ..records import load_image_rgb
 from .rewards_common import line_key
 from .truth import Target, Truth
 
@@ -291,8 +294,6 @@ class DecoderSession:
     """
 
     def __init__(self, decoder=None, cache_size: int = 512, image_loader: Callable | None = None) -> None:
-        from ..decoding import get_decoder
-        from ..decoding.raster import RasterDecoder
 
         if decoder is None or isinstance(decoder, str):
             decoder = get_decoder(decoder or "raster")
@@ -342,7 +343,6 @@ class DecoderSession:
     def _load(self, path: str) -> np.ndarray:
         if path not in self._image_cache:
             if self._image_loader is None:
-                from ..records import load_image_rgb
 
                 self._image_loader = load_image_rgb
             if len(self._image_cache) > 8:

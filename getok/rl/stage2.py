@@ -52,6 +52,7 @@ from ..codecs.grid_offset import GridOffsetCodec
 from ..data_builders.offsets import DEFAULT_REFINE, OffsetConfig, label_points, noisy_proposal
 from ..data_builders.questions import stable_seed
 from ..errors import ConfigError, DataError, GetokError
+from ..eval.generate import prompt_messages
 from ..geometry import Geometry
 from ..ops.grid import cell_centers
 from ..ops.masks import rle_decode
@@ -180,7 +181,6 @@ def two_turn_sample(
 def refine_prompt_messages(sample: Sample, proposal_text: str, refine_prompt: str = REFINE_PROMPT) -> list[dict]:
     """TRL conversational prompt of the refine turn (:func:`~getok.eval.generate.prompt_messages` of the
     two-turn sample: the same messages SFT and the self-correction evaluation use)."""
-    from ..eval.generate import prompt_messages
 
     return prompt_messages(two_turn_sample(sample, proposal_text, "", refine_prompt))
 

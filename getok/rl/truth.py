@@ -55,6 +55,7 @@ from ..ops.boxes import box_to_mask, mask_to_box
 from ..ops.grid import grid_points, pixel_cell_lookup
 from ..ops.masks import as_mask, rle_decode, rle_encode
 from ..ops.points import pixel_values
+from ..records import check_image_size
 
 __all__ = ["TASKS", "TRUTH_VERSION", "Target", "Truth", "pack_truth", "unpack_truth", "truth_from_json"]
 
@@ -245,7 +246,6 @@ class Truth:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from ..records import check_image_size
 
         try:
             object.__setattr__(self, "size", as_size(self.size))

@@ -44,9 +44,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from ..codecs.base import get_codec
+from ..data_builders.dataset import Dataset, read_dataset
+from ..data_builders.export import export_easyr1
+from ..errors import ConfigError, DataError, require
 from ..io import atomic_dir
 from ..vocab.layout import LAYOUT_FILE
+from .easyr1 import STAGE2_TASKS, _model_layout, check_model_for_data, check_spatial_tokens
+from .rewards import RewardConfig
 from .rewards_common import clean_response
 from .stage2 import REFINE_PROMPT, check_proposal, fallback_proposal
 
@@ -149,8 +154,6 @@ def stage2_candidates(ds, tasks: tuple[str, ...] | None = None) -> tuple[list, C
     """The samples of a dataset that stage 2 can refine: single-turn, single-target mask questions of a
     ``grid_offset`` codec among ``tasks`` (default :data:`getok.rl.easyr1.STAGE2_TASKS`); returns them and
     the counts of the rest (``wrong_task``, ``not_single_target``)."""
-    from ..codecs.base import get_codec
-    from .easyr1 import STAGE2_TASKS
 
     tasks = tuple(tasks or STAGE2_TASKS)
     bad = [t for t in tasks if t not in STAGE2_TASKS]
@@ -213,10 +216,6 @@ def export_verl_stage2(data: str | Path, out: str | Path, *, model: str | Path |
     (Path, Counter)
         The directory and the counts (``rows``, ``wrong_task``, ``not_single_target``).
     """
-    from ..data_builders.dataset import Dataset, read_dataset
-    from ..data_builders.export import export_easyr1
-    from ..errors import require
-    from .easyr1 import check_model_for_data
 
     datasets = require("datasets", "data", "verl export")
     ds = read_dataset(data)
@@ -293,7 +292,6 @@ def _own_verl_checks(cfg) -> list[str]:
         raise ConfigError(f"reward.custom_reward_function.name is {crf.name!r}; use compute_score")
     from omegaconf import OmegaConf
 
-    from .rewards import RewardConfig
 
     kw = OmegaConf.to_container(crf.get("reward_kwargs") or {}, resolve=True)
     RewardConfig.from_dict(kw.get("config"))  # ConfigError on an unknown section / key
@@ -347,7 +345,6 @@ def check_verl(config: str | Path, overrides: list[str] | tuple[str, ...] = (), 
              + (f" with {len(overrides)} overrides" if overrides else "")]  # fmt: skip
     lines += _own_verl_checks(cfg)
     if model is not None and Path(str(model)).is_dir():
-        from .easyr1 import _model_layout, check_spatial_tokens
 
         ml = _model_layout(model)
         if ml is None:

@@ -18,6 +18,7 @@ import re
 import time
 from pathlib import Path
 
+from ..errors import DataError
 from ..io import atomic_write_json, atomic_write_text
 from ..vocab.layout import VocabLayout
 
@@ -86,7 +87,6 @@ def write_checkpoint_info(directory: str | Path, layout: VocabLayout, config_yam
 
 def read_checkpoint_info(directory: str | Path) -> dict:
     """The ``getok_checkpoint.json`` of a checkpoint (raises :class:`~getok.errors.DataError` when absent)."""
-    from ..errors import DataError
 
     p = Path(directory) / CHECKPOINT_INFO_FILE
     if not p.is_file():

@@ -20,6 +20,11 @@ import json
 import logging
 from collections.abc import Callable
 
+from ..cli.main import main as cli_main
+from .config import config_yaml, load_sft_config
+from .merge import merge_checkpoint
+from .sft import is_rank_zero, run_sft
+
 __all__ = ["register", "add_train_command", "main", "cmd_sft", "cmd_merge"]
 
 log = logging.getLogger("getok.train.cli")
@@ -58,15 +63,12 @@ def add_train_command(
 
 
 def _run_sft(config: str | None, overrides: list[str], args) -> int:
-    from .config import load_sft_config
 
     cfg = load_sft_config(config, overrides)  # ConfigError before anything heavy is imported
     if args.dry_run:
-        from .config import config_yaml
 
         print(config_yaml(cfg), end="")
         return 0
-    from .sft import is_rank_zero, run_sft
 
     summary = run_sft(cfg, progress=not args.quiet)
     if not is_rank_zero():  # several processes: rank 0 reports
@@ -86,7 +88,6 @@ cmd_sft = _run_sft
 
 
 def cmd_merge(args) -> int:
-    from .merge import merge_checkpoint
 
     out = merge_checkpoint(args.checkpoint, args.out, base=args.base, overwrite=args.overwrite)
     print(f"merged {args.checkpoint} into {out}")
@@ -112,7 +113,6 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m getok.train.cli``) with just these commands."""
-    from ..cli.main import main as cli_main
 
     return cli_main(argv, modules=['getok.train.cli'])
 

@@ -39,7 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..codecs.base import get_codec
 from ..config import check_numbers, config_to_dict, load_config
+from ..data_builders.tasks import TASKS
 from ..errors import ConfigError
 from .sections import EvalConfig, OptimConfig, ScenesConfig, TinyModelSource, TuningConfig, VocabConfig
 
@@ -175,7 +177,6 @@ class MixtureEntry:
         if self.type == "dataset" and not self.path:
             raise ConfigError(f"data.mixture[{self.label}] of type 'dataset' needs a path")
         if self.tasks is not None:
-            from ..data_builders.tasks import TASKS
 
             bad = [t for t in self.tasks if t not in TASKS]
             if bad or not self.tasks:
@@ -189,7 +190,6 @@ class MixtureEntry:
             if not self.ks or min(self.ks) < 1:
                 raise ConfigError(f"data.mixture[{self.label}].ks must be proposal sizes >= 1, got {self.ks}")
         if self.codec is not None:
-            from ..codecs.base import get_codec
 
             self.codec = get_codec(self.codec).spec
 
@@ -350,7 +350,6 @@ class SFTRunConfig:
 
     def check(self) -> None:
         """Cross-section checks: mixture codecs in the vocabulary, codec kinds per entry, disjoint scene series."""
-        from ..codecs.base import get_codec
 
         vocab = set(self.vocab.codecs)
         for e in self.data.mixture:

@@ -16,6 +16,7 @@ Two steps, both before any gradient is computed:
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,8 +24,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, GetokError, LayoutMismatchError
+from ..codecs.base import get_codec
+from ..config import config_to_dict
+from ..data_builders.dataset import Dataset, read_dataset, write_dataset
+from ..data_builders.export import trl_messages
+from ..data_builders.greedy import GreedyGeometryFn
+from ..data_builders.offsets import OffsetConfig, offset_sample
+from ..data_builders.polygons import polygon_sample
+from ..data_builders.refine import refine_from_tasks
+from ..data_builders.scenes import generate_scenes
+from ..data_builders.tasks import SampleList, TaskConfig, build_tasks, image_ref
+from ..errors import DataError, GetokError, LayoutMismatchError, require
 from ..provenance import fingerprint
+from ..records import load_image_rgb
+from ..samples import IMAGE_PLACEHOLDER, Sample
+from ..vocab.adapters import adapter_for
 from ..vocab.layout import VocabLayout
 from .config import DataConfig, EvalConfig, MixtureEntry
 
@@ -46,7 +60,6 @@ log = logging.getLogger("getok.train.data")
 
 # ---------------------------------------------------------------------------------------------- pools
 def _grid_n(spec: str) -> int | None:
-    from ..codecs.base import get_codec
 
     return getattr(get_codec(spec).config, "n", None)
 
@@ -55,7 +68,6 @@ def _geometry_fn(entry: MixtureEntry, spec: str):
     n = _grid_n(spec)
     if n is None or not entry.greedy or entry.greedy == "none":
         return None
-    from ..data_builders.greedy import GreedyGeometryFn
 
     return GreedyGeometryFn(entry.greedy, n=n)
 
@@ -67,10 +79,6 @@ def _query_of(obj) -> str:
 
 def _object_samples(entry: MixtureEntry, spec: str, scenes, seed: int):
     """Offset / polygon samples: one per object of each scene (a SampleList with the scene images)."""
-    from ..data_builders.greedy import GreedyGeometryFn
-    from ..data_builders.offsets import offset_sample
-    from ..data_builders.polygons import polygon_sample
-    from ..data_builders.tasks import SampleList, image_ref
 
     out = SampleList(settings={"codec": spec, "type": entry.type})
     greedy = GreedyGeometryFn(entry.greedy or "exact", n=_grid_n(spec)) if entry.type == "offsets" else None
@@ -88,8 +96,6 @@ def _object_samples(entry: MixtureEntry, spec: str, scenes, seed: int):
                             others |= m
                     cells = greedy(im, obj).cells
                     rng = np.random.default_rng([seed, k, j])
-                    from ..data_builders.offsets import OffsetConfig
-
                     s = offset_sample(
                         masks[j], spec, sample_id=sid, image_id=im.image_id, image=ref, query=_query_of(obj),
                         cfg=OffsetConfig(k=entry.k, inside_steps=entry.inside_steps), true_cells=cells,
@@ -120,10 +126,8 @@ def build_pool(entry: MixtureEntry, vocab_codecs: list[str], scenes, task_seed: 
         The procedural scenes (unused by ``dataset`` entries).
     task_seed : int
     """
-    from ..data_builders.tasks import SampleList, TaskConfig, build_tasks
 
     if entry.type == "dataset":
-        from ..data_builders.dataset import read_dataset
 
         ds = read_dataset(entry.path, check_images=False)  # unreadable images are counted when loading
         check_dataset_layout(ds.manifest, vocab_codecs, where=str(entry.path))
@@ -131,7 +135,6 @@ def build_pool(entry: MixtureEntry, vocab_codecs: list[str], scenes, task_seed: 
         for s in ds:
             d = s.to_dict()
             d["image"] = str(ds.image_path(s).resolve())
-            from ..samples import Sample
 
             out.append(Sample.from_dict(d))
         return out
@@ -143,7 +146,6 @@ def build_pool(entry: MixtureEntry, vocab_codecs: list[str], scenes, task_seed: 
         tasks = build_tasks(scenes, spec, TaskConfig(**kw), geometry_fn=_geometry_fn(entry, spec))
         if entry.type == "tasks":
             return tasks
-        from ..data_builders.refine import refine_from_tasks
 
         return refine_from_tasks(tasks, scenes, spec, entry.ks or [entry.k], anchor=entry.anchor, seed=task_seed,
                                  inside_steps=entry.inside_steps)  # fmt: skip
@@ -164,7 +166,6 @@ def check_dataset_layout(manifest: dict, vocab_codecs: list[str], where: str = "
     h = manifest.get("layout_hash")
     if h == model_layout.hash:
         return
-    from ..codecs.base import get_codec
 
     specs = [get_codec(c).spec for c in codecs]
     missing = [c for c in specs if c not in model_layout.codecs]
@@ -191,7 +192,6 @@ def mix_pools(pools: dict[str, list], weights: dict[str, float], num_samples: in
     >>> len(out), sum(s.sample_id.startswith("a") for s in out)
     (10, 5)
     """
-    import copy
 
     names = [k for k in pools if weights.get(k, 0) > 0]
     empty = [k for k in names if not pools[k]]
@@ -233,8 +233,6 @@ def build_mixture(
     Path
         ``out_dir``.
     """
-    from ..config import config_to_dict
-    from ..data_builders.dataset import read_dataset, write_dataset
 
     out = Path(out_dir)
     spec = {"data": config_to_dict(data), "vocab_codecs": list(vocab_codecs), "seed": seed}
@@ -249,7 +247,6 @@ def build_mixture(
         )
     scenes = []
     if any(e.type != "dataset" for e in data.mixture):
-        from ..data_builders.scenes import generate_scenes
 
         scenes = generate_scenes(data.scenes.n, data.scenes.seed, data.scenes.scene_config())
     pools, weights, images, skipped = {}, {}, {}, []
@@ -281,9 +278,6 @@ def build_mixture(
 
 def build_eval_set(ev: EvalConfig, data: DataConfig, codec: str, out_dir: str | Path) -> Path:
     """Held-out procedural scenes (series ``ev.seed``) as query tasks in ``codec`` (reused when present)."""
-    from ..data_builders.dataset import read_dataset, write_dataset
-    from ..data_builders.scenes import generate_scenes
-    from ..data_builders.tasks import TaskConfig, build_tasks
 
     out = Path(out_dir)
     spec = {"n": ev.n_scenes, "seed": ev.seed, "tasks": list(ev.tasks), "codec": codec,
@@ -310,7 +304,6 @@ def image_token_count(processor, size: tuple[int, int], adapter=None) -> int:
     """Image tokens the processor makes for an image of ``size`` (H, W), as the model family's adapter counts
     them (:func:`~getok.vocab.adapters.adapter_for`: Qwen-VL asks its image processor, other families render
     once per size)."""
-    from ..vocab.adapters import adapter_for
 
     return (adapter or adapter_for(processor)).image_token_count(processor, size)
 
@@ -325,7 +318,6 @@ def sample_lengths(
     adds the tokens the processor expands it into for its image's size
     (:meth:`~getok.vocab.adapters.ModelAdapter.image_tokens_added`: image tokens and the family's markers).
     """
-    from ..vocab.adapters import adapter_for
 
     adapter = adapter or adapter_for(processor)
     tok = processor.tokenizer
@@ -373,7 +365,6 @@ def examples_dataset(messages: list[list[dict]], image_paths: list[list[str]]):
     ``images`` is a list of ``datasets.Image`` per row, stored as file paths and decoded to PIL when a row
     is read (what TRL's vision collator takes).
     """
-    from ..errors import require
 
     datasets = require("datasets", "train", "SFT data")
     if len(messages) != len(image_paths):
@@ -391,7 +382,6 @@ def _open_rgb(path):
     """A decoded RGB PIL image (raises DataError naming the file)."""
     from PIL import Image
 
-    from ..records import load_image_rgb
 
     return Image.fromarray(load_image_rgb(path))
 
@@ -408,9 +398,6 @@ def prepare_examples(data, processor, max_length: int, *, progress: bool = False
     (datasets.Dataset, PrepareStats)
         The examples (:func:`examples_dataset`: ``messages`` + ``images``) and what was kept / dropped.
     """
-    from ..data_builders.dataset import Dataset, read_dataset
-    from ..data_builders.export import trl_messages
-    from ..samples import IMAGE_PLACEHOLDER
 
     ds = data if isinstance(data, Dataset) else read_dataset(data, check_images=False)
     stats = PrepareStats(total=len(ds), max_length=int(max_length))

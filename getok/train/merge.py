@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..vocab import load_adapter, load_model_and_processor, merge_and_save, save_with_layout, validate_layout
 from ..vocab.layout import VocabLayout
 from .callbacks import CONFIG_FILE, read_checkpoint_info, write_checkpoint_info
 
@@ -29,7 +30,6 @@ def load_checkpoint(checkpoint: str | Path, *, base: str | Path | None = None, d
         ``model`` is a ``PeftModel`` for LoRA checkpoints, a plain model for full ones; ``info`` is the
         checkpoint's ``getok_checkpoint.json``.
     """
-    from ..vocab import load_adapter, load_model_and_processor, validate_layout
 
     ckpt = Path(checkpoint)
     info = read_checkpoint_info(ckpt)
@@ -61,7 +61,6 @@ def merge_checkpoint(
     base : path, optional
         Base model directory (default: the one the checkpoint records).
     """
-    from ..vocab import merge_and_save, save_with_layout
 
     ckpt = Path(checkpoint)
     model, processor, layout, info = load_checkpoint(ckpt, base=base)

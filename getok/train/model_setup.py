@@ -10,13 +10,27 @@ vision warm-up (``OUTPUT/base-warm``), the spatial vocabulary and the tuning set
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+from ..data_builders.scenes import generate_scenes
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json
+from ..vocab import (
+    add_spatial_tokens,
+    apply_trl_fused_head_fix,
+    full_finetune_setup,
+    get_peft_model_for,
+    load_model_and_processor,
+    save_with_layout,
+    validate_layout,
+)
+from ..vocab.adapters import adapter_for
+from ..vocab.tiny import build_tiny_model, read_tiny_config
 from .config import SFTRunConfig
 from .trainer import usable_cores
+from .vision_warmup import warm_up_vision
 
 __all__ = [
     "set_pixel_bounds",
@@ -33,7 +47,6 @@ def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None) 
     processor has such bounds, through the family's adapter (:mod:`getok.vocab.adapters`): Qwen2 / 2.5-VL
     ``size`` ``shortest_edge`` / ``longest_edge``, Qwen3-VL the same in its patch x merge unit; a CLIP /
     SigLIP / Idefics3 processor keeps its own sizes (logged). Returns whether the processor was changed."""
-    from ..vocab.adapters import adapter_for
 
     return adapter_for(processor).set_pixel_bounds(processor, min_pixels, max_pixels)
 
@@ -45,7 +58,6 @@ def prepare_base(cfg: SFTRunConfig, output_dir: str | Path) -> Path:
         if not (p / "config.json").is_file():
             raise ConfigError(f"model.path {p} is not a model directory (no config.json); use 'tiny' or a local dir")
         return p
-    from ..vocab.tiny import build_tiny_model, read_tiny_config
 
     base = Path(output_dir) / "base"
     want = cfg.model.tiny_config()
@@ -73,12 +85,7 @@ def prepare_warm_base(cfg: SFTRunConfig, base: Path, output_dir: str | Path, *, 
     steps = wc.steps_for(cfg.model)
     if not steps:
         return Path(base)
-    import dataclasses
 
-    from ..data_builders.scenes import generate_scenes
-    from ..vocab import add_spatial_tokens, load_model_and_processor, save_with_layout, validate_layout
-    from ..vocab.tiny import read_tiny_config
-    from .vision_warmup import warm_up_vision
 
     out = Path(output_dir) / WARM_DIR
     wc = dataclasses.replace(wc, steps=steps)
@@ -124,7 +131,6 @@ def setup_model(cfg: SFTRunConfig, base: str | Path):
         ``model`` is a ``PeftModel`` (LoRA) or the base model (full); ``layout`` has ids; ``counts`` are
         ``{"trainable": ..., "frozen": ...}`` parameter counts.
     """
-    from ..vocab import add_spatial_tokens, load_model_and_processor, validate_layout
 
     m = cfg.model
     model, processor = load_model_and_processor(
@@ -145,7 +151,6 @@ def setup_tuning(model, layout, t):
     """LoRA (+ trainable new rows, TRL's fused-head fix) or full fine-tuning per a ``tuning:`` section
     (:class:`~getok.train.config.TuningConfig`, shared by SFT and GRPO); returns ``(model, counts)`` with
     ``counts = {"trainable": ..., "frozen": ...}`` parameter counts, the model in train mode."""
-    from ..vocab import apply_trl_fused_head_fix, full_finetune_setup, get_peft_model_for
 
     if t.mode == "lora":
         apply_trl_fused_head_fix()

@@ -4,11 +4,16 @@ evaluation — each defined once, with its validation."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from ..codecs.base import get_codec
 from ..config import check_numbers
+from ..data_builders.scenes import SceneConfig
+from ..data_builders.tasks import TASKS
 from ..errors import ConfigError
+from ..vocab.tiny import TinyModelConfig
 
 __all__ = ["TinyModelSource", "VocabConfig", "TuningConfig", "ScenesConfig", "OptimConfig", "EvalConfig"]
 
@@ -25,7 +30,6 @@ class TinyModelSource:
 
     def tiny_config(self):
         """The :class:`~getok.vocab.tiny.TinyModelConfig` of ``path: tiny`` (seed, pixel bounds, overrides)."""
-        from ..vocab.tiny import TinyModelConfig
 
         return TinyModelConfig.for_run(self)
 
@@ -53,7 +57,6 @@ class VocabConfig:
     pad_to_multiple_of: int | None = None
 
     def __post_init__(self):
-        from ..codecs.base import get_codec
 
         if not self.codecs:
             raise ConfigError("vocab.codecs must name at least one codec")
@@ -114,7 +117,6 @@ class TuningConfig:
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"tuning.dropout must be in [0, 1), got {self.dropout}")
         if self.target_modules is not None:
-            import re
 
             try:
                 re.compile(self.target_modules)
@@ -129,7 +131,6 @@ _SERIES_FIELDS = ("n", "seed")
 def _scene_default(name: str):
     """:class:`~getok.data_builders.scenes.SceneConfig`'s default of a scene setting (a tuple as a list, the
     YAML form)."""
-    from ..data_builders.scenes import SceneConfig
 
     value = getattr(SceneConfig, name)
     return list(value) if isinstance(value, tuple) else value
@@ -184,7 +185,6 @@ class ScenesConfig:
 
     def scene_config(self):
         """The :class:`~getok.data_builders.scenes.SceneConfig` (raises ConfigError on bad values)."""
-        from ..data_builders.scenes import SceneConfig
 
         try:
             return SceneConfig(**self.scene_settings())
@@ -300,7 +300,6 @@ class EvalConfig:
 
     def __post_init__(self):
         check_numbers(self, "eval", positive=("n_scenes", "limit", "batch_size", "max_new_tokens"))
-        from ..data_builders.tasks import TASKS
 
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:

@@ -34,8 +34,12 @@ import logging
 import os
 from pathlib import Path
 
-from ..io import atomic_write_json, atomic_write_text
+from .._version import __version__
+from ..eval.runner import evaluate
+from ..io import atomic_dir, atomic_write_json, atomic_write_text
 from ..provenance import Clock
+from ..vocab import save_adapter, save_with_layout
+from ..vocab.adapters import adapter_for, check_supported_dir
 from .callbacks import (
     CONFIG_FILE,
     CheckpointInfoCallback,
@@ -47,6 +51,7 @@ from .callbacks import (
 )
 from .checkpoints import truncate_jsonl
 from .config import SFTRunConfig, config_yaml
+from .data import build_eval_set, build_mixture, prepare_examples
 from .model_setup import WARM_DIR, prepare_base, prepare_warm_base, set_pixel_bounds, setup_model, setup_tuning  # noqa: F401
 from .trainer import (  # noqa: F401  (the unused ones: imported from here by GRPO, the demo, the tests)
     LastTurnCollator,
@@ -83,17 +88,12 @@ log = logging.getLogger("getok.train.sft")
 def evaluate_heldout(
     model, processor, eval_dir: str | Path, cfg: SFTRunConfig, out_dir: str | Path, *, progress: bool = False
 ) -> dict:
-    """Held-out evaluation with :func:`getok.eval.runner.evaluate` (``{"skipped": reason}`` if unavailable).
+    """Held-out evaluation with :func:`getok.eval.runner.evaluate`.
 
     Returns the runner's summary (``overall`` and ``per_task`` tables: ``gIoU``, ``cIoU``, ``Acc@0.5``,
     ``invalid_rate``, ...); records and tables are written under ``out_dir`` (always recomputed: a
     resumed training run must not reuse the records of an earlier model state).
     """
-    try:
-        from ..eval.runner import evaluate
-    except ImportError as exc:
-        log.warning("held-out evaluation skipped: %s", exc)
-        return {"skipped": f"getok.eval.runner not available: {exc}"}
     ev = cfg.eval
     was_training = model.training
     model.eval()
@@ -122,7 +122,6 @@ def headline(summary: dict) -> dict:
 # ---------------------------------------------------------------------------------------------- run
 def checkpoint_info(cfg: SFTRunConfig, base: Path) -> dict:
     """What a checkpoint records besides layout and config."""
-    from .._version import __version__
 
     return {
         "base_model": str(Path(base).resolve()),
@@ -155,11 +154,9 @@ def zero3_state_dict(trainer):
 def save_model_dir(model, processor, layout, out: Path, *, lora: bool, state_dict=None) -> Path:
     """:func:`~getok.vocab.save_adapter` (``lora``) or :func:`~getok.vocab.save_with_layout`; with a gathered
     ZeRO-3 ``state_dict`` the same files, the weights taken from it (the local parameters are shards)."""
-    from ..vocab import save_adapter, save_with_layout
 
     if state_dict is None:
         return (save_adapter if lora else save_with_layout)(model, processor, layout, out, overwrite=True)
-    from ..io import atomic_dir
 
     extra = {"save_embedding_layers": False} if lora else {}
     with atomic_dir(out, overwrite=True) as tmp:
@@ -209,10 +206,8 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
     from accelerate import PartialState
     from transformers import set_seed
 
-    from .data import build_eval_set, build_mixture, prepare_examples
 
     if not cfg.model.is_tiny:  # a family getok cannot drive (PaliGemma) fails here, in one line
-        from ..vocab.adapters import adapter_for, check_supported_dir
 
         saved = check_supported_dir(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
         if saved is not None:  # a chat template TRL cannot mask fails here too, before anything is written

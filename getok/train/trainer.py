@@ -12,10 +12,13 @@ getok's checkpoints and the optional last-turn loss, and where the run executes 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
 
+from ..vocab.adapters import adapter_for
+from .checkpoints import CheckpointMixin
 from .config import SFTRunConfig
 
 __all__ = [
@@ -36,7 +39,6 @@ def report_to(train) -> list[str]:
     """Trackers of a run: ``train.report_to`` plus TensorBoard when it is installed (``["none"]`` if empty)."""
     out = list(train.report_to)
     if "tensorboard" not in out:
-        import importlib.util
 
         if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
             out.append("tensorboard")
@@ -149,7 +151,6 @@ class LastTurnCollator:
 def _trainer_class():
     from trl import SFTTrainer
 
-    from .checkpoints import CheckpointMixin
 
     class GetokSFTTrainer(CheckpointMixin, SFTTrainer):
         """``SFTTrainer`` with getok's checkpoints (:mod:`getok.train.checkpoints`: compact adapters,
@@ -178,7 +179,6 @@ def make_trainer(model, processor, examples, args, callbacks=(), loss_turns: str
     The processor's chat template is checked first (:meth:`~getok.vocab.adapters.ModelAdapter.training_chat_template`):
     one with ``{% generation %}`` markers is used as is, a real template TRL knows (Qwen2.5-VL, Qwen3-VL ...) is
     swapped by TRL for its training template, any other raises :class:`~getok.errors.ConfigError`."""
-    from ..vocab.adapters import adapter_for
 
     if adapter_for(processor).training_chat_template(processor) is not None:
         log.info("chat template without %s markers: TRL's training template renders the samples", "{% generation %}")

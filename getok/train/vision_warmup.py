@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..codecs.base import get_codec
 from ..codecs.tokens import grid_token
 from ..errors import ConfigError
 from ..ops.grid import pixel_cell_lookup
@@ -97,7 +98,6 @@ def word_row(tokenizer, embeddings, word: str):
 
 def _grid_n(layout) -> int | None:
     """The grid size of the vocabulary's first grid codec (None: no grid tokens to align to)."""
-    from ..codecs.base import get_codec
 
     for spec in layout.codecs:
         c = get_codec(spec)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import weakref
+from pathlib import Path
 
 from ..errors import ConfigError, GetokError
 from ..registry import Registry
+from .peft_utils import language_model_lora_regex, language_model_prefix, parameter_part
 
 __all__ = [
     "ModelAdapter",
@@ -117,7 +119,6 @@ def check_supported_dir(path, trust_remote_code: bool = False):
     load (the commands call it first). Returns the processor (SFT checks its chat template next,
     :meth:`ModelAdapter.training_chat_template`), or ``None`` for a directory whose processor does not load
     (left to the loader)."""
-    from pathlib import Path
 
     if not (Path(path) / "processor_config.json").is_file() and not (Path(path) / "tokenizer_config.json").is_file():
         return None
@@ -245,19 +246,16 @@ class ModelAdapter:
 
     # ------------------------------------------------------------------ parts and LoRA
     def language_model_prefix(self, model) -> str:
-        from .peft_utils import language_model_prefix
 
         return language_model_prefix(model)
 
     def parameter_part(self, name: str, model) -> str:
         """``language``, ``projector`` or ``vision`` for a parameter of ``model``."""
-        from .peft_utils import parameter_part
 
         return parameter_part(name, self.language_model_prefix(model))
 
     def lora_target_modules(self, model) -> str:
         """peft ``target_modules`` regex: every linear layer of the language model."""
-        from .peft_utils import language_model_lora_regex
 
         return language_model_lora_regex(model)
 

@@ -18,6 +18,14 @@ import json
 import time
 from pathlib import Path
 
+from ..cli.main import main as cli_main
+from ..errors import ConfigError, LayoutMismatchError
+from .layout import LAYOUT_FILE, VocabLayout
+from .loading import load_model_and_processor
+from .resize import resize_grid, resize_offsets
+from .tiny import TinyModelConfig, build_tiny_model
+from .tokens import add_spatial_tokens, save_with_layout
+
 __all__ = ["register", "main"]
 
 
@@ -97,8 +105,6 @@ def register(subparsers) -> None:
 
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_tiny_init(args) -> int:
-    from ..errors import ConfigError
-    from .tiny import TinyModelConfig, build_tiny_model
 
     kw = {}
     for opt, fld in (
@@ -159,8 +165,6 @@ def _prod(shape) -> int:
 
 
 def _load(args):
-    from .layout import LAYOUT_FILE, VocabLayout
-    from .loading import load_model_and_processor
 
     model, processor = load_model_and_processor(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     layout = VocabLayout.load(args.model) if (Path(args.model) / LAYOUT_FILE).is_file() else None
@@ -168,7 +172,6 @@ def _load(args):
 
 
 def _save(model, processor, layout, out: Path, overwrite: bool) -> None:
-    from .tokens import save_with_layout
 
     save_with_layout(model, processor, layout, out, overwrite=overwrite)
 
@@ -182,8 +185,6 @@ def _summary(layout, model, t0) -> str:
 
 
 def cmd_vocab_add(args) -> int:
-    from ..errors import ConfigError
-    from .tokens import add_spatial_tokens
 
     t0 = time.perf_counter()
     model, processor, existing = _load(args)
@@ -200,7 +201,6 @@ def cmd_vocab_add(args) -> int:
 
 
 def _need_layout(layout, path):
-    from ..errors import LayoutMismatchError
 
     if layout is None:
         raise LayoutMismatchError(f"{path} has no getok_layout.json; add tokens first with `getok vocab add`")
@@ -208,7 +208,6 @@ def _need_layout(layout, path):
 
 
 def cmd_vocab_resize_grid(args) -> int:
-    from .resize import resize_grid
 
     t0 = time.perf_counter()
     model, processor, layout = _load(args)
@@ -222,7 +221,6 @@ def cmd_vocab_resize_grid(args) -> int:
 
 
 def cmd_vocab_resize_offsets(args) -> int:
-    from .resize import resize_offsets
 
     t0 = time.perf_counter()
     model, processor, layout = _load(args)
@@ -238,7 +236,6 @@ def cmd_vocab_resize_offsets(args) -> int:
 def cmd_vocab_show(args) -> int:
     from transformers import AutoTokenizer
 
-    from .layout import VocabLayout
 
     layout = VocabLayout.load(args.dir)
     layout.validate(AutoTokenizer.from_pretrained(args.dir))
@@ -252,7 +249,6 @@ def cmd_vocab_show(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m getok.vocab.cli``): ``tiny-model`` and ``vocab``."""
-    from ..cli.main import main as cli_main
 
     return cli_main(argv, modules=['getok.vocab.cli'])
 

@@ -35,6 +35,9 @@ import copy
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io import atomic_dir
+from .adapters import adapter_for, check_supported
+from .tiny import TinyModelConfig, build_tiny_tokenizer, make_tiny_model
 
 __all__ = [
     "FAMILIES",
@@ -110,7 +113,6 @@ def check_family_supported(processor) -> None:
     GetokError
         Naming the family and the reason.
     """
-    from .adapters import check_supported
 
     check_supported(processor)
 
@@ -118,7 +120,6 @@ def check_family_supported(processor) -> None:
 def _tokenizer(extra: list[str], **attrs):
     """The tiny BPE tokenizer (trained once per process) with ``extra`` special tokens; ``attrs`` name them
     (``image_token="<image>"`` ...) as the family's processor expects."""
-    from .tiny import build_tiny_tokenizer
 
     global _BASE_TOKENIZER
     if _BASE_TOKENIZER is None:
@@ -146,7 +147,6 @@ def _text_common(tok) -> dict:
 
 # ------------------------------------------------------------------------------------------------ builders
 def _qwen(family: str, seed: int):
-    from .tiny import TinyModelConfig, make_tiny_model
 
     sizes = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
                  mrope_section=(2, 3, 3), vision_hidden_size=32, vision_intermediate_size=64, vision_num_heads=2,
@@ -173,7 +173,6 @@ def _qwen2_vl(cfg):
     )
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    from .tiny import make_tiny_model
 
     ref, qproc = make_tiny_model(cfg)
     tok = qproc.tokenizer
@@ -376,7 +375,6 @@ def make_family_model(family: str, seed: int = 0):
     """
     from transformers import GenerationConfig
 
-    from .adapters import adapter_for
 
     if family not in FAMILIES:
         raise ConfigError(f"unknown family {family!r}; one of {list(FAMILIES)}")
@@ -395,7 +393,6 @@ def make_family_model(family: str, seed: int = 0):
 def build_family_model(family: str, out_dir: str | Path, seed: int = 0, overwrite: bool = False) -> Path:
     """:func:`make_family_model` written to ``out_dir`` (model + processor), loadable with
     :func:`~getok.vocab.loading.load_model_and_processor` offline."""
-    from ..io import atomic_dir
 
     model, proc = make_family_model(family, seed)
     out = Path(out_dir)

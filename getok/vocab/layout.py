@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..codecs.base import Codec, get_codec
 from ..errors import LayoutMismatchError
+from ..io import atomic_write_text
 
 __all__ = ["VocabLayout", "LAYOUT_FILE"]
 
@@ -56,7 +57,6 @@ class VocabLayout:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``getok_layout.json`` into ``directory`` atomically."""
-        from ..io import atomic_write_text
 
         path = Path(directory) / LAYOUT_FILE
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))

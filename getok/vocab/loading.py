@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..errors import ConfigError as _ConfigError
+from .layout import LAYOUT_FILE, VocabLayout
+from .tokens import validate_layout
 
 __all__ = ["ensure_processor", "load_model_and_processor"]
 
@@ -21,13 +25,11 @@ def ensure_processor(obj, path: str | Path, trust_remote_code: bool = False):
     """
     if hasattr(obj, "image_processor"):
         return obj
-    import inspect
 
     import transformers
     from transformers import AutoConfig, AutoImageProcessor
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
-    from ..errors import ConfigError as _ConfigError
 
     model_type = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type
     cls_name = PROCESSOR_MAPPING_NAMES.get(model_type)
@@ -101,8 +103,6 @@ def load_model_and_processor(
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     processor = ensure_processor(processor, path, trust_remote_code=trust_remote_code)
     if check_layout:
-        from .layout import LAYOUT_FILE, VocabLayout
-        from .tokens import validate_layout
 
         if (path / LAYOUT_FILE).is_file():
             validate_layout(VocabLayout.load(path), processor.tokenizer, model=model)

@@ -24,7 +24,10 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..io import atomic_dir
 from .layout import VocabLayout
+from .loading import ensure_processor, load_model_and_processor
+from .tokens import add_spatial_tokens, save_with_layout, validate_layout
 
 __all__ = [
     "LANGUAGE_MODEL_LORA_REGEX",
@@ -333,7 +336,6 @@ def full_finetune_setup(
 # ------------------------------------------------------------------------------------------------ save / load
 def save_adapter(peft_model, processor, layout: VocabLayout, out_dir: str | Path, overwrite: bool = False) -> Path:
     """Write the adapter (LoRA + trainable rows only), the processor and the layout to ``out_dir`` atomically."""
-    from ..io import atomic_dir
 
     out = Path(out_dir)
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -357,8 +359,6 @@ def load_adapter(adapter_dir: str | Path, base: str | Path | None = None, is_tra
     """
     from peft import PeftModel
 
-    from .loading import load_model_and_processor
-    from .tokens import add_spatial_tokens, validate_layout
 
     adapter_dir = Path(adapter_dir)
     cfg_path = adapter_dir / "adapter_config.json"
@@ -372,7 +372,6 @@ def load_adapter(adapter_dir: str | Path, base: str | Path | None = None, is_tra
     model, _ = load_model_and_processor(base, check_layout=False, **load_kwargs)
     from transformers import AutoProcessor
 
-    from .loading import ensure_processor
 
     processor = ensure_processor(AutoProcessor.from_pretrained(adapter_dir), adapter_dir)
     got = add_spatial_tokens(
@@ -393,7 +392,6 @@ def merge_and_save(peft_model, processor, layout: VocabLayout, out_dir: str | Pa
     logits. ``peft_model`` is merged in place (``merge_and_unload``) and should not be used afterwards.
     Written atomically.
     """
-    from .tokens import save_with_layout
 
     merged = peft_model.merge_and_unload()
     return save_with_layout(merged, processor, layout, out_dir, overwrite=overwrite)

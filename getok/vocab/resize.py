@@ -28,8 +28,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..codecs.base import Codec
-from ..codecs.tokens import grid_token, offset_tokens, parse_offset_token
+from ..codecs.tokens import MAX_GRID_N, grid_token, offset_tokens, parse_offset_token
 from ..errors import ConfigError
+from .init import row_stats
 from .layout import VocabLayout
 from .tokens import (
     _check_one_id,
@@ -226,7 +227,6 @@ def rebuild_spatial_vocab(
         rin, rout = compute_init_rows(model, tok, todo, owner, init, seed, stat, init_options)
         for k, t in enumerate(todo):
             values[t] = (rin[k], None if rout is None else rout[k])
-    from .init import row_stats
 
     stat = _stat_ids(min(base_vocab, old_rows), list(old_id.values()))
     mean_in = row_stats(model.get_input_embeddings().weight, stat)[0]
@@ -333,7 +333,6 @@ def resize_grid(
     (processor_or_tokenizer, VocabLayout)
         See :func:`rebuild_spatial_vocab`.
     """
-    from ..codecs.tokens import MAX_GRID_N
 
     if isinstance(new_n, bool) or not isinstance(new_n, int) or not 1 <= new_n <= MAX_GRID_N:
         raise ConfigError(f"new_n must be an int in [1, {MAX_GRID_N}] (the codecs' grid limit), got {new_n!r}")

@@ -51,6 +51,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..io import atomic_dir, atomic_write_json
 from .tiny_config import FAMILIES, MOE_FIELDS, TinyModelConfig
 from .tiny_text import CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS, _train_tokenizer, build_tiny_tokenizer, chat_template
 
@@ -205,7 +206,6 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
     Path
         ``out_dir``, loadable with ``AutoModelForImageTextToText`` / ``AutoProcessor`` offline.
     """
-    from ..io import atomic_dir, atomic_write_json
 
     cfg = config or TinyModelConfig()
     model, processor = make_tiny_model(cfg)

@@ -6,6 +6,7 @@ markers (:func:`chat_template`) and the byte-level BPE tokenizer trained on the 
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ._corpus import tokenizer_corpus
 from .tiny_config import TinyModelConfig
 
 __all__ = ["QWEN_SPECIAL_TOKENS", "CHAT_TEMPLATE", "chat_template", "build_tiny_tokenizer"]
@@ -106,7 +107,6 @@ def _train_tokenizer(cfg: TinyModelConfig):
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from ._corpus import tokenizer_corpus
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()

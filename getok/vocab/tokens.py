@@ -30,6 +30,8 @@ import numpy as np
 
 from ..codecs.base import Codec, get_codec
 from ..errors import ConfigError, LayoutMismatchError
+from ..io import atomic_dir
+from .init import InitContext, get_init, row_stats
 from .layout import VocabLayout
 
 __all__ = [
@@ -186,7 +188,6 @@ def _stat_ids(n_real: int, exclude: Sequence[int]) -> np.ndarray:
 
 def compute_init_rows(model, tokenizer, tokens, owner, init: str, seed: int, stat_ids, options=None):
     """Run init strategy ``init`` for ``tokens``: ``(rows_in (k, dim), rows_out (k, dim) | None)`` float32."""
-    from .init import InitContext, get_init
 
     strategy = get_init(init)
     emb = model.get_input_embeddings().weight
@@ -303,7 +304,6 @@ def add_spatial_tokens(
         # rows past every token (fresh padding): mean row of the existing tokens, no noise
         pad_rows = [r for r in range(rows_before, rows) if r not in values_in]
         if pad_rows:
-            from .init import row_stats
 
             mean_in = row_stats(model.get_input_embeddings().weight, stat)[0]
             mean_out = None if is_tied(model) else row_stats(model.get_output_embeddings().weight, stat)[0]
@@ -320,7 +320,6 @@ def add_spatial_tokens(
     elif rows != rows_before:
         sources = np.where(np.arange(rows) < rows_before, np.arange(rows), -1)
         stat = _stat_ids(min(len_before, rows_before), list(layout_ids))
-        from .init import row_stats
 
         mean_in = row_stats(model.get_input_embeddings().weight, stat)[0]
         mean_out = None if is_tied(model) else row_stats(model.get_output_embeddings().weight, stat)[0]
@@ -363,7 +362,6 @@ def validate_layout(layout: VocabLayout, processor_or_tokenizer, model=None) -> 
 
 def save_with_layout(model, processor_or_tokenizer, layout: VocabLayout, out_dir, overwrite: bool = False) -> Path:
     """Validate, then write model (safetensors), processor / tokenizer and ``getok_layout.json`` atomically."""
-    from ..io import atomic_dir
 
     validate_layout(layout, processor_or_tokenizer, model)
     out = Path(out_dir)

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ...conventions import as_size
-from ...errors import GeometryError
+from ...errors import GeometryError, require
 from ...ops.grid import grid_points
 
 __all__ = ["ProposalStack", "MaskProposer", "StackBuilder", "grid_pixels", "point_pixels"]
@@ -102,7 +102,6 @@ class ProposalStack:
         """
         cached = getattr(self, "_rles", None)
         if cached is None or len(cached) != len(self.masks):
-            from ...errors import require
 
             mask_utils = require("pycocotools.mask", "coco", "RLE proposals")
             if len(self.masks) == 0:

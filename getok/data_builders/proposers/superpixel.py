@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ...errors import ConfigError, GeometryError
+from ...provenance import image_hash
 from .base import ProposalStack, point_pixels
 from .registry import register_proposer
 
@@ -104,7 +105,6 @@ class SuperpixelProposer:
 
     def labels(self, image: np.ndarray) -> np.ndarray:
         """The over-segmentation ``(H, W)`` int64 of ``image`` (the last one is kept)."""
-        from ...provenance import image_hash
 
         h = image_hash(np.asarray(image))
         if self._last is None or self._last[0] != h:

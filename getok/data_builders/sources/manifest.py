@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError, GetokError
+from ...io import atomic_dir
 from ...ops.masks import rle_encode
 from ...records import AnnotatedImage, AnnotatedObject
 from .base import (
@@ -259,7 +260,6 @@ def write_manifest(
     Used by ``getok build scenes``; works for any source (e.g. to freeze a filtered COCO subset).
     Atomic: the directory appears complete or not at all.
     """
-    from ...io import atomic_dir
     from ..dataset import save_png
     from ..tasks import safe_name
 
