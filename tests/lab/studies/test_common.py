@@ -156,3 +156,18 @@ def test_importing_the_studies_does_not_import_torch():
             "getok_lab.studies.self_correction, getok_lab.studies.polygon_density, getok_lab.studies.data; "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")  # fmt: skip
     assert fresh_python(code) == ["False", "False"]
+
+
+def test_resize_config_curve_seeds_and_baselines():
+    from getok_lab.studies.resize_vocab import ResizeConfig, curve_steps, load_resize_config
+
+    cfg = load_resize_config()
+    assert cfg.seeds == [0, 1, 2, 3, 4] and cfg.baselines == ["centre", "reference"]
+    assert curve_steps(cfg) == [15, 30, 45, 60]  # >= 4 points of the fine-tune, plus step 0
+    assert curve_steps(load_resize_config(None, ["finetune.steps=50"])) == [15, 30, 45, 50]  # the last step always
+    assert len(curve_steps(load_resize_config(fast=True))) >= 4
+    assert curve_steps(ResizeConfig(curve_every=100)) == [60]
+    with pytest.raises(ConfigError, match="curve_every"):
+        load_resize_config(None, ["curve_every=0"])
+    with pytest.raises(ConfigError, match="baselines"):
+        load_resize_config(None, ["baselines=[oracle]"])

@@ -67,11 +67,42 @@ def test_resize_vocab_fast(tmp_path):
     kinds = [(r["kind"], r["init"]) for r in res["rows"]]
     assert ("source", "2d") in kinds and ("scratch", "2d") in kinds
     assert {i for k, i in kinds if k == "resize"} == {"interp", "mean", "random"}
+    assert {i for k, i in kinds if k == "baseline"} == {"centre", "reference"}
+    # the result names its seeds, its held-out series and its question set
+    assert res["seeds"] == [0] and res["eval"]["split"] == "test" and res["eval"]["series"] == 30000
+    qset = res["questions"]["8"]
+    assert qset["n"] == len(qset["ids"]) == sum(len(v) for v in qset["by_task"].values()) > 0
+    assert res["curve_steps"] == [0, 1, 2, 3, 4]  # step 0 (right after resizing) + >= 4 fine-tune checkpoints
     for r in res["runs"]:
         if r["kind"] == "resize":
             assert r["n"] == 4 and r["m"] == 8 and r["tokens"] == 64  # the 4-grid became an 8-grid
-            assert _in_unit(r["before"]["gIoU"]) and _in_unit(r["after"]["gIoU"])
             assert "grid:n=8" in r["codecs"]
+            assert [p["step"] for p in r["curve"]] == [0, 1, 2, 3, 4]
+        if r["kind"] == "scratch":
+            assert [p["step"] for p in r["curve"]] == [1, 2, 3, 4]
+        ids = res["questions"][str(r["m"])]["ids"]  # the questions of the grid the run answers in
+        for p in r.get("curve", [r.get("eval")]):
+            assert _in_unit(p["gIoU"]) and set(p["question_iou"]) == set(ids)  # every question scored
+            assert p["gIoU"] == pytest.approx(sum(p["question_iou"].values()) / len(ids))
+    for r in res["rows"]:
+        for p in r.get("curve", [r.get("eval")]):
+            ci = p["gIoU"]  # mean over seeds x questions, a bootstrap interval (not Student-t)
+            assert ci["method"] == "bootstrap over seeds x questions" and ci.get("half") is None
+            assert ci["lo"] <= ci["mean"] <= ci["hi"] and ci["n_questions"] == len(res["questions"][str(r["m"])]["ids"])
+    base = {r["init"]: r["eval"]["gIoU"] for r in res["rows"] if r["kind"] == "baseline" and r["m"] == 8}
+    assert base["reference"]["mean"] > 0.5 and base["reference"]["mean"] >= base["centre"]["mean"]  # ceiling, floor
+    comps = {(c["step"], c["a"], c["b"]) for c in res["comparisons"]}
+    assert {(0, "`interp`", "`mean`"), (0, "`interp`", "`random`"), (4, "`interp`", "`mean`")} <= comps
+    assert {(k, "`interp`", "fresh model") for k in (1, 2, 3, 4)} <= comps
+    for c in res["comparisons"]:
+        assert c["direction"] == [4, 8] and c["n_seeds"] == 1
+        assert c["n"] == c["n_seeds"] * c["n_questions"] == len(qset["ids"])  # the same questions, all shared
+        assert c["better"] + c["worse"] + c["same"] == c["n"] and 0 <= c["p"] <= 1
+        assert c["lo"] <= c["diff"] <= c["hi"] and c["diff"] == pytest.approx(c["mean_a"] - c["mean_b"])
+        assert c["crossed"]["lo"] <= c["diff"] <= c["crossed"]["hi"]
+    md = res["_md"]
+    assert "## 4 → 8" in md and "Paired comparisons" in md and "reference answer (ceiling)" in md
+    assert "fresh 8-grid model" in md and "always-centre" in md
 
 
 def test_self_correction_fast(tmp_path):
