@@ -46,7 +46,7 @@ def lock_differences(versions: dict, lock: str | Path | None = None) -> dict | N
     >>> lock_differences({"torch": "2.14.1", "transformers": "5.25.0", "numpy": "2.0"}, f)
     {'transformers': {'installed': '5.25.0', 'lock': '5.23.0'}}
     """
-    path = Path(lock) if lock else Path(__file__).resolve().parents[1] / "requirements" / "lock.txt"
+    path = Path(lock) if lock else Path(__file__).resolve().parents[2] / "requirements" / "lock.txt"
     if not path.is_file():
         return None
     pinned = {}

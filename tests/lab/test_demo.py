@@ -325,3 +325,12 @@ def test_report_states_what_the_numbers_say(tmp_path):
     assert "**GRPO stage 1 on text>mask**" in md and "a significant loss." in md
     c.update(significant=False)
     assert "no significant change." in summary_markdown(info["results"], info)
+
+
+def test_lock_differences_finds_the_checkouts_lock_by_default():
+    """Without a path, the lock of this checkout is read (a wrong default path reads as 'not a checkout')."""
+    from getok_lab.demo import lock_differences
+
+    assert (REPO / "requirements" / "lock.txt").is_file()
+    diff = lock_differences({"torch": "0.0.0-not-the-lock"})
+    assert diff is not None and diff["torch"]["installed"] == "0.0.0-not-the-lock" and diff["torch"]["lock"]
