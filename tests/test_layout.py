@@ -22,7 +22,7 @@ CYCLES: set[tuple[str, str]] = {
     ("getok.backends._engine", "getok.decoding._common"),
     ("getok.codecs.grid_offset", "getok.codecs.base"),
     ("getok.codecs.polygon", "getok.codecs._shapes"),
-    ("getok.codecs.polygon", "getok.codecs.tokens"),
+    ("getok.codecs.polygon", "getok.codecs.token_names"),
     ("getok.data_builders.dataset", "getok.data_builders.scenes"),
     ("getok.data_builders.greedy", "getok.data_builders.cache"),
     ("getok.data_builders.greedy", "getok.data_builders.proposers.exact"),
@@ -133,7 +133,7 @@ def test_the_checker_resolves_imports_and_sees_heavy_closures():
     """The pieces of the rule above work (a check that cannot fail is no check)."""
     node = ast.parse("def f():\n    from ..errors import GetokError\n    from . import tokens\n").body[0].body
     assert _targets("getok.codecs.grid", node[0]) == ["getok.errors"]
-    assert _targets("getok.codecs.grid", node[1]) == ["getok.codecs", "getok.codecs.tokens"]
+    assert _targets("getok.codecs.grid", node[1]) == ["getok.codecs", "getok.codecs.token_names"]
     top = {"getok.a": {"torch.nn"}, "getok.b": {"getok.a"}, "getok.c": {"numpy"}}
     assert _heavy(top, "getok.b") == {"torch"} and _heavy(top, "getok.c") == set()
     assert "getok.a" in _closure(top, "getok.b") and "getok.b" not in _closure(top, "getok.a")

@@ -38,7 +38,7 @@ from ._shapes import geometry_box, geometry_points
 from ._vertices import GridOffsetVertices, split_tokens
 from .base import NO_TARGET, AnswerShape, register_codec
 from .grid import GridCodec
-from .tokens import DELETE, check_vocab, offset_token
+from .token_names import DELETE, check_vocab, offset_token
 
 __all__ = ["GridOffsetCodec"]
 

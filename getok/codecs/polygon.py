@@ -32,7 +32,7 @@ from ..geometry import Geometry
 from ._shapes import decode_rings, encode_rings, geometry_rings
 from ._vertices import BinVertices, GridOffsetVertices, GridVertices, TextVertices, Vertices
 from .base import AnswerShape, Codec, register_codec
-from .tokens import check_vocab
+from .token_names import check_vocab
 
 __all__ = ["PolygonCodec", "make_vertices"]
 
@@ -125,7 +125,7 @@ class PolygonCodec(Codec):
 
 def _token_text(vertices: Vertices, token: str) -> str | None:
     """Text meaning of a vertex token: the coordinate(s) it stands for."""
-    from .tokens import parse_bin_token, parse_grid_token, parse_offset_token
+    from .token_names import parse_bin_token, parse_grid_token, parse_offset_token
 
     if isinstance(vertices, GridVertices):
         p = parse_grid_token(token)

@@ -164,9 +164,9 @@ def _resize_and_save(src_final, n: int, m: int, init: str, seed: int, out: Path)
     import shutil
 
     from getok.vocab import resize_grid
+    from getok.vocab.add_tokens import save_with_layout
     from getok.vocab.layout import VocabLayout
     from getok.vocab.loading import load_model_and_processor
-    from getok.vocab.tokens import save_with_layout
 
     model, processor = load_model_and_processor(src_final)
     layout = VocabLayout.load(src_final).with_ids(processor.tokenizer)
