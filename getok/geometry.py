@@ -15,6 +15,7 @@ import numpy as np
 
 from .conventions import as_size
 from .errors import GeometryError
+from .ops.grid import apply_offsets, cell_centers
 
 __all__ = ["Geometry", "KINDS"]
 
@@ -177,7 +178,6 @@ class Geometry:
         """Centres of ``cells`` in pixels, ``(K, 2)`` XY."""
         if self.cells is None:
             raise GeometryError("geometry has no cells")
-        from .ops.grid import cell_centers
 
         return cell_centers(self.cells, self.grid_n, self.size)
 
@@ -185,7 +185,6 @@ class Geometry:
         """Cell centres moved by their offsets, deleted cells dropped, clipped to the image; ``(K', 2)``."""
         if self.cells is None:
             raise GeometryError("geometry has no cells")
-        from .ops.grid import apply_offsets
 
         return apply_offsets(
             self.cells, self.grid_n, self.size, self.offsets, self.offset_step, self.deleted

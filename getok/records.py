@@ -235,3 +235,14 @@ class AnnotatedImage:
                 raise DataError(f"image {self.image_id}: pixels are {img.shape[:2]}, annotations say {self.size}")
             self.image = img
         return self.image
+
+
+def save_png(pixels: np.ndarray, path: Path) -> None:
+    """Write ``(H, W, 3)`` uint8 RGB as PNG (lossless, so the dataset holds the exact scene pixels)."""
+    from PIL import Image
+
+    a = np.asarray(pixels)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+        raise DataError(f"image pixels must be (H, W, 3) uint8, got {a.shape} {a.dtype}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a).save(path, format="PNG", compress_level=1)

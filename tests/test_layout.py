@@ -1,6 +1,6 @@
 """The library's layout rules (issue 18), checked on the source: no file over 500 lines, and an import inside
-a function only where it must be — to defer a heavy optional dependency (torch, transformers, …) from a
-module that is light without it, or to break one of the listed package-level cycles."""
+a function only where it must be — to defer a heavy optional dependency (torch, transformers, …) — and no
+import cycle (an in-function import that would close one is a layering error, not a fix)."""
 
 from __future__ import annotations
 
@@ -15,37 +15,6 @@ MAX_LINES = 500
 #: them, or a getok module that imports them, inside the function that needs them.
 HEAVY = {"torch", "torchvision", "transformers", "tokenizers", "safetensors", "accelerate", "peft", "trl",
          "datasets", "segment_anything", "sam2", "sam3", "matplotlib", "jinja2", "verl", "ray", "hydra", "omegaconf"}  # fmt: skip
-#: In-function imports that would close an import cycle at module level, (importer, imported) — each a
-#: known debt; an entry that no longer occurs fails the test, so the list only shrinks. Most close through a
-#: package ``__init__`` that re-exports its submodules eagerly (``getok.eval``, ``getok.data_builders``).
-CYCLES: set[tuple[str, str]] = {
-    ("getok.backends._engine", "getok.decoding._common"),
-    ("getok.codecs.grid_offset", "getok.codecs.base"),
-    ("getok.codecs.polygon", "getok.codecs._shapes"),
-    ("getok.codecs.polygon", "getok.codecs.tokens"),
-    ("getok.data_builders.dataset", "getok.data_builders.scenes"),
-    ("getok.data_builders.greedy", "getok.data_builders.cache"),
-    ("getok.data_builders.greedy", "getok.data_builders.proposers.exact"),
-    ("getok.data_builders.greedy", "getok.data_builders.proposers.registry"),
-    ("getok.data_builders.offset_bands", "getok.data_builders.proposers.base"),
-    ("getok.data_builders.proposers.exact", "getok.data_builders.scenes"),
-    ("getok.data_builders.scenes", "getok.data_builders.dataset"),
-    ("getok.data_builders.scenes", "getok.data_builders.sample_list"),
-    ("getok.data_builders.scenes", "getok.data_builders.sources.manifest"),
-    ("getok.data_builders.sources.manifest", "getok.data_builders.dataset"),
-    ("getok.data_builders.sources.manifest", "getok.data_builders.tasks"),
-    ("getok.decoding.proposals", "getok.decoding.scenes"),
-    ("getok.decoding.scenes", "getok.decoding._common"),
-    ("getok.decoding.scenes", "getok.decoding.proposals"),
-    ("getok.eval.generate", "getok.eval.constrained"),
-    ("getok.eval.generate", "getok.eval.grammar_logits"),
-    ("getok.eval.run_records", "getok.eval.selfcorrect_summary"),
-    ("getok.eval.runner", "getok.eval.constrained"),
-    ("getok.eval.runner", "getok.eval.generate"),
-    ("getok.eval.runner", "getok.eval.selfcorrect"),
-    ("getok.geometry", "getok.ops.grid"),
-    ("getok.rl.verl_stage2", "getok.rl.verl_agent"),
-}
 
 
 def _modname(p: Path) -> str:
@@ -80,15 +49,19 @@ def _imports():
                     if isinstance(n, (ast.Import, ast.ImportFrom)) and id(n) not in nested:
                         nested.add(id(n))
                         inner.append((m, n))
+        for block in ast.walk(tree):  # ``if TYPE_CHECKING:`` imports never run
+            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test):
+                nested.update(id(n) for n in ast.walk(block))
         for n in ast.walk(tree):
             if isinstance(n, (ast.Import, ast.ImportFrom)) and id(n) not in nested:
                 top[m].update(_targets(m, n))
     return top, inner
 
 
-def _closure(top, m: str) -> set[str]:
-    """Every module imported when ``m`` is (its packages' ``__init__`` included)."""
-    seen, stack = set(), [m]
+def _closure(top, m: str, loaded: frozenset[str] = frozenset()) -> set[str]:
+    """Every module imported when ``m`` is (its packages' ``__init__`` included), ``loaded`` aside: the
+    packages already in ``sys.modules`` (an importer's own ancestors), whose ``__init__`` does not run again."""
+    seen, stack = set(loaded), [m]
     while stack:
         x = stack.pop()
         parts = x.split(".")
@@ -97,6 +70,11 @@ def _closure(top, m: str) -> set[str]:
                 seen.add(name)
                 stack.extend(top.get(name, ()))
     return seen
+
+
+def _ancestors(m: str) -> frozenset[str]:
+    parts = m.split(".")
+    return frozenset(".".join(parts[:i]) for i in range(1, len(parts)))
 
 
 def _heavy(top, m: str) -> set[str]:
@@ -108,9 +86,9 @@ def test_no_library_file_over_500_lines():
     assert not long, f"split these by idea: {long}"
 
 
-def test_in_function_imports_only_defer_heavy_dependencies_or_listed_cycles():
+def test_in_function_imports_only_defer_heavy_dependencies():
     top, inner = _imports()
-    bad, seen_cycles = [], set()
+    bad = []
     for m, node in inner:
         targets = _targets(m, node)
         root = targets[0].split(".")[0]
@@ -119,21 +97,27 @@ def test_in_function_imports_only_defer_heavy_dependencies_or_listed_cycles():
         where = f"{MODS[m].relative_to(PKG.parent)}:{node.lineno} imports {targets[-1]}"
         if root != "getok":
             bad.append(f"{where} (standard library: import it at the top)")
-        elif any(m in _closure(top, t) for t in targets):
-            seen_cycles.add((m, targets[-1]))
-            if (m, targets[-1]) not in CYCLES:
-                bad.append(f"{where} (closes a cycle: move the shared code down a layer, or list it in CYCLES)")
+        elif any(m in _closure(top, t, _ancestors(m)) for t in targets):
+            bad.append(f"{where} (hides an import cycle: move the shared code down a layer)")
         elif not set().union(*(_heavy(top, t) for t in targets)) - _heavy(top, m):
             bad.append(f"{where} (defers nothing heavy: import it at the top)")
     assert not bad, "\n".join(bad)
-    assert not CYCLES - seen_cycles, f"no longer occur, remove from CYCLES: {sorted(CYCLES - seen_cycles)}"
+
+
+def test_no_import_cycle_at_module_level():
+    """Following every module-level import from any module never comes back to it (packages already
+    loading aside): the layers import one way."""
+    top, _ = _imports()
+    modules = [m for m, path in MODS.items() if path.name != "__init__.py"]  # a package may import its own parts
+    cycles = [m for m in modules if any(m in _closure(top, t, _ancestors(m)) for t in top.get(m, ()) if t.startswith("getok"))]
+    assert not cycles, cycles
 
 
 def test_the_checker_resolves_imports_and_sees_heavy_closures():
     """The pieces of the rule above work (a check that cannot fail is no check)."""
-    node = ast.parse("def f():\n    from ..errors import GetokError\n    from . import tokens\n").body[0].body
+    node = ast.parse("def f():\n    from ..errors import GetokError\n    from . import token_names\n").body[0].body
     assert _targets("getok.codecs.grid", node[0]) == ["getok.errors"]
-    assert _targets("getok.codecs.grid", node[1]) == ["getok.codecs", "getok.codecs.tokens"]
+    assert _targets("getok.codecs.grid", node[1]) == ["getok.codecs", "getok.codecs.token_names"]
     top = {"getok.a": {"torch.nn"}, "getok.b": {"getok.a"}, "getok.c": {"numpy"}}
     assert _heavy(top, "getok.b") == {"torch"} and _heavy(top, "getok.c") == set()
     assert "getok.a" in _closure(top, "getok.b") and "getok.b" not in _closure(top, "getok.a")

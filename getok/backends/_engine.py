@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..provenance import image_hash
+from ._common import LRUCache, check_image
 
 __all__ = ["ImageEmbedding", "PromptEngine", "file_sha256", "model_fingerprint"]
 
@@ -87,7 +88,6 @@ class PromptEngine:
 
     def __init__(self, model, *, checkpoint: str | Path | None = None, cache_size: int = 4,
                  embedding_cache: str | Path | None = None) -> None:
-        from ..decoding._common import LRUCache  # here: getok.decoding imports this module
 
         self.model = model.eval()
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
@@ -119,7 +119,6 @@ class PromptEngine:
         ``key`` names the image in memory and must always name the same pixels; without one the pixels are
         hashed (~1 ms per megapixel). The on-disk cache is always keyed by the pixels and the weights.
         """
-        from ..decoding._common import check_image
 
         img = check_image(image)
         pixel_hash = None

@@ -11,7 +11,7 @@ specs like ``"grid_offset:n=32,r=1,step=0.5"`` name a codec and its configuratio
 from . import bins, grid, grid_offset, polygon, rle_descriptors, text_coords  # noqa: F401  (register)
 from .base import NO_TARGET, Codec, CodecProtocol, DecodeResult, get_codec, list_codecs, parse_spec, register_codec
 from .count import qwen_style_count, tokenizer_count
-from .tokens import DELETE
+from .token_names import DELETE
 
 __all__ = [
     "NO_TARGET",

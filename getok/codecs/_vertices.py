@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ConfigError, DecodeError
 from ..ops.grid import points_to_cells_offsets
 from ..ops.quantize import dequantize, quantize
-from .tokens import (
+from .token_names import (
     TOKEN_RE,
     bin_token,
     bin_tokens,

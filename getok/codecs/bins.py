@@ -22,7 +22,7 @@ from ._shapes import decode_rings, encode_rings, geometry_box, geometry_points, 
 from ._vertices import BinVertices
 from .base import AnswerShape, Codec, register_codec
 from .polygon import _token_text
-from .tokens import check_vocab
+from .token_names import check_vocab
 
 __all__ = ["BinsCodec"]
 

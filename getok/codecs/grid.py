@@ -37,7 +37,7 @@ from ._shapes import geometry_box, geometry_points, region_mask
 from ._vertices import GridVertices
 from .base import AnswerShape, Codec, register_codec
 from .polygon import _token_text
-from .tokens import check_vocab
+from .token_names import check_vocab
 
 __all__ = ["GridCodec"]
 

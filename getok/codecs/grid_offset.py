@@ -36,9 +36,9 @@ from ..geometry import Geometry
 from ..ops.grid import apply_offsets
 from ._shapes import geometry_box, geometry_points
 from ._vertices import GridOffsetVertices, split_tokens
-from .base import NO_TARGET, AnswerShape, register_codec
+from .base import NO_TARGET, AnswerShape, DecodeResult, register_codec
 from .grid import GridCodec
-from .tokens import DELETE, check_vocab, offset_token
+from .token_names import DELETE, check_vocab, offset_token
 
 __all__ = ["GridOffsetCodec"]
 
@@ -188,7 +188,6 @@ class GridOffsetCodec(GridCodec):
 
     def try_decode_refinement(self, text: str, proposal: Sequence[Geometry]):
         """Non-raising :meth:`decode_refinement`."""
-        from .base import DecodeResult
 
         try:
             return DecodeResult(self.decode_refinement(text, proposal))

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from ..conventions import denormalize_points, normalize_points
 from ..errors import ConfigError
 from ..geometry import Geometry
-from ._shapes import decode_rings, encode_rings, geometry_rings
+from ._shapes import decode_rings, encode_rings, geometry_points, geometry_rings
 from ._vertices import BinVertices, GridOffsetVertices, GridVertices, TextVertices, Vertices
 from .base import AnswerShape, Codec, register_codec
-from .tokens import check_vocab
+from .token_names import check_vocab, parse_bin_token, parse_grid_token, parse_offset_token
 
 __all__ = ["PolygonCodec", "make_vertices"]
 
@@ -98,7 +98,6 @@ class PolygonCodec(Codec):
 
     def encode_one(self, g: Geometry, kind: str) -> str:
         if kind == "polyline":
-            from ._shapes import geometry_points
 
             pts = normalize_points(geometry_points(g), g.size)
             return self.vertices.format(pts)
@@ -125,7 +124,6 @@ class PolygonCodec(Codec):
 
 def _token_text(vertices: Vertices, token: str) -> str | None:
     """Text meaning of a vertex token: the coordinate(s) it stands for."""
-    from .tokens import parse_bin_token, parse_grid_token, parse_offset_token
 
     if isinstance(vertices, GridVertices):
         p = parse_grid_token(token)

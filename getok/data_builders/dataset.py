@@ -30,15 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._version import __version__
 from ..codecs.base import get_codec
 from ..errors import ConfigError, DataError, LayoutMismatchError
 from ..io import atomic_dir
-from ..records import AnnotatedImage
+from ..records import (
+    AnnotatedImage,
+    save_png,  # noqa: F401  (re-exported: dataset.save_png)
+)
 from ..samples import Sample
 from ..vocab.layout import VocabLayout
+from .scenes import SceneConfig, iter_scenes
 from .sources.base import safe_join
 from .tasks import SampleList, TaskConfig, build_tasks, safe_name
 
@@ -61,17 +63,6 @@ DATASET_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 SAMPLES_FILE = "samples.jsonl"
 IMAGES_DIR = "images"
-
-
-def save_png(pixels: np.ndarray, path: Path) -> None:
-    """Write ``(H, W, 3)`` uint8 RGB as PNG (lossless, so the dataset holds the exact scene pixels)."""
-    from PIL import Image
-
-    a = np.asarray(pixels)
-    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
-        raise DataError(f"image pixels must be (H, W, 3) uint8, got {a.shape} {a.dtype}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(a).save(path, format="PNG", compress_level=1)
 
 
 def make_manifest(
@@ -317,7 +308,6 @@ class _Chunk:
 
 def _run_chunk(chunk: _Chunk, codec: str, cfg: TaskConfig, geometry_fn, tmp: str):
     if chunk.scenes is not None:
-        from .scenes import iter_scenes
 
         seed, start, count, scfg = chunk.scenes
         images = iter_scenes(count, seed, scfg, start=start)
@@ -384,7 +374,6 @@ def build_dataset(
     sources = extra.pop("sources", None)
     skipped: list[dict] = list(extra.pop("skipped", []))
     if scenes is not None:
-        from .scenes import SceneConfig
 
         n, seed = (int(v) for v in scenes)
         if n < 1:  # would write an empty dataset

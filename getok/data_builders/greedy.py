@@ -35,7 +35,10 @@ from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
 from ..ops.grid import grid_points, index_to_cells
 from ..ops.masks import as_mask, coco_rle
+from .cache import ProposalCache
 from .proposers.base import ProposalStack, grid_pixels
+from .proposers.exact import ExactProposer
+from .proposers.registry import get_proposer
 
 __all__ = [
     "GreedyConfig",
@@ -325,11 +328,9 @@ class GreedyGeometryFn:
 
     def _proposer_for(self, image):
         if isinstance(self.proposer, str) and self.proposer.split(":")[0] == "exact":
-            from .proposers.exact import ExactProposer
 
             return ExactProposer.from_image(image)
         if self._built is None:
-            from .proposers.registry import get_proposer
 
             self._built = get_proposer(self.proposer)
         return self._built
@@ -342,7 +343,6 @@ class GreedyGeometryFn:
         if proposer.name == "exact":
             stack = proposer.propose(None, self.n)
         elif self.cache_dir is not None:
-            from .cache import ProposalCache
 
             stack = ProposalCache(self.cache_dir).get_or_compute(image.get_image(), proposer, self.n)
         else:

@@ -40,6 +40,7 @@ from ..ops.boxes import mask_to_box
 from ..ops.grid import grid_points
 from ..ops.masks import as_mask
 from ..ops.refine import landing_pixels, offset_moves
+from .proposers.base import grid_pixels
 
 __all__ = [
     "INSIDE",
@@ -223,7 +224,6 @@ def label_grid(mask, n: int, r: int, step: float, bands: BandConfig | None = Non
 @functools.lru_cache(maxsize=64)
 def _grid(n: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grid points ``(n*n, 2)`` XY and their pixel rows / columns (cached, read-only)."""
-    from .proposers.base import grid_pixels
 
     pts = grid_points(n, size)
     rows, cols = grid_pixels(n, size)

@@ -48,7 +48,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io import atomic_dir
-from ..records import AnnotatedImage, AnnotatedObject
+from ..records import AnnotatedImage, AnnotatedObject, save_png
 from .expressions import (  # the scene vocabulary and its expressions (re-exported for the users of scenes)
     EXPRESSION_KINDS,
     PALETTE,
@@ -60,7 +60,9 @@ from .expressions import (  # the scene vocabulary and its expressions (re-expor
     plural,
     resolve_expression,
 )
+from .sample_list import safe_name
 from .scene_drawing import BACKGROUNDS, background_canvas, shape_mask  # pixels of shapes and backgrounds
+from .sources.manifest import manifest_record
 
 __all__ = [
     "SHAPES",
@@ -379,9 +381,6 @@ def label_map_from_objects(image: AnnotatedImage) -> np.ndarray:
 
 
 def _scene_chunk(args) -> list[dict]:
-    from .dataset import save_png
-    from .sample_list import safe_name
-    from .sources.manifest import manifest_record
 
     seed, start, count, cfg, tmp = args
     records = []

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends._common import check_image, check_size
 from ..errors import ConfigError, DataError
 from ..geometry import Geometry
-from ._common import check_image, check_size
 from .sam_prompts import Prompt, geometry_prompts, to_sam_box, to_sam_points
 
 __all__ = ["PromptedDecoder", "MODES"]

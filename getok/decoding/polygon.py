@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends._common import check_size, image_size
 from ..errors import ConfigError, DataError
 from ..geometry import Geometry
-from ._common import check_size, image_size
 from .base import get_decoder, register_decoder
 from .raster import raster_mask
 from .sam_prompts import polygon_prompts, ring_regions

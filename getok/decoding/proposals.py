@@ -29,16 +29,19 @@ Stacks are computed once per (image, n) and kept in an LRU cache (``cache_size``
 
 from __future__ import annotations
 
+import re
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..backends._common import LRUCache, check_image, check_size
 from ..data_builders.proposers import get_proposer
+from ..data_builders.proposers.exact import ExactProposer
+from ..data_builders.scenes import SceneConfig, generate_scene, label_map_from_objects, scene_seed
 from ..errors import ConfigError, DataError, GeometryError
 from ..geometry import Geometry
 from ..ops.grid import apply_offsets, grid_points, points_to_cells
 from ..provenance import image_hash
-from ._common import LRUCache, check_image, check_size
 from .base import register_decoder
 from .raster import raster_mask
 
@@ -271,10 +274,9 @@ class ProposalDecoder:
 @register_decoder("proposals")
 def proposals_decoder(proposer=None, manifest: dict | None = None, **kwargs):
     """The ``proposals`` decoder of a spec: a :class:`ProposalDecoder`, except ``proposer=exact`` without a
-    label map, which is a procedural scene rebuilt from its id (:class:`~getok.decoding.scenes.SceneExactDecoder`,
+    label map, which is a procedural scene rebuilt from its id (:class:`SceneExactDecoder`,
     with the dataset ``manifest``'s scene settings)."""
     if proposer == "exact" and "label_map" not in kwargs:
-        from .scenes import SceneExactDecoder
 
         return SceneExactDecoder(manifest, **kwargs)
     return ProposalDecoder(proposer, **kwargs)
@@ -282,3 +284,70 @@ def proposals_decoder(proposer=None, manifest: dict | None = None, **kwargs):
 
 def _resolve_proposer(name: str, kwargs: dict):
     return get_proposer(name, **kwargs)
+
+
+# ---- procedural scenes decoded exactly
+_SCENE_ID = re.compile(r"^scene-(\d+)-(\d+)$")
+
+
+@register_decoder("scene_exact")
+class SceneExactDecoder:
+    """``proposals:proposer=exact`` for procedural scenes: each scene's exact proposer, rebuilt from its id.
+
+    The exact proposer needs the scene's label map, which a dataset directory does not store; a scene is
+    deterministic in its id ``scene-<seed>-<index>`` and its :class:`~getok.data_builders.scenes.SceneConfig`
+    (from the manifest's ``scenes`` source, else the default), so the label map is regenerated and the
+    regenerated pixels are checked against the image (:class:`DataError` when they differ). Then a
+    :class:`~getok.decoding.proposals.ProposalDecoder` on that proposer decodes: greedy grid answers decode
+    back to the builder's masks.
+
+    Parameters
+    ----------
+    manifest : dict, optional
+        The dataset manifest (its ``sources``).
+    n, refined, background : ProposalDecoder / ExactProposer settings.
+    cache_size : int
+        Label maps kept.
+    """
+
+    name = "proposals"
+
+    def __init__(self, manifest: dict | None = None, n: int = 32, refined: str = "auto", background: bool = True,
+                 cache_size: int = 8) -> None:  # fmt: skip
+
+        self.configs: dict[int, dict] = {}
+        for src in (manifest or {}).get("sources") or []:
+            if isinstance(src, dict) and src.get("loader") == "scenes":
+                self.configs[int(src.get("seed", 0))] = dict(src.get("config") or {})
+        self.n, self.refined, self.background = int(n), refined, bool(background)
+        self._maps = LRUCache(cache_size)
+        self._dec = None
+
+    def settings(self) -> dict:
+        return {"name": self.name, "proposer": "exact (scenes rebuilt from their ids)", "n": self.n, "refined": self.refined}
+
+    def _label_map(self, key: str | None, image) -> np.ndarray:
+
+        m = _SCENE_ID.match(str(key))
+        if m is None:
+            raise DataError(f"image {key!r} is not a procedural scene (scene-<seed>-<index>): the exact proposer has no label map")
+        seed, index = int(m.group(1)), int(m.group(2))
+
+        def build():
+            cfg = SceneConfig(**self.configs[seed]) if seed in self.configs else SceneConfig()
+            scene = generate_scene(scene_seed(seed, index), cfg, image_id=str(key))
+            if image is not None and not np.array_equal(scene.get_image(), np.asarray(image)):
+                raise DataError(f"image {key!r} differs from the regenerated scene (another SceneConfig?); no exact label map")
+            return label_map_from_objects(scene)
+
+        return self._maps.get_or_compute(str(key), build)
+
+    def set_image(self, image, size=None, key=None) -> None:
+        lm = self._label_map(key, image)
+        self._dec = ProposalDecoder(ExactProposer(lm, background=self.background), n=self.n, refined=self.refined)
+        self._dec.set_image(image, size=size, key=key)
+
+    def decode(self, geometry):
+        if self._dec is None:
+            raise ConfigError("call set_image before decode")
+        return self._dec.decode(geometry)

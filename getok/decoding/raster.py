@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends._common import check_size, image_size
 from ..geometry import Geometry
 from ..ops.raster import raster_mask
-from ._common import check_size, image_size
 from .base import register_decoder
 
 __all__ = ["RasterDecoder", "raster_mask"]

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..codecs.base import get_codec
-from ..codecs.tokens import grid_token
+from ..codecs.token_names import grid_token
 from ..errors import ConfigError
 from ..geometry import Geometry
 from ..ops.grid import points_to_cells

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codecs.base import get_codec
-from ..codecs.tokens import DELETE, bin_tokens, grid_tokens, offset_tokens
+from ..codecs.token_names import DELETE, bin_tokens, grid_tokens, offset_tokens
 from ..errors import ConfigError
 from .grammar import (
     AnswerGrammar,
@@ -133,7 +133,7 @@ class TokenTables:
             if missing:
                 raise ConfigError(
                     f"the tokenizer lacks {len(missing)} tokens of codec {c.spec!r} (e.g. {missing[0]!r}); "
-                    "add them with getok.vocab.tokens.add_spatial_tokens"
+                    "add them with getok.vocab.add_tokens.add_spatial_tokens"
                 )
             return np.asarray([vocab[t] for t in tokens], dtype=np.int64)
 

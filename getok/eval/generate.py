@@ -30,6 +30,8 @@ from ..data_builders.export import trl_messages
 from ..errors import ConfigError, DataError
 from ..records import load_image_rgb
 from ..samples import Sample, Turn
+from .constrained import grammar_for_sample, machine_for
+from .grammar_logits import GrammarLogitsProcessor
 
 __all__ = [
     "GenerateFn",
@@ -113,7 +115,6 @@ def _grammars(samples, turns_context, constrained) -> list | None:
     if constrained is None or constrained is False:
         return None
     if constrained is True:
-        from .constrained import grammar_for_sample
 
         return [
             grammar_for_sample(s, None if turns_context is None else turns_context[i]) for i, s in enumerate(samples)
@@ -242,9 +243,6 @@ def generate_answers(
                 inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
             kw = dict(gen_kw)
             if grammars is not None and any(grammars[i] is not None for i in idx):
-                from .constrained import machine_for
-                from .grammar_logits import GrammarLogitsProcessor
-
                 machines = [None if grammars[i] is None else machine_for(grammars[i], tok) for i in idx]
                 from transformers import LogitsProcessorList
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import DataError
 from .metrics import EMPTY_CONVENTIONS, markdown_table, summarize
+from .selfcorrect_summary import POINT_KEYS, selfcorrect_markdown, sum_points, summarize_selfcorrect
 
 __all__ = ["RECORDS_FILE", "read_records", "question_ious", "summarize_run", "summary_markdown"]
 
@@ -71,7 +72,6 @@ def _point_acc(records) -> float | None:
 
 def summarize_run(records: Sequence[dict], empty: str = "lisa") -> dict:
     """Overall and per-task summaries (+ ``Acc@point``), self-correction tables and refinement points."""
-    from .selfcorrect_summary import sum_points, summarize_selfcorrect
 
     records = list(records)
     out: dict = {"empty": empty, "empty_rule": EMPTY_CONVENTIONS[empty]}
@@ -102,7 +102,6 @@ _TABLE_COLUMNS = (
 
 def summary_markdown(summary: dict) -> str:
     """The run's summary as markdown: settings, per-task table, self-correction tables, conventions."""
-    from .selfcorrect_summary import POINT_KEYS, selfcorrect_markdown
 
     run = summary.get("run", {})
     lines = ["# getok eval", ""]

@@ -50,9 +50,12 @@ from ..io import atomic_write_json, atomic_write_text, json_default
 from ..samples import Sample
 from ..vocab.layout import VocabLayout
 from ..vocab.loading import load_model_and_processor
+from .constrained import grammar_for, grammar_for_sample
+from .generate import ModelGenerator, load_sample_image
 from .metrics import EMPTY_CONVENTIONS
 from .run_records import RECORDS_FILE, question_ious, read_records, summarize_run, summary_markdown
 from .scoring import describe_sample, geometry_json, instance_masks, score_answer, truth_masks
+from .selfcorrect import RefineState, SelfCorrectConfig, _centroids, account_points, match_targets, run_selfcorrect
 
 __all__ = [
     "EvalRunConfig",
@@ -137,7 +140,6 @@ class EvalRunConfig:
             self.selfcorrect()  # validates on_invalid / refine_prompt
 
     def selfcorrect(self):
-        from .selfcorrect import SelfCorrectConfig
 
         kw = {"turns": max(int(self.turns), 2), "on_invalid": self.on_invalid, "oracle": self.oracle}
         if self.refine_prompt is not None:
@@ -177,7 +179,6 @@ def _refine_proposal(sample: Sample, codec: Codec):
 
 
 def _score_single(sample, text, codec, decoder, image, count_tokens, boundary) -> dict:
-    from .selfcorrect import RefineState, _centroids, account_points, match_targets
 
     gts = truth_masks(sample)
     decoder.set_image(image, size=sample.size, key=sample.image_id)
@@ -273,7 +274,6 @@ def evaluate(
         ``run`` (settings, counts, timing), ``overall``, ``per_task``, ``empty`` / ``empty_rule``, and
         ``selfcorrect`` / ``refine_points`` when present (:func:`summarize_run`).
     """
-    from .generate import ModelGenerator, load_sample_image
 
     cfg = EvalRunConfig(
         codec=codec if codec is None or isinstance(codec, str) else get_codec(codec).spec,
@@ -383,7 +383,6 @@ def _preflight(samples, codecs, cfg: EvalRunConfig, tokenizer) -> None:
         if specs:
             VocabLayout.from_codecs(specs).validate(tokenizer)
     if cfg.constrained:
-        from .constrained import grammar_for, grammar_for_sample
 
         for s in samples:
             c = codecs[s.sample_id]
@@ -394,9 +393,6 @@ def _preflight(samples, codecs, cfg: EvalRunConfig, tokenizer) -> None:
 
 
 def _evaluate_batch(batch, images, codecs, decoder, generate_fn, cfg: EvalRunConfig, sc_cfg, count_tokens) -> list[dict]:
-    from .constrained import grammar_for_sample
-    from .generate import ModelGenerator
-    from .selfcorrect import run_selfcorrect
 
     sc_idx = [i for i, s in enumerate(batch) if sc_cfg is not None and _eligible_selfcorrect(s, codecs[s.sample_id])]
     one_idx = [i for i in range(len(batch)) if i not in set(sc_idx)]

@@ -19,15 +19,18 @@ cells' bounding rows and columns only; other steps fill each square by slicing.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..conventions import as_size
 from ..errors import GeometryError
-from ..geometry import Geometry
 from .boxes import box_to_mask, mask_to_box
 from .grid import pixel_cell_lookup
 from .polygons import polygons_to_mask
+
+if TYPE_CHECKING:  # the maths sit below the answer type: no import at run time
+    from ..geometry import Geometry
 
 __all__ = [
     "cells_to_mask",
@@ -205,13 +208,14 @@ def raster_mask(geometry: Geometry) -> np.ndarray:
 
     Order: ``mask``, ``polygons``, ``cells`` (deleted dropped, offsets shift squares), ``box``.
 
+    >>> from getok import Geometry
     >>> g = Geometry(size=(4, 4), cells=[[0, 0], [1, 1]], grid_n=2, deleted=[False, True])
     >>> int(raster_mask(g).sum())
     4
     >>> int(raster_mask(Geometry(size=(4, 4), points=[[1, 1]])).sum())
     0
     """
-    if not isinstance(geometry, Geometry):
+    if not all(hasattr(geometry, a) for a in ("size", "mask", "polygons", "cells", "box")):
         raise GeometryError(f"expected a Geometry, got {type(geometry).__name__}")
     g = geometry
     if g.mask is not None:

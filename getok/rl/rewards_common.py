@@ -19,7 +19,7 @@ from typing import Any, TypedDict
 
 from ..answers import extract_answer, extract_think, parse_response
 from ..codecs import NO_TARGET
-from ..codecs.tokens import TOKEN_RE
+from ..codecs.token_names import TOKEN_RE
 from ..errors import ConfigError, DecodeError
 from ..vocab.adapters import END_OF_TURN_MARKERS
 

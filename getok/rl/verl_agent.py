@@ -38,15 +38,12 @@ from typing import Any
 from uuid import uuid4
 
 from .stage2 import REFINE_PROMPT
-from .verl_stage2 import ON_INVALID, RefineProposal, resolve_proposal
+from .verl_stage2 import AGENT_LOOP_KWARGS, ON_INVALID, RefineProposal, resolve_proposal
 
 __all__ = ["GetokRefineAgentLoop", "AGENT_LOOP_KWARGS"]  # noqa: F822 (built on first access: __getattr__)
 
 log = logging.getLogger("getok.rl.verl_agent")
 
-#: The settings of ``configs/verl/agent_loop.yaml`` (keyword arguments of the loop) and their defaults.
-AGENT_LOOP_KWARGS = {"on_invalid": "fallback", "max_cells": None, "proposal_max_tokens": None,
-                     "refine_prompt": REFINE_PROMPT}  # fmt: skip
 
 
 def _greedy(sampling_params: dict[str, Any], max_tokens: int) -> dict[str, Any]:

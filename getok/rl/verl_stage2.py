@@ -79,6 +79,12 @@ DATA_SOURCE = "getok/stage2"
 ON_INVALID = ("fallback", "mask")
 
 
+#: The settings of ``configs/verl/agent_loop.yaml`` (keyword arguments of getok's verl agent loop,
+#: :mod:`getok.rl.verl_agent`) and their defaults.
+AGENT_LOOP_KWARGS = {"on_invalid": "fallback", "max_cells": None, "proposal_max_tokens": None,
+                     "refine_prompt": REFINE_PROMPT}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class RefineProposal:
     """The proposal of one stage-2 rollout.
@@ -260,8 +266,6 @@ REWARD_PATHS = ("pkg://getok.rl.verl_reward", "pkg://getok/rl/verl_reward")
 def _own_verl_checks(cfg) -> list[str]:
     """getok's checks of a composed verl config (what verl's schema cannot know)."""
     import yaml
-
-    from .verl_agent import AGENT_LOOP_KWARGS
 
     rollout = cfg.actor_rollout_ref.rollout
     path = rollout.agent.agent_loop_config_path

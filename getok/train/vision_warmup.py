@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..codecs.base import get_codec
-from ..codecs.tokens import grid_token
+from ..codecs.token_names import grid_token
 from ..errors import ConfigError
 from ..ops.grid import pixel_cell_lookup
 from ..provenance import Clock

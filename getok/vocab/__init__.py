@@ -24,11 +24,11 @@ from .._lazy import lazy_attributes
 from .layout import LAYOUT_FILE, VocabLayout
 
 _LAZY = {
-    "add_spatial_tokens": "tokens",
-    "validate_layout": "tokens",
-    "tokenizer_of": "tokens",
-    "is_tied": "tokens",
-    "save_with_layout": "tokens",
+    "add_spatial_tokens": "add_tokens",
+    "validate_layout": "add_tokens",
+    "tokenizer_of": "add_tokens",
+    "is_tied": "add_tokens",
+    "save_with_layout": "add_tokens",
     "register_init": "init",
     "get_init": "init",
     "list_inits": "init",

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from ..cli.main import main as cli_main
 from ..errors import ConfigError, LayoutMismatchError
+from .add_tokens import add_spatial_tokens, save_with_layout
 from .layout import LAYOUT_FILE, VocabLayout
 from .loading import load_model_and_processor
 from .resize import resize_grid, resize_offsets
 from .tiny import TinyModelConfig, build_tiny_model
-from .tokens import add_spatial_tokens, save_with_layout
 
 __all__ = ["register", "main"]
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..codecs.tokens import parse_grid_token, parse_offset_token
+from ..codecs.token_names import parse_grid_token, parse_offset_token
 from ..errors import ConfigError
 from ..registry import Registry
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..errors import ConfigError as _ConfigError
+from .add_tokens import validate_layout
 from .layout import LAYOUT_FILE, VocabLayout
-from .tokens import validate_layout
 
 __all__ = ["ensure_processor", "load_model_and_processor"]
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..io import atomic_dir
+from .add_tokens import add_spatial_tokens, save_with_layout, validate_layout
 from .layout import VocabLayout
 from .loading import ensure_processor, load_model_and_processor
-from .tokens import add_spatial_tokens, save_with_layout, validate_layout
 
 __all__ = [
     "LANGUAGE_MODEL_LORA_REGEX",

@@ -28,11 +28,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..codecs.base import Codec
-from ..codecs.tokens import MAX_GRID_N, grid_token, offset_tokens, parse_offset_token
+from ..codecs.token_names import MAX_GRID_N, grid_token, offset_tokens, parse_offset_token
 from ..errors import ConfigError
-from .init import row_stats
-from .layout import VocabLayout
-from .tokens import (
+from .add_tokens import (
     _check_one_id,
     _codec_objs,
     _stat_ids,
@@ -43,6 +41,8 @@ from .tokens import (
     set_vocab_rows,
     tokenizer_of,
 )
+from .init import row_stats
+from .layout import VocabLayout
 
 __all__ = [
     "bilinear_sample",

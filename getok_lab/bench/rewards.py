@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from getok.codecs.tokens import DELETE, grid_token, offset_token
+from getok.codecs.token_names import DELETE, grid_token, offset_token
 from getok.io import atomic_write_json
 from getok.ops.grid import mask_to_cells
 

@@ -239,9 +239,9 @@ def _evaluate_baseline(cfg: ResizeConfig, name: str, data: dict, n: int, out: Pa
 def _resize_and_save(src_final, n: int, m: int, init: str, seed: int, out: Path) -> dict:
     """Load the source model, resize its grid to ``m`` with ``init``, save it (a model directory)."""
     from getok.vocab import resize_grid
+    from getok.vocab.add_tokens import save_with_layout
     from getok.vocab.layout import VocabLayout
     from getok.vocab.loading import load_model_and_processor
-    from getok.vocab.tokens import save_with_layout
 
     model, processor = load_model_and_processor(src_final)
     layout = VocabLayout.load(src_final).with_ids(processor.tokenizer)

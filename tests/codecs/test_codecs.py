@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from getok import NO_TARGET, DecodeError, Geometry, get_codec, list_codecs
-from getok.codecs.tokens import DELETE, grid_token
+from getok.codecs.token_names import DELETE, grid_token
 from getok.errors import ConfigError
 from getok.ops import cells_to_mask, mask_iou, mask_to_cells, polygons_to_mask
 from getok.ops.raster import raster_mask

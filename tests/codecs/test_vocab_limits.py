@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from getok.codecs import get_codec
-from getok.codecs.tokens import MAX_BINS, MAX_GRID_N, MAX_NEW_TOKENS, MAX_OFFSET_R, check_vocab
+from getok.codecs.token_names import MAX_BINS, MAX_GRID_N, MAX_NEW_TOKENS, MAX_OFFSET_R, check_vocab
 from getok.errors import ConfigError
 
 

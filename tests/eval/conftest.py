@@ -16,9 +16,9 @@ BINS = "bins:bins=100"
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """The tiny random Qwen2.5-VL with the tokens of ``grid_offset:n=16`` and ``bins:bins=100``, saved once."""
+    from getok.vocab.add_tokens import add_spatial_tokens, save_with_layout
     from getok.vocab.loading import load_model_and_processor
     from getok.vocab.tiny import build_tiny_model
-    from getok.vocab.tokens import add_spatial_tokens, save_with_layout
 
     root = tmp_path_factory.mktemp("tiny")
     base = build_tiny_model(root / "base")

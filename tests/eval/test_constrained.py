@@ -7,7 +7,7 @@ import pytest
 
 from getok.answers import extract_answer
 from getok.codecs import get_codec
-from getok.codecs.tokens import grid_token
+from getok.codecs.token_names import grid_token
 from getok.errors import ConfigError
 from getok.eval.constrained import (
     GrammarMachine,

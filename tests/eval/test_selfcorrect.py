@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from getok.codecs.tokens import grid_token
+from getok.codecs.token_names import grid_token
 from getok.data_builders.offsets import DEFAULT_REFINE
 from getok.decoding.raster import raster_mask
 from getok.errors import ConfigError

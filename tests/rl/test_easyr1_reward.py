@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import getok.rl
-from getok.codecs.tokens import grid_token
+from getok.codecs.token_names import grid_token
 from getok.ops.grid import mask_to_cells
 from getok.rl.truth import pack_truth
 

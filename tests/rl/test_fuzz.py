@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from getok.codecs.tokens import DELETE, bin_token, grid_token, offset_token
+from getok.codecs.token_names import DELETE, bin_token, grid_token, offset_token
 from getok.rl.rewards import KEYS, RewardScorer
 from getok.rl.truth import pack_truth
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from getok.codecs.tokens import grid_token
+from getok.codecs.token_names import grid_token
 from getok.errors import ConfigError
 from getok.vocab import add_spatial_tokens, resize_grid, resize_offsets, validate_layout
 from getok.vocab.resize import bilinear_sample, grid_resample_coords, interpolate_grid_rows

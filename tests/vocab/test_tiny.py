@@ -182,7 +182,7 @@ def test_loader_dtype_and_layout_check(tiny_dirs, tmp_path):
 
 def test_import_getok_vocab_is_light():
     code = (
-        "import sys, getok, getok.vocab, getok.vocab.tokens, getok.vocab.resize, getok.vocab.tiny, getok.vocab.cli\n"
+        "import sys, getok, getok.vocab, getok.vocab.add_tokens, getok.vocab.resize, getok.vocab.tiny, getok.vocab.cli\n"
         "bad = [m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

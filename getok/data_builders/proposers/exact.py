@@ -13,6 +13,7 @@ import hashlib
 import numpy as np
 
 from ...errors import DataError, GeometryError
+from ..scenes import label_map_from_objects  # rebuilds it from disjoint object masks
 from .base import ProposalStack, point_pixels
 from .registry import register_proposer
 
@@ -61,7 +62,6 @@ class ExactProposer:
         if lab is None:
             if key != "label_map":
                 raise DataError(f"image {getattr(record, 'image_id', '?')}: no meta[{key!r}] label map for ExactProposer")
-            from ..scenes import label_map_from_objects  # rebuilds it from disjoint object masks
 
             lab = label_map_from_objects(record)
         return cls(np.asarray(lab), background=background)

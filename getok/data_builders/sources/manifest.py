@@ -22,7 +22,8 @@ import numpy as np
 from ...errors import DataError, GetokError
 from ...io import atomic_dir
 from ...ops.masks import rle_encode
-from ...records import AnnotatedImage, AnnotatedObject
+from ...records import AnnotatedImage, AnnotatedObject, save_png
+from ..tasks import safe_name
 from .base import (
     ImageCollection,
     as_box,
@@ -260,8 +261,6 @@ def write_manifest(
     Used by ``getok build scenes``; works for any source (e.g. to freeze a filtered COCO subset).
     Atomic: the directory appears complete or not at all.
     """
-    from ..dataset import save_png
-    from ..tasks import safe_name
 
     it = images
     if progress:

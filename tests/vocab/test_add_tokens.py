@@ -131,7 +131,7 @@ def test_save_load_reproduces_logits_and_layout(load_tiny, tmp_path, kind):
 
 
 def test_bad_token_text_rejected(load_tiny):
-    from getok.vocab.tokens import _check_one_id
+    from getok.vocab.add_tokens import _check_one_id
 
     _, proc = load_tiny()
     with pytest.raises(ConfigError, match="single id"):

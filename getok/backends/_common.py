@@ -1,4 +1,4 @@
-"""Small helpers shared by the decoders: size checks, image fingerprints, an LRU cache."""
+"""Small helpers shared by the model engines and the mask decoders: image and size checks, an LRU cache."""
 
 from __future__ import annotations
 
