@@ -123,7 +123,6 @@ def atomic_dir(path: str | Path, overwrite: bool = False):
     """
     path = Path(path)
     if path.exists() and not overwrite:
-
         raise DataError(f"{path} already exists (pass overwrite=True / --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temp_dirs(path)

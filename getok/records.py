@@ -178,7 +178,6 @@ class AnnotatedObject:
             if self.rle is not None:
                 m = rle_decode(self.rle)
             else:
-
                 h, w = self.size
                 rings = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in self.polygons if len(p) >= 6]
                 # COCO polygon vertices are continuous coordinates already (pixel corners at integers)

@@ -106,7 +106,6 @@ class Registry:
         kwargs: dict = {k: parse_value(v) for k, v in params.items()}
         kwargs.update(overrides)
         if context:
-
             params = inspect.signature(self._factories[name]).parameters
             kwargs.update({k: v for k, v in context.items() if k in params and k not in kwargs})
         try:

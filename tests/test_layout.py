@@ -121,3 +121,35 @@ def test_the_checker_resolves_imports_and_sees_heavy_closures():
     top = {"getok.a": {"torch.nn"}, "getok.b": {"getok.a"}, "getok.c": {"numpy"}}
     assert _heavy(top, "getok.b") == {"torch"} and _heavy(top, "getok.c") == set()
     assert "getok.a" in _closure(top, "getok.b") and "getok.b" not in _closure(top, "getok.a")
+
+
+#: The layers, bottom up: a module imports only from its own layer or below (the README's Layout). The
+#: command-line modules (``*.cli``, ``*.cli_builders``) are the top layer of their package.
+LAYERS = (
+    ("getok.conventions", "getok.errors", "getok.registry", "getok.io", "getok.provenance", "getok._version",
+     "getok._lazy", "getok.config"),
+    ("getok.ops", "getok.geometry", "getok.samples", "getok.records", "getok.answers"),
+    ("getok.codecs",),
+    ("getok.backends",),
+    ("getok.data_builders", "getok.vocab"),
+    ("getok.decoding",),
+    ("getok.eval",),
+    ("getok.train", "getok.rl"),
+    ("getok.cli",),
+)  # fmt: skip
+
+
+def _layer(m: str) -> int | None:
+    if m.split(".")[-1] in ("cli", "cli_builders") or m.startswith("getok.cli"):
+        return len(LAYERS) - 1
+    hits = [(len(p), i) for i, layer in enumerate(LAYERS) for p in layer if m == p or m.startswith(p + ".")]
+    return max(hits)[1] if hits else None
+
+
+def test_imports_go_down_the_layers():
+    top, inner = _imports()
+    edges = {(m, t) for m, ts in top.items() for t in ts} | {(m, _targets(m, n)[-1]) for m, n in inner}
+    up = sorted((m, t) for m, t in edges if t.startswith("getok.") and MODS[m].name != "__init__.py"
+                and None not in (_layer(m), _layer(t)) and _layer(t) > _layer(m))  # fmt: skip
+    assert not up, f"upward imports (importer, imported): {up}"
+    assert _layer("getok.eval.cli") == _layer("getok.cli.main") > _layer("getok.rl.grpo") > _layer("getok.codecs.grid")

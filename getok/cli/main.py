@@ -62,7 +62,6 @@ def build_parser(modules: list[str] | None = None) -> argparse.ArgumentParser:
     for mod in COMMAND_MODULES if modules is None else modules:
         importlib.import_module(mod).register(sub)
     if modules is None:
-
         for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
             ep.load()(sub)
     return parser

@@ -98,7 +98,6 @@ class PolygonCodec(Codec):
 
     def encode_one(self, g: Geometry, kind: str) -> str:
         if kind == "polyline":
-
             pts = normalize_points(geometry_points(g), g.size)
             return self.vertices.format(pts)
         c = self.config

@@ -95,7 +95,6 @@ class RleProposalStack(ProposalStack):
     """
 
     def __init__(self, n: int, size: tuple[int, int], rles: list[dict], point_to_mask, scores=None) -> None:
-
         self.n = int(n)
         self.size = as_size(size)
         self._rles = list(rles)

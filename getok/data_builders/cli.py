@@ -49,14 +49,12 @@ def _add_scene_args(p: argparse.ArgumentParser) -> None:
 
 
 def _scene_config(args):
-
     return SceneConfig(
         size=args.size, min_objects=args.min_objects, max_objects=args.max_objects, background=args.background
     )
 
 
 def cmd_build_scenes(args) -> int:
-
     check_counts(args, "--n", "--workers")
 
     out = write_scenes(
@@ -68,7 +66,6 @@ def cmd_build_scenes(args) -> int:
 
 
 def _load_images(args):
-
     if args.data:
         root = Path(args.data)
         mp = root / "manifest.json"
@@ -95,7 +92,6 @@ def _load_images(args):
 
 
 def cmd_build_tasks(args) -> int:
-
     check_counts(args, "--scenes", "--workers", "--expressions-per-object")
 
     cfg_kwargs = {"seed": args.seed, "think": args.think, "expressions_per_object": args.expressions_per_object,
@@ -107,7 +103,6 @@ def cmd_build_tasks(args) -> int:
     cfg = TaskConfig(**cfg_kwargs)
     geometry_fn = None
     if args.proposer:
-
         n = getattr(get_codec(args.codec).config, "n", None)
         if n is None:
             raise DataError(f"--proposer needs a grid codec (with n), got {args.codec!r}")
@@ -138,7 +133,6 @@ def cmd_build_tasks(args) -> int:
 
 
 def cmd_export(args) -> int:
-
     check_counts(args, *(["--num-proc"] if hasattr(args, "num_proc") else []))
 
     kwargs = {"overwrite": args.overwrite}

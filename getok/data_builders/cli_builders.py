@@ -130,7 +130,6 @@ def iter_images(data: Path | None = None, scenes: int | None = None, seed: int =
     if limit is not None and limit < 1:  # 0 would silently mean "all"
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     if data is not None:
-
         coll = load_manifest(data)
         images: Iterable = list(coll)[: limit or None]
         return images, list(coll.skipped), getattr(coll, "source", {"loader": "manifest", "root": str(data)})
@@ -169,7 +168,6 @@ def _objects(images, out, progress: bool, desc: str) -> Iterator:
 
 
 def _write(out, args, builder: dict, skipped: list, source: dict) -> int:
-
     path = write_dataset(
         out,
         args.out,
@@ -236,7 +234,6 @@ def build_offsets(images, codec: str, proposer: str | None, *, cfg=None, cache=N
         raise ConfigError(f"per_object must be >= 1, got {per_object}")
     fn = None
     if proposer is not None:
-
         fn = GreedyGeometryFn(proposer, n=get_codec(codec).config.n, cache_dir=cache)
     rng = np.random.default_rng(seed)
     out = SampleList(settings={"codec": codec})

@@ -308,7 +308,6 @@ class _Chunk:
 
 def _run_chunk(chunk: _Chunk, codec: str, cfg: TaskConfig, geometry_fn, tmp: str):
     if chunk.scenes is not None:
-
         seed, start, count, scfg = chunk.scenes
         images = iter_scenes(count, seed, scfg, start=start)
     else:
@@ -374,7 +373,6 @@ def build_dataset(
     sources = extra.pop("sources", None)
     skipped: list[dict] = list(extra.pop("skipped", []))
     if scenes is not None:
-
         n, seed = (int(v) for v in scenes)
         if n < 1:  # would write an empty dataset
             raise ConfigError(f"scenes: the number of scenes must be >= 1, got {n}")

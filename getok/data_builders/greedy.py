@@ -328,10 +328,8 @@ class GreedyGeometryFn:
 
     def _proposer_for(self, image):
         if isinstance(self.proposer, str) and self.proposer.split(":")[0] == "exact":
-
             return ExactProposer.from_image(image)
         if self._built is None:
-
             self._built = get_proposer(self.proposer)
         return self._built
 
@@ -343,7 +341,6 @@ class GreedyGeometryFn:
         if proposer.name == "exact":
             stack = proposer.propose(None, self.n)
         elif self.cache_dir is not None:
-
             stack = ProposalCache(self.cache_dir).get_or_compute(image.get_image(), proposer, self.n)
         else:
             stack = proposer.propose(image.get_image(), self.n)

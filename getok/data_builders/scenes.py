@@ -381,7 +381,6 @@ def label_map_from_objects(image: AnnotatedImage) -> np.ndarray:
 
 
 def _scene_chunk(args) -> list[dict]:
-
     seed, start, count, cfg, tmp = args
     records = []
     for im in iter_scenes(count, seed, cfg, start=start):
@@ -425,7 +424,6 @@ def write_scenes(
         if workers <= 1 or len(jobs) == 1:
             results = map(_scene_chunk, jobs)
         else:
-
             pool = ProcessPoolExecutor(max_workers=workers)
             results = pool.map(_scene_chunk, jobs)
         try:

@@ -96,7 +96,6 @@ def _point_on_object(
 
 
 def _outline(mask: np.ndarray, size, eps: float) -> Geometry:
-
     outers, _ = mask_to_polygons(mask, eps)
     if not outers:
         raise GeometryError("empty mask has no outline")
@@ -366,14 +365,12 @@ def _verify_image(image: AnnotatedImage) -> None:
     had = image.image is not None
     img = image.get_image()
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-
         raise DataError(f"image {image.image_id}: pixels must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
     if not had and image.image_path:
         image.image = None  # verified; do not keep every decoded file in memory
 
 
 def _takes_prefer(fn) -> bool:
-
     try:
         return "prefer" in inspect.signature(fn).parameters
     except (TypeError, ValueError):

@@ -277,7 +277,6 @@ def proposals_decoder(proposer=None, manifest: dict | None = None, **kwargs):
     label map, which is a procedural scene rebuilt from its id (:class:`SceneExactDecoder`,
     with the dataset ``manifest``'s scene settings)."""
     if proposer == "exact" and "label_map" not in kwargs:
-
         return SceneExactDecoder(manifest, **kwargs)
     return ProposalDecoder(proposer, **kwargs)
 
@@ -327,7 +326,6 @@ class SceneExactDecoder:
         return {"name": self.name, "proposer": "exact (scenes rebuilt from their ids)", "n": self.n, "refined": self.refined}
 
     def _label_map(self, key: str | None, image) -> np.ndarray:
-
         m = _SCENE_ID.match(str(key))
         if m is None:
             raise DataError(f"image {key!r} is not a procedural scene (scene-<seed>-<index>): the exact proposer has no label map")

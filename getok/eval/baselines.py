@@ -47,7 +47,6 @@ BASELINES = {
 
 
 def _grid_n(sample) -> int:
-
     n = getattr(get_codec(sample.codec).config, "n", None)
     return int(n) if n else 8
 

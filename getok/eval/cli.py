@@ -101,7 +101,6 @@ def eval_config(args):
 
 
 def cmd_eval(args) -> int:
-
     cfg = eval_config(args)  # a bad setting fails here, before the model loads
     if args.dry_run:
         print(json.dumps({"model": str(args.model), "data": str(args.data), "out": str(args.out), **config_to_dict(cfg)}, indent=1))
@@ -117,7 +116,6 @@ def cmd_eval(args) -> int:
 
 
 def cmd_viz(args) -> int:
-
     ids = [s for s in args.ids.split(",") if s] if args.ids else None
     res = render_run(args.run, args.out, limit=args.limit, ids=ids, progress=not args.quiet, dpi=args.dpi)
     print(json.dumps({"out": res["out"], "index": res["index"], "rendered": len(res["pngs"]), "skipped": len(res["skipped"])}))

@@ -122,7 +122,6 @@ class TokenTables:
     _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def __init__(self, tokenizer, codec: str) -> None:
-
         self.tokenizer = tokenizer
         self.codec = get_codec(codec)
         c = self.codec

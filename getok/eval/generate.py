@@ -115,7 +115,6 @@ def _grammars(samples, turns_context, constrained) -> list | None:
     if constrained is None or constrained is False:
         return None
     if constrained is True:
-
         return [
             grammar_for_sample(s, None if turns_context is None else turns_context[i]) for i, s in enumerate(samples)
         ]

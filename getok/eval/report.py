@@ -439,7 +439,6 @@ def write_index(out_dir: str | Path, records: Sequence[Mapping], pngs: Mapping[s
     ``questions`` sample ids to their question, ``skipped`` sample ids to why no overlay was drawn."""
     summary_md = None
     if summary:
-
         summary_md = summary_markdown(dict(summary))
         if info is not None:  # the settings table also gives the summary's sample count and time
             info = {**info, **{k: v for k, v in (summary.get("run") or {}).items() if k in ("n_samples", "elapsed_s")}}

@@ -140,7 +140,6 @@ class EvalRunConfig:
             self.selfcorrect()  # validates on_invalid / refine_prompt
 
     def selfcorrect(self):
-
         kw = {"turns": max(int(self.turns), 2), "on_invalid": self.on_invalid, "oracle": self.oracle}
         if self.refine_prompt is not None:
             kw["refine_prompt"] = self.refine_prompt
@@ -179,7 +178,6 @@ def _refine_proposal(sample: Sample, codec: Codec):
 
 
 def _score_single(sample, text, codec, decoder, image, count_tokens, boundary) -> dict:
-
     gts = truth_masks(sample)
     decoder.set_image(image, size=sample.size, key=sample.image_id)
     proposal = _refine_proposal(sample, codec)
@@ -293,7 +291,6 @@ def evaluate(
     _preflight(samples, codecs, cfg, tokenizer)
     count_tokens = None
     if tokenizer is not None:
-
         def count_tokens(text: str) -> int:
             return tokenizer_count(text, tokenizer)
 
@@ -378,12 +375,10 @@ def _abs_image(s: Sample, root) -> Path:
 def _preflight(samples, codecs, cfg: EvalRunConfig, tokenizer) -> None:
     """Fail before generating: constrained grammars exist, the tokenizer has the codecs' tokens."""
     if tokenizer is not None:
-
         specs = sorted({c.spec for c in codecs.values() if c.new_tokens()})
         if specs:
             VocabLayout.from_codecs(specs).validate(tokenizer)
     if cfg.constrained:
-
         for s in samples:
             c = codecs[s.sample_id]
             if cfg.turns > 1 and _eligible_selfcorrect(s, c):
@@ -393,7 +388,6 @@ def _preflight(samples, codecs, cfg: EvalRunConfig, tokenizer) -> None:
 
 
 def _evaluate_batch(batch, images, codecs, decoder, generate_fn, cfg: EvalRunConfig, sc_cfg, count_tokens) -> list[dict]:
-
     sc_idx = [i for i, s in enumerate(batch) if sc_cfg is not None and _eligible_selfcorrect(s, codecs[s.sample_id])]
     one_idx = [i for i in range(len(batch)) if i not in set(sc_idx)]
     out: dict[int, dict] = {}

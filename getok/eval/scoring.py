@@ -190,7 +190,6 @@ def score_answer(
     n_tok = counter(answer) if isinstance(answer, str) and answer else 0
     pred_polys = gt_polys = None
     if valid and sample.kind == "mask" and geoms and all(g.polygons for g in geoms) and gt.any():
-
         pred_polys = [p for g in geoms for p in g.polygons]
         gt_polys = mask_to_polygons(gt, float(getattr(codec.config, "eps", 0.01)))[0]
     rec = sample_record(

@@ -184,7 +184,6 @@ def load_run(run_dir: str | Path) -> tuple[dict, list[dict], dict[str, Sample], 
     samples: dict[str, Sample] = {}
     root = None
     if info.get("data"):
-
         ds = read_dataset(info["data"], check_images=False)
         samples = {s.sample_id: s for s in ds.samples}
         root = Path(ds.root)

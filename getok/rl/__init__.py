@@ -2,7 +2,6 @@
 
 Stage 1 proposes grid cells for a question; stage 2 refines the model's own proposal over a second turn
 with offset tokens and ``<DELETE>``. One run::
-
     from getok.rl import load_grpo_config, run_grpo
     summary = run_grpo(load_grpo_config("configs/grpo/tiny-cpu-stage1.yaml", ["train.max_steps=20"]))
 

@@ -56,7 +56,6 @@ def _stage_override(args, overrides: list[str]) -> list[str]:
 
 
 def cmd_grpo(config: str | None, overrides: list[str], args) -> int:
-
     cfg = load_grpo_config(config, _stage_override(args, overrides))  # ConfigError before anything heavy
     if args.dry_run:
         print(grpo_config_yaml(cfg), end="")
@@ -79,7 +78,6 @@ def cmd_grpo(config: str | None, overrides: list[str], args) -> int:
 
 # ---------------------------------------------------------------------------------------------- rl group
 def cmd_make_stage2_data(args) -> int:
-
     out, counts = make_stage2_data(
         args.model, args.data, args.out, tasks=tuple(args.tasks.split(",")) if args.tasks else None,
         on_invalid=args.on_invalid, max_cells=args.max_cells, fallback_k=args.fallback_k, limit=args.limit,
@@ -91,7 +89,6 @@ def cmd_make_stage2_data(args) -> int:
 
 
 def cmd_export_easyr1(args) -> int:
-
     out = export_easyr1_stage(
         args.data, args.out, stage=args.stage, model=args.model, embed_images=not args.image_paths,
         skip_special_tokens=not args.keep_special_tokens, overwrite=args.overwrite, progress=not args.quiet,
@@ -102,7 +99,6 @@ def cmd_export_easyr1(args) -> int:
 
 
 def cmd_check_easyr1(args) -> int:
-
     easyr1 = False if args.no_easyr1 else args.easyr1
     report = check_easyr1(model=args.model, data=args.data, config=args.config, overrides=args.overrides, easyr1=easyr1)
     for line in report:
@@ -111,14 +107,12 @@ def cmd_check_easyr1(args) -> int:
 
 
 def cmd_export_easyr1_model(args) -> int:
-
     out = export_easyr1_model(args.model, args.out, tokenizer_class=args.tokenizer_class, overwrite=args.overwrite)
     print(f"wrote {out}: loads under transformers 4.5x (EasyR1) and 5.x")
     return 0
 
 
 def cmd_export_verl(args) -> int:
-
     out, counts = export_verl_stage2(
         args.data, args.out, model=args.model, tasks=tuple(args.tasks.split(",")) if args.tasks else None,
         fallback_k=args.fallback_k, seed=args.seed, limit=args.limit, overwrite=args.overwrite, progress=not args.quiet,
@@ -128,7 +122,6 @@ def cmd_export_verl(args) -> int:
 
 
 def cmd_check_verl(args) -> int:
-
     for line in check_verl(args.config, args.overrides, model=args.model, data=args.data):
         print(line)
     return 0

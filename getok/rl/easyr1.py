@@ -154,7 +154,6 @@ def make_stage2_data(
     spec = codecs.pop()
     model_name = str(model)
     if generate_fn is None:
-
         m, processor, layout = load_policy(model, base=base)
         if spec not in layout.codecs:
             raise ConfigError(f"the model's vocabulary {layout.codecs} lacks the data's codec {spec!r}")

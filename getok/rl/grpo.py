@@ -169,7 +169,6 @@ def _trainer_class():
             self.getok_proposal_kwargs = dict(proposal_kwargs or {})
 
         def _getok_generate(self, samples):
-
             model = self.accelerator.unwrap_model(self.model)
             was = model.training
             model.eval()
@@ -196,7 +195,6 @@ def _trainer_class():
                     text_cfg.output_router_logits = was
 
         def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-
             for k in adapter_for(self.processing_class).trl_dropped_inputs:  # e.g. LLaVA-OneVision's
                 v = kwargs.pop(k, None)
                 if v is not None and any(int(n) != 1 for n in np.asarray(v.cpu() if hasattr(v, "cpu") else v).ravel()):
@@ -236,7 +234,6 @@ def make_trainer(model, processor, rows, args, reward_funcs, callbacks=(), propo
 
 # ---------------------------------------------------------------------------------------------- run
 def checkpoint_info(cfg: GRPORunConfig, start: StartPolicy) -> dict:
-
     return {
         "base_model": str(Path(start.source_dir).resolve()) if start.source_dir else None,
         "tuning": cfg.tuning.mode,
@@ -259,7 +256,6 @@ def resolve_resume(cfg: GRPORunConfig, output_dir: Path) -> Path | None:
 
 
 def _save_final(model, processor, layout, cfg, info: dict, out: Path, step: int, state_dict=None) -> Path:
-
     save_model_dir(model, processor, layout, out, lora=cfg.tuning.mode == "lora", state_dict=state_dict)
     write_checkpoint_info(out, layout, grpo_config_yaml(cfg), {**info, "step": step, "final": True})
     return out

@@ -307,7 +307,6 @@ class GRPODataConfig:
     def __post_init__(self):
         check_numbers(self, "data", positive=("num_samples",))
         if self.codec is not None:
-
             self.codec = get_codec(self.codec).spec
 
 

@@ -90,7 +90,6 @@ def load_start_policy(cfg: GRPORunConfig, output_dir: str | Path) -> StartPolicy
         info = read_checkpoint_info(path)
         layout = VocabLayout.load(path)
         if (path / "adapter_config.json").is_file():
-
             peft_model, processor, got = load_adapter(path, base=m.base or info.get("base_model"), **{
                 k: v for k, v in kw.items() if v is not None})  # fmt: skip
             got.check_matches(layout, what=f"checkpoint {path}")
@@ -193,7 +192,6 @@ def build_prompt_data(cfg: GRPORunConfig, spec: str, out_dir: str | Path, *, pro
                 pool.append(s)
         sources = list(ds.manifest.get("sources") or [])
     else:
-
         scenes = generate_scenes(d.scenes.n, d.scenes.seed, d.scenes.scene_config())
         entry = MixtureEntry(type="tasks", tasks=list(cfg.tasks), codec=spec, greedy="exact")
         pool = build_pool(entry, [spec], scenes, d.task_seed)

@@ -294,7 +294,6 @@ class DecoderSession:
     """
 
     def __init__(self, decoder=None, cache_size: int = 512, image_loader: Callable | None = None) -> None:
-
         if decoder is None or isinstance(decoder, str):
             decoder = get_decoder(decoder or "raster")
         self.decoder = decoder
@@ -343,7 +342,6 @@ class DecoderSession:
     def _load(self, path: str) -> np.ndarray:
         if path not in self._image_cache:
             if self._image_loader is None:
-
                 self._image_loader = load_image_rgb
             if len(self._image_cache) > 8:
                 self._image_cache.clear()

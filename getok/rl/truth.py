@@ -246,7 +246,6 @@ class Truth:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-
         try:
             object.__setattr__(self, "size", as_size(self.size))
         except GeometryError as exc:

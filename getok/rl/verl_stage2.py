@@ -349,7 +349,6 @@ def check_verl(config: str | Path, overrides: list[str] | tuple[str, ...] = (), 
              + (f" with {len(overrides)} overrides" if overrides else "")]  # fmt: skip
     lines += _own_verl_checks(cfg)
     if model is not None and Path(str(model)).is_dir():
-
         ml = _model_layout(model)
         if ml is None:
             raise ConfigError(f"{model} has no getok_layout.json: give a getok checkpoint (copy the SFT model's)")

@@ -63,10 +63,8 @@ def add_train_command(
 
 
 def _run_sft(config: str | None, overrides: list[str], args) -> int:
-
     cfg = load_sft_config(config, overrides)  # ConfigError before anything heavy is imported
     if args.dry_run:
-
         print(config_yaml(cfg), end="")
         return 0
 
@@ -88,7 +86,6 @@ cmd_sft = _run_sft
 
 
 def cmd_merge(args) -> int:
-
     out = merge_checkpoint(args.checkpoint, args.out, base=args.base, overwrite=args.overwrite)
     print(f"merged {args.checkpoint} into {out}")
     return 0

@@ -177,7 +177,6 @@ class MixtureEntry:
         if self.type == "dataset" and not self.path:
             raise ConfigError(f"data.mixture[{self.label}] of type 'dataset' needs a path")
         if self.tasks is not None:
-
             bad = [t for t in self.tasks if t not in TASKS]
             if bad or not self.tasks:
                 raise ConfigError(f"data.mixture[{self.label}].tasks must be a non-empty subset of {TASKS}, got {bad}")
@@ -190,7 +189,6 @@ class MixtureEntry:
             if not self.ks or min(self.ks) < 1:
                 raise ConfigError(f"data.mixture[{self.label}].ks must be proposal sizes >= 1, got {self.ks}")
         if self.codec is not None:
-
             self.codec = get_codec(self.codec).spec
 
     @property

@@ -60,7 +60,6 @@ log = logging.getLogger("getok.train.data")
 
 # ---------------------------------------------------------------------------------------------- pools
 def _grid_n(spec: str) -> int | None:
-
     return getattr(get_codec(spec).config, "n", None)
 
 
@@ -128,7 +127,6 @@ def build_pool(entry: MixtureEntry, vocab_codecs: list[str], scenes, task_seed: 
     """
 
     if entry.type == "dataset":
-
         ds = read_dataset(entry.path, check_images=False)  # unreadable images are counted when loading
         check_dataset_layout(ds.manifest, vocab_codecs, where=str(entry.path))
         out = SampleList(settings={"type": "dataset", "path": str(Path(entry.path).resolve())})
@@ -247,7 +245,6 @@ def build_mixture(
         )
     scenes = []
     if any(e.type != "dataset" for e in data.mixture):
-
         scenes = generate_scenes(data.scenes.n, data.scenes.seed, data.scenes.scene_config())
     pools, weights, images, skipped = {}, {}, {}, []
     entries = data.mixture

@@ -57,7 +57,6 @@ class VocabConfig:
     pad_to_multiple_of: int | None = None
 
     def __post_init__(self):
-
         if not self.codecs:
             raise ConfigError("vocab.codecs must name at least one codec")
         specs = []
@@ -117,7 +116,6 @@ class TuningConfig:
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"tuning.dropout must be in [0, 1), got {self.dropout}")
         if self.target_modules is not None:
-
             try:
                 re.compile(self.target_modules)
             except re.error as exc:

@@ -39,7 +39,6 @@ def report_to(train) -> list[str]:
     """Trackers of a run: ``train.report_to`` plus TensorBoard when it is installed (``["none"]`` if empty)."""
     out = list(train.report_to)
     if "tensorboard" not in out:
-
         if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
             out.append("tensorboard")
     return out or ["none"]

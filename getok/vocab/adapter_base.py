@@ -246,7 +246,6 @@ class ModelAdapter:
 
     # ------------------------------------------------------------------ parts and LoRA
     def language_model_prefix(self, model) -> str:
-
         return language_model_prefix(model)
 
     def parameter_part(self, name: str, model) -> str:

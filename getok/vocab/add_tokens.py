@@ -304,7 +304,6 @@ def add_spatial_tokens(
         # rows past every token (fresh padding): mean row of the existing tokens, no noise
         pad_rows = [r for r in range(rows_before, rows) if r not in values_in]
         if pad_rows:
-
             mean_in = row_stats(model.get_input_embeddings().weight, stat)[0]
             mean_out = None if is_tied(model) else row_stats(model.get_output_embeddings().weight, stat)[0]
             for r in pad_rows:

@@ -105,7 +105,6 @@ def register(subparsers) -> None:
 
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_tiny_init(args) -> int:
-
     kw = {}
     for opt, fld in (
         ("layers", "num_layers"), ("hidden", "hidden_size"), ("intermediate", "intermediate_size"),
@@ -165,14 +164,12 @@ def _prod(shape) -> int:
 
 
 def _load(args):
-
     model, processor = load_model_and_processor(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     layout = VocabLayout.load(args.model) if (Path(args.model) / LAYOUT_FILE).is_file() else None
     return model, processor, layout
 
 
 def _save(model, processor, layout, out: Path, overwrite: bool) -> None:
-
     save_with_layout(model, processor, layout, out, overwrite=overwrite)
 
 
@@ -185,7 +182,6 @@ def _summary(layout, model, t0) -> str:
 
 
 def cmd_vocab_add(args) -> int:
-
     t0 = time.perf_counter()
     model, processor, existing = _load(args)
     codecs = list(existing.codecs) + list(args.codec) if existing is not None else list(args.codec)
@@ -201,14 +197,12 @@ def cmd_vocab_add(args) -> int:
 
 
 def _need_layout(layout, path):
-
     if layout is None:
         raise LayoutMismatchError(f"{path} has no getok_layout.json; add tokens first with `getok vocab add`")
     return layout
 
 
 def cmd_vocab_resize_grid(args) -> int:
-
     t0 = time.perf_counter()
     model, processor, layout = _load(args)
     processor, new = resize_grid(
@@ -221,7 +215,6 @@ def cmd_vocab_resize_grid(args) -> int:
 
 
 def cmd_vocab_resize_offsets(args) -> int:
-
     t0 = time.perf_counter()
     model, processor, layout = _load(args)
     processor, new = resize_offsets(

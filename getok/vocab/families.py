@@ -147,7 +147,6 @@ def _text_common(tok) -> dict:
 
 # ------------------------------------------------------------------------------------------------ builders
 def _qwen(family: str, seed: int):
-
     sizes = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
                  mrope_section=(2, 3, 3), vision_hidden_size=32, vision_intermediate_size=64, vision_num_heads=2,
                  vision_out_hidden_size=64, vision_depth=1, fullatt_block_indexes=(0,), seed=seed,

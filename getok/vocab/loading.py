@@ -103,7 +103,6 @@ def load_model_and_processor(
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     processor = ensure_processor(processor, path, trust_remote_code=trust_remote_code)
     if check_layout:
-
         if (path / LAYOUT_FILE).is_file():
             validate_layout(VocabLayout.load(path), processor.tokenizer, model=model)
     return model, processor

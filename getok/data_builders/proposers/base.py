@@ -102,7 +102,6 @@ class ProposalStack:
         """
         cached = getattr(self, "_rles", None)
         if cached is None or len(cached) != len(self.masks):
-
             mask_utils = require("pycocotools.mask", "coco", "RLE proposals")
             if len(self.masks) == 0:
                 cached = []
