@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from getok.config import config_to_dict, load_config
+from getok.decoding.base import canonical_decoder_spec
 from getok.errors import ConfigError
 
 from .common import Budget, Clock, SceneSeries, command_line, environment, fmt_ci, mean_ci, write_outputs
@@ -80,7 +81,7 @@ class ResizeConfig:
     finetune: Budget = field(default_factory=_default_finetune)
     scratch_baseline: bool = True
     scenes: SceneSeries = field(default_factory=SceneSeries)
-    decoder: str = "proposals:proposer=exact"
+    decoder: str = "point_masks:proposer=exact"
     eval_batch_size: int = 16
     work_dir: str = "runs/studies/resize-vocab"
 
@@ -121,7 +122,7 @@ def _spec(n: int) -> str:
 
 def _decoder(cfg: ResizeConfig, n: int) -> str:
     base = ",".join(p for p in cfg.decoder.split(",") if not p.startswith("n="))
-    return f"{base},n={int(n)}" if base.startswith("proposals") else base
+    return f"{base},n={int(n)}" if canonical_decoder_spec(base).startswith("point_masks") else base
 
 
 def _headline(summary: dict, tasks: list[str]) -> dict:
