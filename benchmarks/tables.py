@@ -160,8 +160,8 @@ def render_builders(d: dict) -> list[str]:
     lines += [""] + [f"- {n}" for n in d.get("notes", [])] + [""]
     sets = d["datasets"]
     lines += table(
-        ["dataset", "source", "images", "masks", "image size", "proposer", "proposals/image",
-         "proposal s/image (cached, not in rates)", "floor ms/mask"],
+        ["dataset", "source", "images", "masks", "image size", "proposer", "point masks/image",
+         "point-mask s/image (cached, not in rates)", "floor ms/mask"],
         [[name, cell(s["source"]), s["images"], s["masks"], cell(s["image_size"]), s["proposer"]["name"],
           cell(s["proposals"]["unique_masks_per_image"], 1), cell(s["proposals"]["compute_s_per_image"]),
           cell(s["floor"]["stack_read_ms_per_mask"])] for name, s in sets.items()],
@@ -180,7 +180,7 @@ def render_decoders(d: dict) -> list[str]:
     wf, met = d["weight_free"], d["weight_free"]["meets_target"]
     lines = [
         f"Data: {d['data']}: {wf['images']} images, {wf['instances']} instances, mean size (H, W) "
-        f"{fmt(wf['mean_size_hw'])}; grid n {wf['grid_n']}; proposer {wf['proposer']}; proposal stack "
+        f"{fmt(wf['mean_size_hw'])}; grid n {wf['grid_n']}; proposer {wf['proposer']}; point-mask stack "
         f"{fmt(wf['proposal_stack_ms_per_image'])} ms/image.",
         f"Answers: {wf['answers']}.",
         "",

@@ -2,7 +2,7 @@
 configs, CPU / wall time, package versions, the machine and the checkout.
 
 * :func:`image_hash` — sha256 of an image's shape, dtype and pixels: the identity of an image in every cache
-  (on disk: proposal caches; in memory: decoder embeddings, reward sessions).
+  (on disk: point-mask caches; in memory: decoder embeddings, reward sessions).
 * :func:`fingerprint` — a short sha256 of any JSON-able object (sorted keys): what a resumed run checks
   its settings against.
 * :func:`cpu_seconds`, :class:`Clock` — CPU time of this process **and its finished children** (data

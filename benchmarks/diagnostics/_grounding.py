@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = "text>mask"
-DECODER = "proposals:proposer=exact,n=8"
+DECODER = "point_masks:proposer=exact,n=8"
 
 
 def question_set(out_dir: Path, n_scenes: int, series: int) -> Path:

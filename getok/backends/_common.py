@@ -44,7 +44,7 @@ def check_size(geometry: Geometry, size: tuple[int, int] | None) -> None:
 
 
 class LRUCache:
-    """A small least-recently-used map (image key → embedding, proposals, ...).
+    """A small least-recently-used map (image key → embedding, point-mask stack, ...).
 
     ``get_or_compute(key, fn)`` returns the cached value or calls ``fn()`` once and stores it; the
     least recently used entry is evicted when more than ``capacity`` are held. ``misses`` counts the

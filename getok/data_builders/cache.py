@@ -1,14 +1,14 @@
-"""Proposal cache on disk: one JSON file of compressed COCO RLEs per (image, proposer, settings, n).
+"""Point-mask cache on disk: one JSON file of compressed COCO RLEs per (image, proposer, settings, n).
 
-Computing proposals is the slow part of building grid-token data (SAM: seconds per image on a CPU), and
-reading them back is cheap, so proposals are computed once and cached:
+Computing point masks is the slow part of building grid-token data (SAM: seconds per image on a CPU), and
+reading them back is cheap, so point masks are computed once and cached:
 
 * **key** = sha256 of ``{image: sha256 of the pixels, proposer: name, settings: proposer.settings(), n}``,
   so a different checkpoint, threshold or grid never reads a stale entry, and a renamed file still hits;
 * **file** = ``<root>/<proposer>/<key[:2]>/<key>.json`` holding the distinct masks as compressed RLE
   (pycocotools), the point → mask index and the scores;
 * writes are atomic (temporary file, then rename), so an interrupted build leaves no half-written entry
-  and :meth:`ProposalCache.build` simply skips what is already there (resumable).
+  and :meth:`PointMaskCache.build` simply skips what is already there (resumable).
 """
 
 from __future__ import annotations
@@ -26,26 +26,27 @@ from ..conventions import as_size
 from ..errors import DataError, GeometryError, GetokError, require
 from ..io import atomic_write_text
 from ..provenance import image_hash
-from .proposers.base import MaskProposer, ProposalStack
+from .proposers.base import MaskProposer, PointMaskStack
 
 __all__ = [
     "FORMAT",
     "cache_key",
     "stack_to_record",
     "stack_from_record",
-    "ProposalCache",
+    "PointMaskCache",
     "CacheBuildReport",
-    "RleProposalStack",
+    "RlePointMaskStack",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Format tag written into every cache file.
+#: Format tag written into every cache file (and required on reading). It keeps the name point masks had
+#: when the format was made: existing caches stay readable (a changed tag would recompute them all).
 FORMAT = "getok-proposals/1"
 
 
 def cache_key(image_sha256: str, proposer_name: str, settings: dict, n: int) -> str:
-    """The cache key (sha256 hex) of proposals of one image by one proposer configuration on one grid."""
+    """The cache key (sha256 hex) of point masks of one image by one proposer configuration on one grid."""
     blob = json.dumps(
         {"image": image_sha256, "proposer": proposer_name, "settings": settings, "n": int(n)},
         sort_keys=True,
@@ -55,8 +56,8 @@ def cache_key(image_sha256: str, proposer_name: str, settings: dict, n: int) -> 
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def stack_to_record(stack: ProposalStack) -> dict:
-    """A :class:`ProposalStack` as a JSON-able dict (masks as compressed RLE strings)."""
+def stack_to_record(stack: PointMaskStack) -> dict:
+    """A :class:`PointMaskStack` as a JSON-able dict (masks as compressed RLE strings)."""
     rles = stack.rles()
     counts = [r["counts"].decode("ascii") if isinstance(r["counts"], bytes) else r["counts"] for r in rles]
     return {
@@ -77,18 +78,18 @@ def _counts_digest(counts: list[str]) -> str:
 
 def _decode_rles(rles: list[dict], h: int, w: int) -> np.ndarray:
     """Compressed RLEs → ``(U, H, W)`` bool (a view of pycocotools' Fortran-ordered output, no copy)."""
-    mask_utils = require("pycocotools.mask", "coco", "the proposal cache")
+    mask_utils = require("pycocotools.mask", "coco", "the point-mask cache")
     if not rles:
         return np.zeros((0, h, w), dtype=bool)
     try:
         dec = mask_utils.decode(rles)  # (H, W, U) uint8, Fortran order
     except Exception as exc:  # pycocotools raises bare exceptions on corrupt strings
-        raise DataError(f"corrupt RLE in proposal record: {exc}") from exc
+        raise DataError(f"corrupt RLE in point-mask record: {exc}") from exc
     return dec.reshape(h, w, len(rles)).transpose(2, 0, 1).view(bool)
 
 
-class RleProposalStack(ProposalStack):
-    """A :class:`ProposalStack` backed by compressed RLEs: ``masks`` are decoded on first access.
+class RlePointMaskStack(PointMaskStack):
+    """A :class:`PointMaskStack` backed by compressed RLEs: ``masks`` are decoded on first access.
 
     What the cache returns: the greedy builder works on the RLEs alone, so reading a stack for it costs a
     JSON parse, not the decoding of ``U`` full-image masks.
@@ -117,7 +118,7 @@ class RleProposalStack(ProposalStack):
         return self._masks
 
     @masks.setter
-    def masks(self, value) -> None:  # pragma: no cover - set only by ProposalStack's own __init__
+    def masks(self, value) -> None:  # pragma: no cover - set only by PointMaskStack's own __init__
         self._masks = np.asarray(value, dtype=bool)
 
     @property
@@ -128,13 +129,13 @@ class RleProposalStack(ProposalStack):
         return self._rles
 
     def __repr__(self) -> str:
-        return f"RleProposalStack(n={self.n}, size={self.size}, masks={len(self._rles)}, decoded={self._masks is not None})"
+        return f"RlePointMaskStack(n={self.n}, size={self.size}, masks={len(self._rles)}, decoded={self._masks is not None})"
 
 
-def stack_from_record(rec: dict, *, lazy: bool = False) -> ProposalStack:
+def stack_from_record(rec: dict, *, lazy: bool = False) -> PointMaskStack:
     """Inverse of :func:`stack_to_record`; the stack keeps the RLEs (no re-encoding later).
 
-    With ``lazy=True`` the result is an :class:`RleProposalStack` whose masks are decoded on first use.
+    With ``lazy=True`` the result is an :class:`RlePointMaskStack` whose masks are decoded on first use.
     """
     try:
         n = int(rec["n"])
@@ -143,25 +144,25 @@ def stack_from_record(rec: dict, *, lazy: bool = False) -> ProposalStack:
         p2m = np.asarray(rec["point_to_mask"], dtype=np.int64)
         scores = rec.get("scores")
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"not a proposal record: {exc}") from exc
+        raise DataError(f"not a point-mask record: {exc}") from exc
     digest = rec.get("counts_sha256")
     try:
         if digest is not None and digest != _counts_digest(counts):
-            raise DataError("proposal record is corrupt: its RLE strings do not match their digest")
+            raise DataError("point-mask record is corrupt: its RLE strings do not match their digest")
         rles = [{"size": [h, w], "counts": c.encode("ascii")} for c in counts]
     except (AttributeError, UnicodeEncodeError) as exc:
-        raise DataError(f"not a proposal record: bad RLE counts ({exc})") from exc
+        raise DataError(f"not a point-mask record: bad RLE counts ({exc})") from exc
     sc = None if scores is None else np.asarray(scores)
     if lazy:
-        return RleProposalStack(n, (h, w), rles, p2m, sc)
-    stack = ProposalStack(n=n, size=(h, w), masks=_decode_rles(rles, h, w), point_to_mask=p2m, scores=sc)
+        return RlePointMaskStack(n, (h, w), rles, p2m, sc)
+    stack = PointMaskStack(n=n, size=(h, w), masks=_decode_rles(rles, h, w), point_to_mask=p2m, scores=sc)
     stack.set_rles(rles)
     return stack
 
 
 @dataclass
 class CacheBuildReport:
-    """What :meth:`ProposalCache.build` did."""
+    """What :meth:`PointMaskCache.build` did."""
 
     computed: int = 0
     cached: int = 0
@@ -171,14 +172,14 @@ class CacheBuildReport:
         return {"computed": self.computed, "cached": self.cached, "failed": [list(f) for f in self.failed]}
 
 
-class ProposalCache:
-    """Proposals on disk under ``root``.
+class PointMaskCache:
+    """Point masks on disk under ``root``.
 
     Examples
     --------
     >>> import tempfile
     >>> from getok.data_builders.proposers import SuperpixelProposer
-    >>> cache = ProposalCache(tempfile.mkdtemp())
+    >>> cache = PointMaskCache(tempfile.mkdtemp())
     >>> img = np.zeros((32, 32, 3), np.uint8); img[:, 16:] = 255
     >>> prop = SuperpixelProposer(min_size=10)
     >>> a = cache.get_or_compute(img, prop, 4)
@@ -200,27 +201,27 @@ class ProposalCache:
         return self.path(self.key(image, proposer, n), proposer.name).is_file()
 
     # ------------------------------------------------------------------ read / write
-    def load_path(self, path: str | Path, *, lazy: bool = True) -> ProposalStack:
+    def load_path(self, path: str | Path, *, lazy: bool = True) -> PointMaskStack:
         """Read one cache file (raises :class:`DataError` naming it when it is unreadable).
 
-        ``lazy`` (default): an :class:`RleProposalStack`, masks decoded on first access.
+        ``lazy`` (default): an :class:`RlePointMaskStack`, masks decoded on first access.
         """
         p = Path(path)
         try:
             rec = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read proposal cache file {p}: {exc}") from exc
+            raise DataError(f"cannot read point-mask cache file {p}: {exc}") from exc
         if rec.get("format") != FORMAT:
             raise DataError(f"{p}: not a {FORMAT} file (format={rec.get('format')!r})")
         return stack_from_record(rec, lazy=lazy)
 
-    def load(self, image: np.ndarray, proposer: MaskProposer, n: int) -> ProposalStack | None:
+    def load(self, image: np.ndarray, proposer: MaskProposer, n: int) -> PointMaskStack | None:
         """The cached stack, or ``None`` when there is none."""
         p = self.path(self.key(image, proposer, n), proposer.name)
         return self.load_path(p) if p.is_file() else None
 
     def save(
-        self, image: np.ndarray, proposer: MaskProposer, n: int, stack: ProposalStack, *, image_sha256: str | None = None
+        self, image: np.ndarray, proposer: MaskProposer, n: int, stack: PointMaskStack, *, image_sha256: str | None = None
     ) -> Path:
         """Write ``stack`` atomically under its key; returns the file path."""
         if stack.n != n:
@@ -233,7 +234,7 @@ class ProposalCache:
         rec = {"format": FORMAT, "image_sha256": ih, "proposer": proposer.name, "settings": settings, **stack_to_record(stack)}
         return atomic_write_text(self.path(key, proposer.name), json.dumps(rec, separators=(",", ":"), default=str))
 
-    def get_or_compute(self, image: np.ndarray, proposer: MaskProposer, n: int) -> ProposalStack:
+    def get_or_compute(self, image: np.ndarray, proposer: MaskProposer, n: int) -> PointMaskStack:
         """The cached stack, computing and saving it first when missing."""
         ih = image_hash(image)
         p = self.path(cache_key(ih, proposer.name, proposer.settings(), n), proposer.name)
@@ -263,7 +264,7 @@ class ProposalCache:
         from tqdm.auto import tqdm
 
         report = CacheBuildReport()
-        for image_id, src in tqdm(images, total=total, disable=not progress, desc=f"proposals ({proposer.name})"):
+        for image_id, src in tqdm(images, total=total, disable=not progress, desc=f"point masks ({proposer.name})"):
             try:
                 img = src() if callable(src) else src
                 ih = image_hash(img)
@@ -274,6 +275,6 @@ class ProposalCache:
                 self.save(img, proposer, n, proposer.propose(img, n), image_sha256=ih)
                 report.computed += 1
             except GetokError as exc:
-                log.warning("proposals for %s skipped: %s", image_id, exc)
+                log.warning("point masks for %s skipped: %s", image_id, exc)
                 report.failed.append((str(image_id), str(exc)))
         return report

@@ -191,7 +191,7 @@ def register(subparsers) -> None:
         help="mask answers as greedy grid cells over this proposer ('exact' for scenes, 'superpixel', 'sam:...'), "
         "as `build grid-tokens --proposer` (--greedy: the old name)",
     )
-    p.add_argument("--cache", "--proposal-cache", dest="cache", help="directory caching the proposals of --proposer")
+    p.add_argument("--cache", "--proposal-cache", dest="cache", help="directory caching the point masks of --proposer (--proposal-cache: its former name)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--copy-images", action="store_true", help="copy source images into the dataset")
     p.add_argument("--overwrite", action="store_true")

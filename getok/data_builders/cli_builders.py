@@ -89,7 +89,7 @@ def add_grid_tokens_command(build_subparsers) -> None:
     p = build_subparsers.add_parser("grid-tokens", help="greedy grid-token answers (text > mask)")
     _common(p, "grid:n=32")
     p.add_argument("--proposer", help="proposer spec (default: exact for scenes, superpixel for --data)")
-    p.add_argument("--cache", type=Path, help="proposal cache directory (resumable)")
+    p.add_argument("--cache", type=Path, help="point-mask cache directory (resumable)")
     p.add_argument("--tau", type=float, default=0.9, help="stop at this IoU (default 0.9)")
     p.add_argument("--max-cells", type=int, default=64, help="token cap per object (default 64)")
     p.set_defaults(func=_run_grid_tokens)
@@ -101,7 +101,7 @@ def add_offsets_command(build_subparsers) -> None:
     _common(p, "grid_offset:n=32,r=1,step=0.5")
     p.add_argument("--proposer", help="proposer for the true (greedy) cells (default: exact for scenes, none "
                    "for --data: the cells whose grid point lies on the mask)")
-    p.add_argument("--cache", type=Path, help="proposal cache directory")
+    p.add_argument("--cache", type=Path, help="point-mask cache directory")
     p.add_argument("--k", type=int, default=16, help="proposed cells per sample (default 16)")
     p.add_argument("--per-object", type=int, default=1, help="samples per object (default 1)")
     p.add_argument("--band-weights", type=float, nargs=4, metavar=("IN", "RING", "FAR", "HARD"),
@@ -227,7 +227,7 @@ def _union_of_objects(im) -> np.ndarray:
 
 def build_offsets(images, codec: str, proposer: str | None, *, cfg=None, cache=None, per_object=1, seed=0, progress=True):
     """Two-turn refinement samples (:func:`~getok.data_builders.offsets.offset_sample`); true cells from the
-    greedy conversion on ``proposer``'s proposals, or the cells on the mask when ``proposer`` is None."""
+    greedy conversion on ``proposer``'s point masks, or the cells on the mask when ``proposer`` is None."""
 
     cfg = cfg or OffsetConfig()
     if per_object < 1:

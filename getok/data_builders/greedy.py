@@ -1,27 +1,27 @@
 """Greedy mask → grid tokens (DESIGN.md, "Greedy mask → grid tokens").
 
-Given a target mask and the proposals of an image on an ``n x n`` grid (one mask per grid point), pick the
-grid cells whose proposals together cover the target:
+Given a target mask and the point masks of an image on an ``n x n`` grid (one mask per grid point), pick the
+grid cells whose point masks together cover the target:
 
-1. candidates are the grid points whose proposal overlaps the target;
-2. they are sorted by the IoU of their proposal with the target (descending);
-3. walking that list, a candidate is added when it raises the IoU of the union of the selected proposals
+1. candidates are the grid points whose point mask overlaps the target;
+2. they are sorted by the IoU of their point mask with the target (descending);
+3. walking that list, a candidate is added when it raises the IoU of the union of the selected point masks
    with the target; the walk stops as soon as the IoU reaches ``tau`` or ``max_cells`` cells are chosen,
    and is repeated over the rejected candidates (at most ``max_passes`` walks) until a walk adds nothing;
 4. the answer is the selected cells, sorted row-major (a stable target; the paper leaves them unordered).
 
-Grid points that share one proposal are one candidate: it is represented by the grid point that lies
+Grid points that share one point mask are one candidate: it is represented by the grid point that lies
 inside the target (if any), then has the highest proposer score, then lies nearest the centre of the
 target's box, then comes first row-major. A question that names a point (``point>mask``) passes it as
-``prefer``: among the grid points of one proposal that lie inside the target, the one nearest that point
+``prefer``: among the grid points of one point mask that lie inside the target, the one nearest that point
 represents it (ours; the paper leaves the choice open). Such cells decode to the same mask, so this only
 picks, among equivalent answers, the one the question already names — a target the model can read off
-the question instead of guessing one arbitrary cell of the object. A non-empty target that no proposal overlaps gets the single
+the question instead of guessing one arbitrary cell of the object. A non-empty target that no point mask overlaps gets the single
 grid cell nearest to it (never zero cells); an empty target is an error.
 
 The union / IoU arithmetic runs on compressed COCO RLEs (pycocotools, C), so a step costs time linear in
-the number of runs of the masks involved, not in the image area; proposals are pre-filtered by their
-boxes. With cached proposals this converts several hundred real-dev masks per second on one core.
+the number of runs of the masks involved, not in the image area; point masks are pre-filtered by their
+boxes. With cached point masks this converts several hundred real-dev masks per second on one core.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from ..geometry import Geometry
 from ..ops.boxes import mask_to_box
 from ..ops.grid import grid_points, index_to_cells
 from ..ops.masks import as_mask, coco_rle
-from .cache import ProposalCache
-from .proposers.base import ProposalStack, grid_pixels
+from .cache import PointMaskCache
+from .proposers.base import PointMaskStack, grid_pixels
 from .proposers.exact import ExactProposer
 from .proposers.registry import get_proposer
 
@@ -46,7 +46,7 @@ __all__ = [
     "GreedyGeometryFn",
     "greedy_cells",
     "greedy_geometry",
-    "proposal_union",
+    "point_mask_union",
     "nearest_cell",
 ]
 
@@ -63,7 +63,7 @@ class GreedyConfig:
         Token cap: at most this many cells per target.
     max_passes : int
         Walks over the sorted candidates; a later walk retries the candidates an earlier one rejected
-        (adding a proposal can make a rejected one useful), and stops early when it adds nothing.
+        (adding a point mask can make a rejected one useful), and stops early when it adds nothing.
     min_gain : float
         A candidate must raise the IoU by more than this to be added.
     """
@@ -93,14 +93,14 @@ class GreedyResult:
     cells : (K, 2) int64
         Selected cells ``(cx, cy)``, row-major sorted, ``K >= 1``.
     iou : float
-        IoU of the union of the selected proposals with the target.
+        IoU of the union of the selected point masks with the target.
     history : (K,) float
         IoU after each addition, in the order of addition (non-decreasing; strictly increasing unless
         ``fallback``).
     order : (K, 2) int64
         The cells in the order they were added.
     fallback : bool
-        True when no proposal overlapped the target and the nearest cell was used.
+        True when no point mask overlapped the target and the nearest cell was used.
     """
 
     cells: np.ndarray
@@ -114,7 +114,7 @@ class GreedyResult:
 class _StackIndex:
     """Per-stack data the greedy conversion reuses across targets (built once, kept on the stack)."""
 
-    def __init__(self, stack: ProposalStack) -> None:
+    def __init__(self, stack: PointMaskStack) -> None:
         mu = require("pycocotools.mask", "coco", "the greedy grid-token builder")
         self.rles = stack.rles()
         u = len(self.rles)
@@ -131,7 +131,7 @@ class _StackIndex:
         self.used[self.p2m[self.p2m >= 0]] = True
 
 
-def _index(stack: ProposalStack) -> _StackIndex:
+def _index(stack: PointMaskStack) -> _StackIndex:
     idx = getattr(stack, "_greedy_index", None)
     if idx is None or idx.rles is not stack.rles():
         idx = _StackIndex(stack)
@@ -139,9 +139,9 @@ def _index(stack: ProposalStack) -> _StackIndex:
     return idx
 
 
-def _check_target(target_mask, stack: ProposalStack) -> np.ndarray:
-    if not isinstance(stack, ProposalStack):
-        raise GeometryError(f"stack must be a ProposalStack, got {type(stack).__name__}")
+def _check_target(target_mask, stack: PointMaskStack) -> np.ndarray:
+    if not isinstance(stack, PointMaskStack):
+        raise GeometryError(f"stack must be a PointMaskStack, got {type(stack).__name__}")
     t = as_mask(target_mask, stack.size, name="target mask")
     if not t.any():
         raise GeometryError("target mask is empty: an empty mask has no grid cells (skip it or answer 'none')")
@@ -149,9 +149,9 @@ def _check_target(target_mask, stack: ProposalStack) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def proposal_union(stack: ProposalStack, cells) -> np.ndarray:
-    """The union ``(H, W)`` bool of the proposals of grid cells ``(K, 2)`` (cx, cy) — what a decoder that
-    looks the cells up in the same proposals would return."""
+def point_mask_union(stack: PointMaskStack, cells) -> np.ndarray:
+    """The union ``(H, W)`` bool of the point masks of grid cells ``(K, 2)`` (cx, cy) — what a decoder that
+    looks the cells up in the same point masks would return."""
     c = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
     out = np.zeros(stack.size, dtype=bool)
     for k in np.unique(stack.point_to_mask[c[:, 1] * stack.n + c[:, 0]]):
@@ -178,19 +178,19 @@ def nearest_cell(mask: np.ndarray, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- greedy
-def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = None, prefer=None) -> GreedyResult:
-    """Grid cells whose proposals cover ``target_mask`` (DESIGN.md's greedy conversion).
+def greedy_cells(target_mask, stack: PointMaskStack, cfg: GreedyConfig | None = None, prefer=None) -> GreedyResult:
+    """Grid cells whose point masks cover ``target_mask`` (DESIGN.md's greedy conversion).
 
     Parameters
     ----------
     target_mask : (H, W) bool
-        The object; same size as the proposals. Empty, non-binary or wrongly sized masks raise
+        The object; same size as the point masks. Empty, non-binary or wrongly sized masks raise
         :class:`~getok.errors.GeometryError`.
-    stack : ProposalStack
-        Proposals of the image on an ``n x n`` grid.
+    stack : PointMaskStack
+        Point masks of the image on an ``n x n`` grid.
     cfg : GreedyConfig, optional
     prefer : (x, y) pixels, optional
-        A point the question names: a proposal shared by several grid points inside the target is
+        A point the question names: a point mask shared by several grid points inside the target is
         represented by the one nearest to it (see the module docstring).
 
     Returns
@@ -219,7 +219,7 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
     t_rle = coco_rle(t, tbox)
     tx0, ty0, tx1, ty1 = tbox
 
-    # candidates: used proposals whose box meets the target's box and that overlap it
+    # candidates: used point masks whose box meets the target's box and that overlap it
     b = idx.boxes
     near = np.flatnonzero(idx.used & (b[:, 0] < tx1) & (b[:, 2] > tx0) & (b[:, 1] < ty1) & (b[:, 3] > ty0))
     ious = np.zeros(len(idx.rles))
@@ -232,7 +232,7 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
         iou = float(ious[k]) if k >= 0 else 0.0
         return GreedyResult(cells=cell, iou=iou, history=np.array([iou]), order=cell.copy(), fallback=True)
 
-    # representative grid point of each candidate proposal
+    # representative grid point of each candidate point mask
     p2m = idx.p2m
     inside = t[idx.rows, idx.cols]
     centre = np.array([(tx0 + tx1) / 2, (ty0 + ty1) / 2])
@@ -278,7 +278,7 @@ def greedy_cells(target_mask, stack: ProposalStack, cfg: GreedyConfig | None = N
 
 
 def greedy_geometry(
-    obj_mask, stack: ProposalStack, cfg: GreedyConfig | None = None, label: str | None = None, prefer=None
+    obj_mask, stack: PointMaskStack, cfg: GreedyConfig | None = None, label: str | None = None, prefer=None
 ) -> Geometry:
     """The target as a :class:`~getok.Geometry` with the greedy ``cells`` (the grid codecs write those),
     ``grid_n``, its ``mask`` and box — the ``geometry_fn`` hook of the query-task builder.
@@ -296,7 +296,7 @@ def greedy_geometry(
 
 class GreedyGeometryFn:
     """``geometry_fn(image, obj) -> Geometry`` for the query-task builder: the greedy grid cells of ``obj``
-    on the proposals of ``image`` (picklable, so parallel builds can ship it to workers).
+    on the point masks of ``image`` (picklable, so parallel builds can ship it to workers).
 
     Parameters
     ----------
@@ -308,9 +308,9 @@ class GreedyGeometryFn:
         Grid size (the grid codec's ``n``).
     cfg : GreedyConfig, optional
     cache_dir : path, optional
-        Proposal cache (:class:`~getok.data_builders.cache.ProposalCache`) for non-exact proposers.
+        Point-mask cache (:class:`~getok.data_builders.cache.PointMaskCache`) for non-exact proposers.
 
-    The stack of the last image is kept, so the objects of one image share one proposal run.
+    The stack of the last image is kept, so the objects of one image share one point-mask run.
     """
 
     def __init__(self, proposer="exact", n: int = 32, cfg: GreedyConfig | None = None, cache_dir=None) -> None:
@@ -321,7 +321,7 @@ class GreedyGeometryFn:
         self.cfg = cfg or GreedyConfig()
         self.cache_dir = None if cache_dir is None else str(cache_dir)
         self._built = None
-        self._last: tuple[str, ProposalStack] | None = None
+        self._last: tuple[str, PointMaskStack] | None = None
 
     def __getstate__(self):
         return {**self.__dict__, "_built": None, "_last": None}
@@ -333,15 +333,15 @@ class GreedyGeometryFn:
             self._built = get_proposer(self.proposer)
         return self._built
 
-    def stack_for(self, image) -> ProposalStack:
-        """Proposals of an :class:`~getok.records.AnnotatedImage` on the ``n``-grid."""
+    def stack_for(self, image) -> PointMaskStack:
+        """Point masks of an :class:`~getok.records.AnnotatedImage` on the ``n``-grid."""
         if self._last is not None and self._last[0] == image.image_id:
             return self._last[1]
         proposer = self._proposer_for(image)
         if proposer.name == "exact":
             stack = proposer.propose(None, self.n)
         elif self.cache_dir is not None:
-            stack = ProposalCache(self.cache_dir).get_or_compute(image.get_image(), proposer, self.n)
+            stack = PointMaskCache(self.cache_dir).get_or_compute(image.get_image(), proposer, self.n)
         else:
             stack = proposer.propose(image.get_image(), self.n)
         self._last = (image.image_id, stack)

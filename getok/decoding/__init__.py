@@ -1,17 +1,18 @@
 """Mask decoders: a decoded geometry → a mask (``set_image`` once, ``decode`` many times).
 
 Registered by name (:func:`get_decoder`): ``raster`` (weight-free rasterisation, the default),
-``proposals`` (union of the predicted cells' proposals, weight-free with a weight-free proposer),
+``point_masks`` (union of the predicted cells' point masks, weight-free with a weight-free proposer; also
+registered under its former name ``proposals``),
 ``sam`` (segment-anything), ``sam2`` (SAM 2 through transformers), ``sam3`` (SAM 3's tracker through
 transformers) and ``polygon`` (polygons rasterised, optionally refined by SAM). torch and segment-anything
 load only when a SAM decoder is built.
 """
 
-from . import polygon, proposals, raster, sam, sam2, sam3  # noqa: F401  (register the decoders)
-from .base import MaskDecoder, get_decoder, list_decoders, register_decoder
+from . import point_masks, polygon, raster, sam, sam2, sam3  # noqa: F401  (register the decoders)
+from .base import MaskDecoder, canonical_decoder_spec, get_decoder, list_decoders, register_decoder
 from .combine import decode_instances, decode_union
+from .point_masks import PointMaskDecoder, PointProposer
 from .polygon import PolygonDecoder
-from .proposals import PointProposer, ProposalDecoder
 from .raster import RasterDecoder, raster_mask
 from .sam import SamDecoder, build_tiny_sam, load_sam
 from .sam2 import Sam2Decoder, build_tiny_sam2
@@ -24,11 +25,12 @@ __all__ = [
     "register_decoder",
     "get_decoder",
     "list_decoders",
+    "canonical_decoder_spec",
     "decode_instances",
     "decode_union",
     "RasterDecoder",
     "raster_mask",
-    "ProposalDecoder",
+    "PointMaskDecoder",
     "PointProposer",
     "SamDecoder",
     "Sam2Decoder",

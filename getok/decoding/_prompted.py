@@ -13,7 +13,7 @@ Modes (``mode=``):
 
 * ``"joint"``: one prompt holding all the geometry's points (plus its box, if any) → one mask.
 * ``"union"``: one prompt per point (each with the box, if any) → the union of the masks. This is the
-  mode that mirrors the greedy builder, whose proposals were single-point masks.
+  mode that mirrors the greedy builder, whose point masks each come from a single-point prompt.
 
 Polygon answers are always prompted jointly, one prompt per outer ring (its box and interior points).
 

@@ -10,7 +10,7 @@ What each kind of answer becomes:
   image. So an offset moves a cell's share of the mask with its point; with all offsets ``(0, 0)`` the
   result equals the plain cell raster.
 * ``box`` → the pixels whose centre lies in the box.
-* points only (a point answer) → an **empty** mask: points name no region. Use ``sam`` or ``proposals``
+* points only (a point answer) → an **empty** mask: points name no region. Use ``sam`` or ``point_masks``
   to grow a region from points.
 
 The pixels are :func:`getok.ops.raster.raster_mask`'s (the one rasteriser; its fast cell-space and crop

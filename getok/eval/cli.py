@@ -54,7 +54,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset directory (getok build ...)")
     p.add_argument("--out", type=Path, required=True, help="run directory (records.jsonl, summary.json, summary.md)")
     p.add_argument("--codec", default=None, help="codec that decodes the answers (default: each sample's)")
-    p.add_argument("--decoder", default=None, help="mask decoder spec (raster, proposals:proposer=..., sam:checkpoint=...)")
+    p.add_argument("--decoder", default=None, help="mask decoder spec (raster, point_masks:proposer=..., sam:checkpoint=...)")
     p.add_argument("--turns", type=int, default=None, help="K > 1: propose, then K-1 refinement turns (grid_offset)")
     p.add_argument("--constrained", action="store_true", default=None, help="grammar-constrained decoding (every output parses)")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")

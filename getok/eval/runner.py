@@ -44,7 +44,7 @@ from ..answers import extract_answer
 from ..codecs.base import Codec, get_codec
 from ..codecs.count import tokenizer_count
 from ..data_builders.dataset import Dataset, read_dataset
-from ..decoding import get_decoder
+from ..decoding import canonical_decoder_spec, get_decoder
 from ..errors import ConfigError, DataError, DecodeError
 from ..io import atomic_write_json, atomic_write_text, json_default
 from ..samples import Sample
@@ -200,6 +200,12 @@ def _eligible_selfcorrect(sample: Sample, codec: Codec) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ the run
+def _resume_value(key: str, value):
+    """A run setting as a resume compares it: a decoder spec by its current name (a run made with
+    ``proposals:...`` resumes as ``point_masks:...``, the same decoder)."""
+    return canonical_decoder_spec(value) if key == "decoder" else value
+
+
 def _check_resume(out: Path, info: dict, resume: bool) -> list[dict]:
     rp = out / RUN_FILE
     if not resume:
@@ -207,7 +213,7 @@ def _check_resume(out: Path, info: dict, resume: bool) -> list[dict]:
         return []
     if rp.is_file():
         old = json.loads(rp.read_text())
-        diff = [k for k in _RESUME_KEYS if old.get(k) != info.get(k)]
+        diff = [k for k in _RESUME_KEYS if _resume_value(k, old.get(k)) != _resume_value(k, info.get(k))]
         if diff:
             raise ConfigError(
                 f"{out} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} vs {info.get(k)!r}' for k in diff)}); "

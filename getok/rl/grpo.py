@@ -17,7 +17,7 @@ first rollout):
 3. **Tuning**: LoRA on the language model + trainable new rows (dict-form ``trainable_token_indices``,
    TRL's fused-head fix) or full fine-tuning, as in SFT.
 4. **Rewards**: :func:`getok.rl.rewards_trl.make_reward_fn` for the stage with the configured decoder
-   (``proposals:proposer=exact`` on scenes via :class:`~getok.decoding.scenes.SceneExactDecoder`) and weights.
+   (``point_masks:proposer=exact`` on scenes via :class:`~getok.decoding.scenes.SceneExactDecoder`) and weights.
 5. **Stage 2's real two-turn rollouts**: before each generation batch :class:`GetokGRPOTrainer` asks a
    :class:`~getok.rl.stage2.ProposalStore` for the current policy's greedy stage-1 answer of each
    prompt (fresh by default), writes it into the conversation as the assistant's first turn followed by

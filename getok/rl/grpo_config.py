@@ -253,7 +253,7 @@ class RewardSection:
     Attributes
     ----------
     decoder : str
-        Mask decoder spec of the rewards: ``proposals:proposer=exact,n=N`` (procedural scenes: each scene's
+        Mask decoder spec of the rewards: ``point_masks:proposer=exact,n=N`` (procedural scenes: each scene's
         exact regions, rebuilt from its id — greedy grid answers decode to the builder's masks, and a point
         moved onto an object selects that object's region, so refinement is meaningful), ``raster``
         (weight-free cell squares; note that it shifts whole cell squares, so even the oracle refinement can
@@ -263,7 +263,7 @@ class RewardSection:
         ``<think>``).
     """
 
-    decoder: str = "proposals:proposer=exact,n=8"
+    decoder: str = "point_masks:proposer=exact,n=8"
     stage1: Stage1Config = field(default_factory=lambda: Stage1Config(envelope="any"))
     stage2: Stage2Config = field(default_factory=lambda: Stage2Config(envelope="any"))
 

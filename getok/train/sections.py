@@ -279,7 +279,7 @@ class EvalConfig:
     codec : str, optional
         Default: the first ``vocab`` codec.
     decoder : str
-        Mask decoder spec (``raster``; ``proposals:proposer=exact`` for greedy grid answers on scenes).
+        Mask decoder spec (``raster``; ``point_masks:proposer=exact`` for greedy grid answers on scenes).
     limit : int, optional
         At most this many samples.
     batch_size, max_new_tokens : generation settings.
@@ -291,7 +291,7 @@ class EvalConfig:
     seed: int = 10_000
     tasks: list[str] = field(default_factory=lambda: ["text>mask", "text>box", "point>mask", "box>mask"])
     codec: str | None = None
-    decoder: str = "proposals:proposer=exact,n=8"
+    decoder: str = "point_masks:proposer=exact,n=8"
     limit: int | None = None
     batch_size: int = 16
     max_new_tokens: int = 24

@@ -1,10 +1,10 @@
 """``getok bench builders``: how fast the data builders turn masks into targets, on one core.
 
 For each dataset — the real-dev photographs (``--data DIR``, a real-dev style manifest) and procedural
-scenes at real-dev size (``--scenes N``, default 20 scenes of 480 x 640) — proposals are computed once into
-a proposal cache (not timed: that is the slow, cached step), then per image:
+scenes at real-dev size (``--scenes N``, default 20 scenes of 480 x 640) — point masks are computed once into
+a point-mask cache (not timed: that is the slow, cached step), then per image:
 
-* **floor** — reading the image's proposal stack back from the cache once (JSON + RLE decode): the cost
+* **floor** — reading the image's point-mask stack back from the cache once (JSON + RLE decode): the cost
   every builder pays per image before it can convert a single mask;
 * **greedy** — :func:`~getok.data_builders.greedy.greedy_cells` for every object (masks/s; target >= 200);
 * **offsets** — :func:`~getok.data_builders.offsets.offset_sample` for every object, true cells from the
@@ -13,7 +13,7 @@ a proposal cache (not timed: that is the slow, cached step), then per image:
   (polygons/s; target >= 500).
 
 Each rate is reported beside the floor (per image and per mask) and, for greedy, also with the floor
-included. There are no SAM weights on the benchmark machine, so real-dev proposals come from the
+included. There are no SAM weights on the benchmark machine, so real-dev point masks come from the
 weight-free :class:`~getok.data_builders.proposers.SuperpixelProposer`; scenes use their exact regions.
 OpenCV is limited to one thread; everything else here is single-threaded.
 """
@@ -114,20 +114,20 @@ def _bench_dataset(items, proposer_for, n: int, cache_root: Path, seed: int) -> 
     import cv2
 
     from getok.codecs import get_codec
-    from getok.data_builders.cache import ProposalCache, cache_key
+    from getok.data_builders.cache import PointMaskCache, cache_key
     from getok.data_builders.greedy import GreedyConfig, greedy_cells
     from getok.data_builders.offsets import OffsetConfig, offset_sample
     from getok.data_builders.polygons import polygon_sample
     from getok.provenance import image_hash
 
     cv2.setNumThreads(1)
-    cache = ProposalCache(cache_root)
+    cache = PointMaskCache(cache_root)
     off_codec = get_codec(f"grid_offset:n={n},r=1,step=0.5")
     poly_codec = get_codec("polygon:vertex=text,eps=0.01")
     gcfg, ocfg = GreedyConfig(), OffsetConfig()
     rng = np.random.default_rng(seed)
 
-    # proposals into the cache (the slow, cached step; timed only for information)
+    # point masks into the cache (the slow, cached step; timed only for information)
     t_prop, computed, paths = 0.0, 0, []
     for it in items:
         img, prop = it[1], proposer_for(it)
@@ -187,7 +187,7 @@ def _bench_dataset(items, proposer_for, n: int, cache_root: Path, seed: int) -> 
         "stack_read_ms_per_mask": round(floor_mask_ms, 3),
         "stacks_per_s": round(n_img / t_floor, 1),
         "dense_decode_ms_per_image": round(1e3 * clock.cpu["dense_decode"] / n_img, 3),
-        "what": "reading one image's proposal stack from the cache (JSON + compressed RLE strings; masks are "
+        "what": "reading one image's point-mask stack from the cache (JSON + compressed RLE strings; masks are "
         "decoded lazily, dense_decode_ms_per_image is what decoding all of them costs on top)",
     }
 
@@ -199,7 +199,7 @@ def _bench_dataset(items, proposer_for, n: int, cache_root: Path, seed: int) -> 
         "masks": n_masks,
         "image_size": list(items[0][1].shape[:2]),
         "n": n,
-        "proposals": {
+        "proposals": {  # the point masks; the key keeps its former name (committed results, tables.py)
             "unique_masks_per_image": round(float(np.mean(unique)), 1),
             "computed_now": computed,
             "compute_s_per_image": round(t_prop / computed, 3) if computed else None,
@@ -238,7 +238,7 @@ def _bench_dataset(items, proposer_for, n: int, cache_root: Path, seed: int) -> 
             "target_polygons_per_s": TARGETS["polygons_per_s"],
             "meets_target": n_masks / t_poly >= TARGETS["polygons_per_s"],
             "codec": poly_codec.spec,
-            "note": "one sample per object (all its polygons), including the RLE truth; needs no proposals",
+            "note": "one sample per object (all its polygons), including the RLE truth; needs no point masks",
         },
     }
 
@@ -261,8 +261,8 @@ def run_builders_bench(
 
     result: dict = {
         "benchmark": "builders",
-        "what": "masks/s of the greedy grid-token conversion given cached proposals, offset samples/s and "
-        "polygon samples/s, each beside its floor (reading the image's proposal stack from the cache once)",
+        "what": "masks/s of the greedy grid-token conversion given cached point masks, offset samples/s and "
+        "polygon samples/s, each beside its floor (reading the image's point-mask stack from the cache once)",
         "targets_one_core": TARGETS,
         "settings": {"n": n, "proposer_real_dev": proposer, "scenes": scenes, "scene_size": list(scene_size),
                      "limit": limit, "seed": seed},
@@ -277,8 +277,8 @@ def run_builders_bench(
             "scikit-image": skimage.__version__,
         },
         "notes": [
-            "No SAM weights are available here: real-dev proposals come from the weight-free SuperpixelProposer "
-            f"({proposer}); procedural scenes use ExactProposer (their label maps). Proposal computation is "
+            "No SAM weights are available here: real-dev point masks come from the weight-free SuperpixelProposer "
+            f"({proposer}); procedural scenes use ExactProposer (their label maps). Point-mask computation is "
             "not part of the rates (it is cached once per image).",
             "Rates exclude the floor unless named *_incl_floor; the floor is the same stack read for all three.",
             "Rates are items per CPU second of this (single-threaded) process (time.process_time), so other "
@@ -338,7 +338,7 @@ def register_bench(bench_subparsers) -> argparse.ArgumentParser:
     p.add_argument("--scene-size", type=int, nargs=2, default=[480, 640], metavar=("H", "W"))
     p.add_argument("--n", type=int, default=32, help="grid size (default 32)")
     p.add_argument("--proposer", default="superpixel", help="proposer spec for --data (default superpixel)")
-    p.add_argument("--cache", type=Path, help="proposal cache directory (default: a temporary one)")
+    p.add_argument("--cache", type=Path, help="point-mask cache directory (default: a temporary one)")
     p.add_argument("--limit", type=int, help="at most this many real-dev images")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)

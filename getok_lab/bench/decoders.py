@@ -6,8 +6,8 @@ Three measurements:
    instance becomes the answers a model would give — grid cells (``mask_to_cells``), the same cells
    refined (seeded random offsets in ``{-1, 0, 1}`` at half a cell, 10 % deleted), polygons
    (``mask_to_polygons``, eps 0.01), its box — and each answer is decoded by ``raster``; the cell answers
-   also by ``proposals`` with exact proposals (a label map of the image's instances). Only ``decode`` is
-   timed; the proposal stacks (once per image) are timed apart. The mean IoU of each decoded answer
+   also by ``point_masks`` with exact point masks (a label map of the image's instances). Only ``decode`` is
+   timed; the point-mask stacks (once per image) are timed apart. The mean IoU of each decoded answer
    with the instance comes along (a sanity check, and the weight-free ceiling of each answer type).
 2. **Metrics over 10^4 samples** (target < 1 s): :func:`~getok.eval.metrics.summarize` over 10^4
    records under each empty-target convention; :func:`~getok.eval.metrics.batch_records` (IoU, areas,
@@ -78,7 +78,7 @@ def _label_map(size, masks) -> np.ndarray:
 
 
 class _LabelMapProposer:
-    """Exact proposals of a label map (used when the data builders' ExactProposer is not available)."""
+    """Exact point masks of a label map (used when the data builders' ExactProposer is not available)."""
 
     name = "labelmap"
 
@@ -89,14 +89,14 @@ class _LabelMapProposer:
         return {"name": self.name}
 
     def propose(self, image, n):
-        from getok.data_builders.proposers.base import ProposalStack
+        from getok.data_builders.proposers.base import PointMaskStack
         from getok.ops.grid import grid_points
 
         h, w = self.labels.shape
         pts = grid_points(n, (h, w))
         labs = self.labels[np.minimum(pts[:, 1].astype(int), h - 1), np.minimum(pts[:, 0].astype(int), w - 1)]
         uniq, inv = np.unique(labs, return_inverse=True)
-        return ProposalStack(n=n, size=(h, w), masks=self.labels[None] == uniq[:, None, None], point_to_mask=inv)
+        return PointMaskStack(n=n, size=(h, w), masks=self.labels[None] == uniq[:, None, None], point_to_mask=inv)
 
 
 def _exact_proposer(labels: np.ndarray):
@@ -108,7 +108,7 @@ def _exact_proposer(labels: np.ndarray):
 
 
 def bench_weight_free(images, n: int = 32, seed: int = 0) -> dict:
-    """Masks/s and mean IoU of ``raster`` and ``proposals`` per answer type (see the module docstring)."""
+    """Masks/s and mean IoU of ``raster`` and ``point_masks`` per answer type (see the module docstring)."""
     from getok.decoding import get_decoder
     from getok.ops.masks import mask_iou
 
@@ -126,12 +126,12 @@ def bench_weight_free(images, n: int = 32, seed: int = 0) -> dict:
         for refined in ("lookup", "cover"):
             if refined == "lookup" and not callable(getattr(proposer, "propose_at", None)):
                 continue
-            dec = get_decoder("proposals", proposer=proposer, refined=refined, cache_size=1)
+            dec = get_decoder("point_masks", proposer=proposer, refined=refined, cache_size=1)
             dec.set_image(blank, key=image_id)
             t = time.perf_counter()
             dec.stack(n)
             stack_s.append(time.perf_counter() - t)
-            decoders[f"proposals (refined={refined})"] = dec
+            decoders[f"point_masks (refined={refined})"] = dec
         raster.set_image(None, size=size)
         for m in masks:
             for kind, g in _answers(m, n, rng).items():
@@ -166,6 +166,7 @@ def bench_weight_free(images, n: int = 32, seed: int = 0) -> dict:
         "{-1,0,1} at step 0.5 and 10% deleted; polygons = mask_to_polygons(eps 0.01, holes); box = mask_to_box",
         "proposer": getattr(_exact_proposer(np.zeros((2, 2), np.int32)), "name", "?")
         + " (exact regions: label map of the image's instances)",
+        # the point-mask stacks; the key keeps its former name (committed results, tables.py)
         "proposal_stack_ms_per_image": 1e3 * float(np.mean(stack_s)) if stack_s else None,
         "rows": rows,
         "target_masks_per_s": 1000,
@@ -347,7 +348,7 @@ def _report(result: dict) -> str:
     wf = result["weight_free"]
     lines = [
         f"weight-free decoders on {wf['images']} images ({wf['instances']} instances, mean (H, W) {wf['mean_size_hw']}), "
-        f"n={wf['grid_n']}; proposal stacks {wf['proposal_stack_ms_per_image']:.2f} ms/image",
+        f"n={wf['grid_n']}; point-mask stacks {wf['proposal_stack_ms_per_image']:.2f} ms/image",
         "| decoder | answer | masks/s | ms/mask | mean IoU vs instance |",
         "|---|---|---|---|---|",
     ]

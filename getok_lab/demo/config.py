@@ -45,7 +45,7 @@ BASELINES = tuple(_BASELINE_LABELS.items())
 
 GRID_CODEC = "grid_offset:n=8,r=1,step=0.5"
 POLYGON_ASK = "<image>\nOutline the object in the box {query} with a polygon."
-TASK_DECODER = "proposals:proposer=exact,n=8"
+TASK_DECODER = "point_masks:proposer=exact,n=8"
 POLYGON_DECODER = "polygon"
 #: Scene series (:data:`getok_lab.series.SERIES`): SFT, GRPO prompts, and the held-out ``test`` series that no
 #: design decision looked at (the tiny recipe was tuned on ``dev``).

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from getok.decoding.base import former_decoder_specs
 from getok.errors import ConfigError
 from getok.io import atomic_write_json
 from getok.provenance import Clock, fingerprint
@@ -39,7 +40,8 @@ class Stages:
         k = STAGES.index(name) + 1
         m = self.marker(name)
         if m is not None:
-            if m.get("fingerprint") != fp:
+            # a stage made before the proposals decoder became point_masks has the former spec's fingerprint
+            if m.get("fingerprint") not in (fp, fingerprint(former_decoder_specs(key))):
                 raise ConfigError(
                     f"{self.dir / (name + '.json')} was made with other settings (another seed, --fast, config); "
                     "use another --out, or remove that directory to start over"

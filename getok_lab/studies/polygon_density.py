@@ -118,7 +118,7 @@ class DensityConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     budget: Budget = field(default_factory=_default_budget)
     scenes: SceneSeries = field(default_factory=SceneSeries)
-    decoder: str = "proposals:proposer=exact,n=8"
+    decoder: str = "point_masks:proposer=exact,n=8"
     eval_batch_size: int = 16
     max_new_tokens: int = 480
     work_dir: str = "runs/studies/polygon-density"

@@ -17,7 +17,7 @@ text polygons     ``text_coords:style=norm3,eps=0.02``   the outline, ``[[0.281,
 token polygons    ``bins:bins=112,eps=0.02``             the outline in ``<loc>`` tokens
 ================  =====================================  ==========================================
 
-Points and cells become masks through the same plug-in decoder (``proposals:proposer=exact``: the
+Points and cells become masks through the same plug-in decoder (``point_masks:proposer=exact``: the
 scene's exact regions, the weight-free stand-in for SAM); outlines are rasterised. Point and box
 queries are written in the representation itself (a text model reads ``[0.299, 0.540]``, a grid model
 ``<g8_r4_c2>``, a bin model ``<loc_0033><loc_0060>``).
@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from getok.config import config_to_dict, load_config
+from getok.decoding.base import canonical_decoder_spec
 from getok.errors import ConfigError
 
 from .common import (
@@ -167,7 +168,7 @@ class RepresentationsConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     budget: Budget = field(default_factory=lambda: Budget(steps=400))
     scenes: SceneSeries = field(default_factory=SceneSeries)
-    decoder: str = "proposals:proposer=exact,n=8"
+    decoder: str = "point_masks:proposer=exact,n=8"
     eval_batch_size: int = 16
     work_dir: str = "runs/studies/representations"
 
@@ -383,7 +384,7 @@ def _decoder_for(decoder: str, codec: str) -> str:
     from .data import grid_n
 
     n = grid_n(codec)
-    if n is None or not decoder.startswith("proposals"):
+    if n is None or not canonical_decoder_spec(decoder).startswith("point_masks"):
         return decoder
     return ",".join(p if not p.startswith("n=") else f"n={n}" for p in decoder.split(","))
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from getok.config import config_to_dict, load_config
+from getok.decoding.base import canonical_decoder_spec
 from getok.errors import ConfigError
 from getok.eval.baselines import BASELINES, BaselineGenerator
 from getok.eval.run_records import RECORDS_FILE, read_records
@@ -124,7 +125,7 @@ class ResizeConfig:
     scratch_baseline: bool = True
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
     scenes: SceneSeries = field(default_factory=SceneSeries)
-    decoder: str = "proposals:proposer=exact"
+    decoder: str = "point_masks:proposer=exact"
     eval_batch_size: int = 16
     work_dir: str = "runs/studies/resize-vocab"
 
@@ -180,7 +181,7 @@ def _spec(n: int) -> str:
 
 def _decoder(cfg: ResizeConfig, n: int) -> str:
     base = ",".join(p for p in cfg.decoder.split(",") if not p.startswith("n="))
-    return f"{base},n={int(n)}" if base.startswith("proposals") else base
+    return f"{base},n={int(n)}" if canonical_decoder_spec(base).startswith("point_masks") else base
 
 
 def _headline(summary: dict, tasks: list[str], records: list[dict]) -> dict:

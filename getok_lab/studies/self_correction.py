@@ -16,7 +16,7 @@ Two training variants (same steps, batch, lr, scenes):
   cells after a text question. The GRPO helper found that a model trained only on these deletes
   everything when asked to refine a one-cell proposal (``docs/rl.md``).
 
-The mask decoder is ``proposals:proposer=exact`` (each scene's exact regions), where a refined point that
+The mask decoder is ``point_masks:proposer=exact`` (each scene's exact regions), where a refined point that
 moves onto an object selects that object: refinement is meaningful there. (The weight-free ``raster``
 decoder shifts whole cell squares, so even the oracle refinement can lower the IoU.)
 """
@@ -109,7 +109,7 @@ class SelfCorrectStudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     budget: Budget = field(default_factory=_default_budget)
     scenes: SceneSeries = field(default_factory=SceneSeries)
-    decoder: str = "proposals:proposer=exact,n=8"
+    decoder: str = "point_masks:proposer=exact,n=8"
     eval_batch_size: int = 16
     work_dir: str = "runs/studies/self-correction"
 

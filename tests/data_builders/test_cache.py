@@ -1,4 +1,4 @@
-"""Proposal cache: round trip, keys, atomic writes, resumable builds, bad files."""
+"""Point-mask cache: round trip, keys, atomic writes, resumable builds, bad files."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from getok.data_builders.cache import FORMAT, ProposalCache, cache_key, stack_from_record, stack_to_record
-from getok.data_builders.proposers import ExactProposer, ProposalStack, SuperpixelProposer
+from getok.data_builders.cache import FORMAT, PointMaskCache, cache_key, stack_from_record, stack_to_record
+from getok.data_builders.proposers import ExactProposer, PointMaskStack, SuperpixelProposer
 from getok.errors import DataError, GeometryError
 from getok.provenance import image_hash
 
@@ -61,7 +61,7 @@ def test_record_round_trip_keeps_masks_map_and_scores():
     lab = np.zeros((30, 40), np.int32)
     lab[3:20, 5:25] = 1
     lab[22:29, 30:39] = 2
-    st = ProposalStack.from_label_map(lab, 5, ignore=2, scores=np.linspace(0, 1, 25))
+    st = PointMaskStack.from_label_map(lab, 5, ignore=2, scores=np.linspace(0, 1, 25))
     back = stack_from_record(json.loads(json.dumps(stack_to_record(st))))
     assert back.n == 5 and back.size == (30, 40)
     assert np.array_equal(back.masks, st.masks)
@@ -71,13 +71,13 @@ def test_record_round_trip_keeps_masks_map_and_scores():
 
 
 def test_empty_stack_round_trip():
-    st = ProposalStack(n=2, size=(4, 4), masks=np.zeros((0, 4, 4), bool), point_to_mask=[-1] * 4)
+    st = PointMaskStack(n=2, size=(4, 4), masks=np.zeros((0, 4, 4), bool), point_to_mask=[-1] * 4)
     back = stack_from_record(stack_to_record(st))
     assert back.masks.shape == (0, 4, 4) and back.point_to_mask.tolist() == [-1] * 4
 
 
 def test_get_or_compute_and_reload(tmp_path):
-    cache = ProposalCache(tmp_path)
+    cache = PointMaskCache(tmp_path)
     prop = CountingProposer(SuperpixelProposer(min_size=10))
     img = image(1)
     a = cache.get_or_compute(img, prop, 4)
@@ -91,7 +91,7 @@ def test_get_or_compute_and_reload(tmp_path):
 
 
 def test_build_is_resumable(tmp_path):
-    cache = ProposalCache(tmp_path)
+    cache = PointMaskCache(tmp_path)
     prop = CountingProposer(SuperpixelProposer(min_size=10))
     imgs = [(f"im{i}", image(i)) for i in range(4)]
     r1 = cache.build(imgs[:2], prop, 4, progress=False)  # an "interrupted" first run
@@ -103,7 +103,7 @@ def test_build_is_resumable(tmp_path):
 
 
 def test_build_counts_failures_without_crashing(tmp_path):
-    cache = ProposalCache(tmp_path)
+    cache = PointMaskCache(tmp_path)
     lab = np.zeros((40, 52), np.int32)
     prop = ExactProposer(lab)  # raises GeometryError for an image of another size
 
@@ -117,7 +117,7 @@ def test_build_counts_failures_without_crashing(tmp_path):
 
 
 def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path):
-    cache = ProposalCache(tmp_path)
+    cache = PointMaskCache(tmp_path)
     bad = tmp_path / "x.json"
     bad.write_text("{not json")
     with pytest.raises(DataError, match="cannot read"):
@@ -131,7 +131,7 @@ def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="corrupt"):
         cache.load_path(bad, lazy=False)
     # a file whose RLE strings were altered after writing: caught by the digest, lazy or not
-    st = ProposalStack.from_label_map(np.eye(4, dtype=np.int32), 2)
+    st = PointMaskStack.from_label_map(np.eye(4, dtype=np.int32), 2)
     rec = {"format": FORMAT, **stack_to_record(st)}
     rec["counts"][0] = rec["counts"][0][:-1] + "1"
     bad.write_text(json.dumps(rec))
@@ -145,23 +145,23 @@ def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path):
 
 
 def test_lazy_stack_decodes_on_demand(tmp_path):
-    from getok.data_builders.cache import RleProposalStack
+    from getok.data_builders.cache import RlePointMaskStack
     from getok.data_builders.greedy import greedy_cells
 
-    cache = ProposalCache(tmp_path)
+    cache = PointMaskCache(tmp_path)
     lab = np.zeros((40, 52), np.int32)
     lab[5:20, 5:30] = 1
     prop = ExactProposer(lab)
     dense = prop.propose(None, 4)
     lazy = cache.load_path(cache.save(image(0), prop, 4, dense))
-    assert isinstance(lazy, RleProposalStack) and lazy._masks is None and lazy.num_masks == len(dense.masks)
+    assert isinstance(lazy, RlePointMaskStack) and lazy._masks is None and lazy.num_masks == len(dense.masks)
     assert greedy_cells(lab == 1, lazy).cells.tolist() == greedy_cells(lab == 1, dense).cells.tolist()
     assert lazy._masks is None  # greedy needs only the RLEs
     assert np.array_equal(lazy.masks, dense.masks) and np.array_equal(lazy.point_masks(), dense.point_masks())
 
 
 def test_save_checks_grid_and_size(tmp_path):
-    cache = ProposalCache(tmp_path)
+    cache = PointMaskCache(tmp_path)
     lab = np.zeros((40, 52), np.int32)
     prop = ExactProposer(lab)
     st = prop.propose(None, 3)

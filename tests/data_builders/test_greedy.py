@@ -1,4 +1,4 @@
-"""Greedy mask → grid tokens: monotone IoU, tau, cap, exact proposals, small targets, bad input."""
+"""Greedy mask → grid tokens: monotone IoU, tau, cap, exact point masks, small targets, bad input."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from getok.data_builders.greedy import (
     greedy_cells,
     greedy_geometry,
     nearest_cell,
-    proposal_union,
+    point_mask_union,
 )
-from getok.data_builders.proposers import ExactProposer, ProposalStack, SuperpixelProposer, grid_pixels
+from getok.data_builders.proposers import ExactProposer, PointMaskStack, SuperpixelProposer, grid_pixels
 from getok.errors import ConfigError, GeometryError
 from getok.ops.grid import cell_index
 from getok.ops.masks import mask_iou
@@ -40,8 +40,8 @@ def scene(seed: int, size=(96, 128), k: int = 5) -> np.ndarray:
     return lab
 
 
-def random_stack(seed: int, size=(48, 64), n=6) -> ProposalStack:
-    """Overlapping random proposals (like SAM's), some grid points without one."""
+def random_stack(seed: int, size=(48, 64), n=6) -> PointMaskStack:
+    """Overlapping random point masks (like SAM's), some grid points without one."""
     rng = np.random.default_rng(seed)
     h, w = size
     yy, xx = np.mgrid[:h, :w]
@@ -50,14 +50,14 @@ def random_stack(seed: int, size=(48, 64), n=6) -> ProposalStack:
         cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(3, 20)
         masks.append((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r)
     p2m = rng.integers(-1, len(masks), size=n * n)
-    return ProposalStack(n=n, size=size, masks=np.stack(masks), point_to_mask=p2m, scores=rng.random(n * n))
+    return PointMaskStack(n=n, size=size, masks=np.stack(masks), point_to_mask=p2m, scores=rng.random(n * n))
 
 
 def check_history(target, stack, res):
-    """Each history value is the IoU of the union of the proposals of the cells added so far."""
+    """Each history value is the IoU of the union of the point masks of the cells added so far."""
     order = res.order
     for k in range(len(order)):
-        u = proposal_union(stack, order[: k + 1])
+        u = point_mask_union(stack, order[: k + 1])
         assert res.history[k] == pytest.approx(mask_iou(u, target), abs=1e-9)
     assert np.all(np.diff(res.history) > 0)  # strictly increasing: a cell is added only if it helps
     assert res.iou == pytest.approx(res.history[-1])
@@ -84,8 +84,8 @@ def test_iou_never_decreases_and_stops_at_tau_or_cap(seed, tau, cap):
     if len(res.history) > 1:
         assert res.history[-2] < tau  # it did not go on after reaching tau
     if res.iou < tau and len(res.cells) < cap:
-        # stopped because nothing helps: no candidate proposal raises the IoU any further
-        union = proposal_union(stack, res.cells)
+        # stopped because nothing helps: no candidate point mask raises the IoU any further
+        union = point_mask_union(stack, res.cells)
         for k in np.unique(stack.point_to_mask[stack.point_to_mask >= 0]):
             assert mask_iou(union | stack.masks[k], target) <= res.iou + 1e-9
 
@@ -111,7 +111,7 @@ def test_max_cells_cap():
 
 # ---------------------------------------------------------------------------------------------------- exact scenes
 @pytest.mark.parametrize("seed", range(8))
-def test_exact_proposals_reach_09_for_objects_larger_than_a_cell(seed):
+def test_exact_point_masks_reach_09_for_objects_larger_than_a_cell(seed):
     lab = scene(seed)
     n = 16
     stack = ExactProposer(lab).propose(None, n)
@@ -156,12 +156,12 @@ def test_target_smaller_than_a_cell_gets_one_cell():
     lab[1:3, 1:3] = 1  # no grid point on it (grid points at 4, 12, ...)
     stack = ExactProposer(lab).propose(None, 8)
     res = greedy_cells(lab == 1, stack)
-    assert len(res.cells) == 1  # the background proposal overlaps nothing, but the nearest cell is used
+    assert len(res.cells) == 1  # the background point mask overlaps nothing, but the nearest cell is used
     assert res.fallback and res.cells.tolist() == [[0, 0]]
 
 
-def test_no_overlapping_proposal_falls_back_to_nearest_cell():
-    stack = ProposalStack(n=4, size=(40, 40), masks=np.zeros((0, 40, 40), bool), point_to_mask=[-1] * 16)
+def test_no_overlapping_point_mask_falls_back_to_nearest_cell():
+    stack = PointMaskStack(n=4, size=(40, 40), masks=np.zeros((0, 40, 40), bool), point_to_mask=[-1] * 16)
     target = np.zeros((40, 40), bool)
     target[30:33, 21:23] = True
     res = greedy_cells(target, stack)
@@ -180,7 +180,7 @@ def test_bad_input():
         greedy_cells(np.ones((10, 10), bool), stack)
     with pytest.raises(GeometryError, match="2-D"):
         greedy_cells(np.ones((*stack.size, 3), bool), stack)
-    with pytest.raises(GeometryError, match="ProposalStack"):
+    with pytest.raises(GeometryError, match="PointMaskStack"):
         greedy_cells(np.ones(stack.size, bool), "stack")
     with pytest.raises(ConfigError, match="tau"):
         GreedyConfig(tau=0)
@@ -220,7 +220,7 @@ def test_greedy_geometry_fn_on_scenes_is_picklable():
         for obj in im.objects:
             g = fn2(im, obj)
             assert g.grid_n == 16 and len(g.cells) >= 1
-            union = proposal_union(fn2.stack_for(im), g.cells)
+            union = point_mask_union(fn2.stack_for(im), g.cells)
             assert mask_iou(union, obj.get_mask()) >= 0.9 or obj.get_mask().sum() < (96 / 16) ** 2
 
 
@@ -235,13 +235,13 @@ def test_greedy_geometry_fn_with_superpixels_and_cache(tmp_path):
     fn = GreedyGeometryFn("superpixel:min_size=20", n=8, cache_dir=tmp_path)
     g = fn(im, im.objects[0])
     assert len(list(tmp_path.rglob("*.json"))) == 1
-    assert mask_iou(proposal_union(fn.stack_for(im), g.cells), m) > 0.5
-    assert fn.stack_for(im) is fn.stack_for(im)  # one proposal run per image
+    assert mask_iou(point_mask_union(fn.stack_for(im), g.cells), m) > 0.5
+    assert fn.stack_for(im) is fn.stack_for(im)  # one point-mask run per image
 
 
 @pytest.mark.shared
-def test_superpixel_proposals_on_a_real_dev_image(real_dev_root):
-    """Real photographs: superpixel proposals, greedy conversion of every annotated object."""
+def test_superpixel_point_masks_on_a_real_dev_image(real_dev_root):
+    """Real photographs: superpixel point masks, greedy conversion of every annotated object."""
     from pycocotools import mask as mu
 
     from getok.records import load_image_rgb
@@ -256,5 +256,5 @@ def test_superpixel_proposals_on_a_real_dev_image(real_dev_root):
         res = greedy_cells(m, stack)
         assert len(res.cells) >= 1 and 0 <= res.iou <= 1
         if not res.fallback:
-            assert res.iou == pytest.approx(mask_iou(proposal_union(stack, res.cells), m))
+            assert res.iou == pytest.approx(mask_iou(point_mask_union(stack, res.cells), m))
 

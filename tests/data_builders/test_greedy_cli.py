@@ -46,7 +46,7 @@ def test_build_commands_on_scenes(tmp_path, cmd, codec, task):
         if task == "refine":
             assert c.try_decode_refinement(r["turns"][1]["assistant"], g).valid
         if task == "text>mask":
-            assert r["meta"]["greedy_iou"] >= 0.9 or r["meta"]["fallback"]  # exact scene proposals
+            assert r["meta"]["greedy_iou"] >= 0.9 or r["meta"]["fallback"]  # exact scene point masks
     # an existing output is not overwritten without --overwrite
     with pytest.raises(DataError, match="exists"):
         run(["build", cmd, "--scenes", "1", "--codec", codec, "--out", str(out), "--no-progress"])

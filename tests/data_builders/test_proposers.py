@@ -8,7 +8,7 @@ import pytest
 from getok.data_builders.proposers import (
     ExactProposer,
     MaskProposer,
-    ProposalStack,
+    PointMaskStack,
     StackBuilder,
     SuperpixelProposer,
     get_proposer,
@@ -39,7 +39,7 @@ def two_tone_image(size=(48, 64)) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------- stacks
 def test_from_label_map_maps_every_point_to_its_region():
     lab = label_map()
-    st = ProposalStack.from_label_map(lab, 8)
+    st = PointMaskStack.from_label_map(lab, 8)
     rows, cols = grid_pixels(8, lab.shape)
     assert st.point_to_mask.shape == (64,)
     for i in range(64):
@@ -50,7 +50,7 @@ def test_from_label_map_maps_every_point_to_its_region():
 
 def test_from_label_map_ignore_gives_minus_one():
     lab = label_map()
-    st = ProposalStack.from_label_map(lab, 8, ignore=0)
+    st = PointMaskStack.from_label_map(lab, 8, ignore=0)
     rows, cols = grid_pixels(8, lab.shape)
     assert np.array_equal(st.point_to_mask == -1, lab[rows, cols] == 0)
 
@@ -61,7 +61,7 @@ def test_from_point_masks_dedups_and_drops_empty():
     m2 = np.zeros((4, 4), bool)
     m2[3, 3] = True
     pm = np.stack([m1, m2, m1.copy(), np.zeros((4, 4), bool)])
-    st = ProposalStack.from_point_masks(pm, 2, scores=np.arange(4.0))
+    st = PointMaskStack.from_point_masks(pm, 2, scores=np.arange(4.0))
     assert st.point_to_mask.tolist() == [0, 1, 0, -1]
     assert len(st.masks) == 2
     assert np.array_equal(st.point_masks(), pm)
@@ -76,7 +76,7 @@ def test_stack_builder_rejects_wrong_size():
 def test_stack_rles_round_trip():
     from getok.ops.masks import rle_decode
 
-    st = ProposalStack.from_label_map(label_map(), 6)
+    st = PointMaskStack.from_label_map(label_map(), 6)
     rles = st.rles()
     assert len(rles) == len(st.masks)
     for r, m in zip(rles, st.masks):

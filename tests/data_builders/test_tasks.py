@@ -148,7 +148,7 @@ def test_point_questions_are_answered_with_the_named_cell_when_it_is_equivalent(
     the cell the question names (not the cell nearest the box centre), and it decodes to the same mask."""
     from getok.data_builders.greedy import GreedyGeometryFn
     from getok.data_builders.proposers.exact import ExactProposer
-    from getok.decoding.proposals import ProposalDecoder
+    from getok.decoding.point_masks import PointMaskDecoder
     from getok.ops.grid import points_to_cells
 
     codec = get_codec("grid:n=8")
@@ -166,7 +166,7 @@ def test_point_questions_are_answered_with_the_named_cell_when_it_is_equivalent(
         box = next(b for b in res if b.task == "box>mask" and b.truth["object_ids"] == s.truth["object_ids"]
                    and b.image_id == s.image_id)  # fmt: skip
         differs += box.answer != s.answer  # the box question keeps the centre representative
-        dec = ProposalDecoder(ExactProposer.from_image(im), n=8)
+        dec = PointMaskDecoder(ExactProposer.from_image(im), n=8)
         dec.set_image(im.get_image())
         assert np.array_equal(dec.decode(answer), obj.mask)
     assert differs > 0

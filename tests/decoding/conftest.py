@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from getok.data_builders.proposers.base import ProposalStack
+from getok.data_builders.proposers.base import PointMaskStack
 from getok.ops.grid import grid_points
 
 SIZE = (64, 80)  # (H, W)
@@ -23,7 +23,7 @@ def label_scene(size=SIZE) -> np.ndarray:
 
 
 class StackProposer:
-    """Exact proposals of a known partition: a grid point selects the region of the label under it.
+    """Exact point masks of a known partition: a grid point selects the region of the label under it.
 
     Implements ``MaskProposer`` only (no per-point lookup); ``calls`` counts ``propose`` calls.
     """
@@ -43,12 +43,12 @@ class StackProposer:
         rows = np.clip(np.floor(pts[:, 1]).astype(int), 0, h - 1)
         return self.labels[rows, cols]
 
-    def propose(self, image: np.ndarray, n: int) -> ProposalStack:
+    def propose(self, image: np.ndarray, n: int) -> PointMaskStack:
         self.calls += 1
         labs = self._labels_at(grid_points(n, self.labels.shape))
         uniq, inv = np.unique(labs, return_inverse=True)
         masks = self.labels[None] == uniq[:, None, None]
-        return ProposalStack(n=n, size=self.labels.shape, masks=masks, point_to_mask=inv)
+        return PointMaskStack(n=n, size=self.labels.shape, masks=masks, point_to_mask=inv)
 
 
 class LabelProposer(StackProposer):

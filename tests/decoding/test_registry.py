@@ -15,7 +15,25 @@ from getok.geometry import Geometry
 
 
 def test_all_decoders_are_registered():
-    assert {"raster", "proposals", "sam", "sam2", "sam3", "polygon"} <= set(list_decoders())
+    assert {"raster", "point_masks", "sam", "sam2", "sam3", "polygon"} <= set(list_decoders())
+
+
+def test_proposals_is_the_former_name_of_point_masks():
+    """Committed results and user configs say ``proposals:...``: the same decoder, compared by its current name."""
+    from getok.decoding import PointMaskDecoder, SceneExactDecoder, canonical_decoder_spec
+    from getok.decoding.base import former_decoder_specs
+
+    lm = np.zeros((8, 8), np.int32)
+    lm[2:5, 2:5] = 1
+    old, new = get_decoder("proposals:proposer=exact,n=4", label_map=lm), get_decoder("point_masks:proposer=exact,n=4", label_map=lm)
+    assert type(old) is type(new) is PointMaskDecoder and old.settings() == new.settings()
+    assert old.name == "point_masks"
+    assert isinstance(get_decoder("proposals:proposer=exact"), SceneExactDecoder)
+    assert canonical_decoder_spec("proposals:proposer=exact,n=8") == "point_masks:proposer=exact,n=8"
+    assert canonical_decoder_spec("point_masks:proposer=exact") == "point_masks:proposer=exact"
+    assert canonical_decoder_spec("raster") == "raster" and canonical_decoder_spec(None) is None
+    cfg = {"eval": {"decoder": "point_masks:proposer=exact,n=8"}, "codecs": ["grid:n=8"], "n": 8}
+    assert former_decoder_specs(cfg) == {"eval": {"decoder": "proposals:proposer=exact,n=8"}, "codecs": ["grid:n=8"], "n": 8}
 
 
 def test_specs_and_protocol():
@@ -52,22 +70,22 @@ def test_importing_decoders_and_metrics_does_not_import_torch():
 
 
 def test_a_dataset_manifest_reaches_only_the_decoders_that_rebuild_scenes():
-    """``proposals:proposer=exact`` on procedural scenes is the decoding registry's own business: the
+    """``point_masks:proposer=exact`` on procedural scenes is the decoding registry's own business: the
     manifest's scene settings reach it through get_decoder, every other decoder ignores the manifest."""
-    from getok.decoding import ProposalDecoder, RasterDecoder, SceneExactDecoder, get_decoder
+    from getok.decoding import PointMaskDecoder, RasterDecoder, SceneExactDecoder, get_decoder
 
     manifest = {"sources": [{"loader": "scenes", "seed": 7, "config": {"size": [64, 64], "max_objects": 2}}]}
-    d = get_decoder("proposals:proposer=exact,n=16", manifest=manifest)
+    d = get_decoder("point_masks:proposer=exact,n=16", manifest=manifest)
     assert isinstance(d, SceneExactDecoder) and d.n == 16 and d.configs == {7: {"size": [64, 64], "max_objects": 2}}
-    assert isinstance(get_decoder("proposals:proposer=exact"), SceneExactDecoder)  # default scene settings
+    assert isinstance(get_decoder("point_masks:proposer=exact"), SceneExactDecoder)  # default scene settings
     assert isinstance(get_decoder("scene_exact", manifest=manifest), SceneExactDecoder)
     assert isinstance(get_decoder("raster", manifest=manifest), RasterDecoder)
-    # a label map given: the plain proposals decoder on the exact proposer of that map
+    # a label map given: the plain point_masks decoder on the exact proposer of that map
     lm = np.zeros((8, 8), np.int32)
     lm[2:5, 2:5] = 1
-    assert isinstance(get_decoder("proposals:proposer=exact", label_map=lm), ProposalDecoder)
+    assert isinstance(get_decoder("point_masks:proposer=exact", label_map=lm), PointMaskDecoder)
     with pytest.raises(ConfigError, match="bad settings"):
-        get_decoder("proposals:proposer=exact,colour=red", manifest=manifest)
+        get_decoder("point_masks:proposer=exact,colour=red", manifest=manifest)
 
 
 def test_registry_context_goes_only_to_factories_that_take_it():

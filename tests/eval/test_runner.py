@@ -131,7 +131,7 @@ def test_bad_settings_fail_fast(scene_dataset):
 
 
 def test_exact_scene_decoder_inverts_greedy_cells(tmp_path):
-    """Greedy cells on exact proposals decode back to the object with ``proposals:proposer=exact``."""
+    """Greedy cells on exact point masks decode back to the object with ``point_masks:proposer=exact``."""
     from getok.data_builders.dataset import write_dataset
     from getok.data_builders.greedy import GreedyGeometryFn
     from getok.data_builders.scenes import generate_scenes
@@ -142,7 +142,7 @@ def test_exact_scene_decoder_inverts_greedy_cells(tmp_path):
     sl = build_tasks(generate_scenes(2, seed=3), SPEC, TaskConfig(tasks=("text>mask",)), geometry_fn=GreedyGeometryFn(n=16))
     data = write_dataset(sl, tmp_path / "greedy")
     model = ScriptedModel({(s.sample_id, 1): s.answer for s in sl})
-    exact = evaluate(None, None, data, generate_fn=model, decoder="proposals:proposer=exact,n=16", progress=False)
+    exact = evaluate(None, None, data, generate_fn=model, decoder="point_masks:proposer=exact,n=16", progress=False)
     raster = evaluate(None, None, data, generate_fn=model, progress=False)
     assert exact["overall"]["gIoU"] > 0.99 > raster["overall"]["gIoU"]
     # a scene whose pixels differ from its id's scene is refused
@@ -151,3 +151,25 @@ def test_exact_scene_decoder_inverts_greedy_cells(tmp_path):
 
     with pytest.raises(DataError, match="differs from the regenerated scene"):
         SceneExactDecoder().set_image(sl.images[sl[0].image_id].get_image() * 0, key=sl[0].image_id)
+
+
+def test_a_run_under_the_decoders_former_name_resumes(tmp_path):
+    """A run made with ``proposals:proposer=exact`` (the point_masks decoder's former name) resumes under
+    ``point_masks:proposer=exact``: the same decoder, not other settings."""
+    from getok.data_builders.dataset import write_dataset
+    from getok.data_builders.greedy import GreedyGeometryFn
+    from getok.data_builders.scenes import generate_scenes
+    from getok.data_builders.tasks import TaskConfig, build_tasks
+
+    from .conftest import SPEC
+
+    sl = build_tasks(generate_scenes(2, seed=3), SPEC, TaskConfig(tasks=("text>mask",)), geometry_fn=GreedyGeometryFn(n=16))
+    data = write_dataset(sl, tmp_path / "greedy")
+    model = ScriptedModel({(s.sample_id, 1): s.answer for s in sl})
+    out = tmp_path / "run"
+    kw = {"generate_fn": model, "out_dir": out, "progress": False, "model_name": "scripted"}
+    evaluate(None, None, data, decoder="proposals:proposer=exact,n=16", limit=2, **kw)
+    s = evaluate(None, None, data, decoder="point_masks:proposer=exact,n=16", **kw)
+    assert s["run"]["n_resumed"] == 2 and s["overall"]["n"] == len(sl) and s["overall"]["gIoU"] > 0.99
+    with pytest.raises(ConfigError, match="decoder"):
+        evaluate(None, None, data, decoder="point_masks:proposer=exact,n=8", **kw)

@@ -296,6 +296,25 @@ def test_bad_config_file_is_a_config_error(tmp_path):
         load_demo_config(tmp_path / "list.yaml")
 
 
+def test_a_stage_made_under_the_decoders_former_name_is_not_redone(tmp_path):
+    """Stages finished before the ``proposals`` decoder became ``point_masks`` (their settings say
+    ``proposals:...``) are skipped on a rerun, not refused; other settings still are."""
+    from getok.provenance import fingerprint
+    from getok_lab.demo.stages import Stages
+
+    stages = Stages(tmp_path)
+    old = {"sft": {"eval": {"decoder": "proposals:proposer=exact,n=8"}, "codecs": ["grid:n=8"]}}
+    new = {"sft": {"eval": {"decoder": "point_masks:proposer=exact,n=8"}, "codecs": ["grid:n=8"]}}
+    m = {"stage": "sft", "title": "SFT", "fingerprint": fingerprint(old), "wall_s": 1.0, "cpu_s": 1.0,
+         "finished": "2026-01-01 00:00:00", "result": {"final": "x"}}  # fmt: skip
+    (tmp_path / "stages" / "sft.json").write_text(json.dumps(m))
+    assert stages.run("sft", "SFT", new, lambda: pytest.fail("a finished stage ran again")) == m
+    assert stages.skipped == ["sft"]
+    other = {"sft": {"eval": {"decoder": "point_masks:proposer=exact,n=4"}, "codecs": ["grid:n=8"]}}
+    with pytest.raises(ConfigError, match="other settings"):
+        stages.run("sft", "SFT", other, dict)
+
+
 # ---------------------------------------------------------------------------------------------- report
 def test_report_template_reproduces_the_committed_report():
     """summary.md is rendered from templates/summary.md.j2: the committed run.json renders the committed

@@ -39,7 +39,7 @@ def test_the_tiny_recipe_learns_text_to_mask_above_the_prior(tmp_path):
     assert len(samples) >= 300
 
     def ious(out, model=None, proc=None, gen=None):
-        evaluate(model, proc, str(data), decoder="proposals:proposer=exact,n=8", out_dir=str(out), turns=1,
+        evaluate(model, proc, str(data), decoder="point_masks:proposer=exact,n=8", out_dir=str(out), turns=1,
                  batch_size=32, max_new_tokens=16, progress=False, generate_fn=gen)  # fmt: skip
         by = question_ious(out)
         return [by[s.sample_id]["t1"] for s in samples]

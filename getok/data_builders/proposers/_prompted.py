@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from ...ops.grid import grid_points
-from .base import ProposalStack, StackBuilder
+from .base import PointMaskStack, StackBuilder
 
 __all__ = ["PromptedProposer"]
 
@@ -59,7 +59,7 @@ class PromptedProposer:
         """sha256 of the weights (of the checkpoint file when there is one); computed once."""
         return self.engine.fingerprint
 
-    # ------------------------------------------------------------------ proposals
+    # ------------------------------------------------------------------ point masks
     def set_image(self, image: np.ndarray, key: str | None = None) -> None:
         """Compute (or load, or keep) the embedding of ``image`` ``(H, W, 3)`` uint8 RGB
         (:meth:`~getok.backends._engine.PromptEngine.embed`)."""
@@ -84,7 +84,7 @@ class PromptedProposer:
                                             batch_size=self.points_per_batch, mask_threshold=self._mask_threshold)
         return masks, scores.astype(np.float64)
 
-    def propose(self, image: np.ndarray, n: int) -> ProposalStack:
+    def propose(self, image: np.ndarray, n: int) -> PointMaskStack:
         """One mask per grid point of an ``n x n`` grid over ``image`` (``(H, W, 3)`` uint8 RGB)."""
         n = int(n)
         if n < 1:

@@ -1,8 +1,8 @@
-"""Grid proposals: exactly one mask per grid point, the point → mask mapping kept.
+"""Point masks: exactly one mask per grid point, the point → mask mapping kept.
 
 A :class:`MaskProposer` looks at an image and, for every grid point of an ``n x n`` grid (cell centres,
 row-major index ``cy * n + cx``), returns the mask that the point selects. Many grid points often select
-the same region, so a :class:`ProposalStack` stores the *unique* masks once and, per grid point, the
+the same region, so a :class:`PointMaskStack` stores the *unique* masks once and, per grid point, the
 index of its mask.
 """
 
@@ -17,7 +17,7 @@ from ...conventions import as_size
 from ...errors import GeometryError, require
 from ...ops.grid import grid_points
 
-__all__ = ["ProposalStack", "MaskProposer", "StackBuilder", "grid_pixels", "point_pixels"]
+__all__ = ["PointMaskStack", "MaskProposer", "StackBuilder", "grid_pixels", "point_pixels"]
 
 
 def point_pixels(points_xy, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +43,8 @@ def grid_pixels(n: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(eq=False)
-class ProposalStack:
-    """Proposals of one image on an ``n x n`` grid.
+class PointMaskStack:
+    """Point masks of one image on an ``n x n`` grid.
 
     Attributes
     ----------
@@ -52,9 +52,9 @@ class ProposalStack:
         Grid size.
     size : (H, W)
     masks : (U, H, W) bool
-        The distinct proposal masks.
+        The distinct point masks.
     point_to_mask : (n * n,) int64
-        For grid point ``cy * n + cx``, the index into ``masks`` of its proposal; ``-1`` where the
+        For grid point ``cy * n + cx``, the index into ``masks`` of its point mask; ``-1`` where the
         proposer returned nothing for that point.
     scores : (n * n,) float, optional
         The proposer's confidence per grid point (SAM's predicted IoU), when it has one.
@@ -78,18 +78,18 @@ class ProposalStack:
             raise GeometryError("point_to_mask indexes outside masks")
 
     def mask_of(self, cx: int, cy: int) -> np.ndarray:
-        """The proposal selected by grid point ``(cx, cy)`` (an empty mask where there is none)."""
+        """The point mask selected by grid point ``(cx, cy)`` (an empty mask where there is none)."""
         k = self.point_to_mask[cy * self.n + cx]
         return self.masks[k] if k >= 0 else np.zeros(self.size, dtype=bool)
 
     # ------------------------------------------------------------------ added by the data builders
     @property
     def num_masks(self) -> int:
-        """``U``, the number of distinct proposals."""
+        """``U``, the number of distinct point masks."""
         return int(len(self.masks))
 
     def point_masks(self) -> np.ndarray:
-        """Dense per-point view ``(n*n, H, W)`` bool (empty where a point has no proposal); memory heavy."""
+        """Dense per-point view ``(n*n, H, W)`` bool (empty where a point has no point mask); memory heavy."""
         out = np.zeros((self.n * self.n, *self.size), dtype=bool)
         ok = self.point_to_mask >= 0
         out[ok] = self.masks[self.point_to_mask[ok]]
@@ -98,11 +98,11 @@ class ProposalStack:
     def rles(self) -> list[dict]:
         """Compressed COCO RLEs of ``masks`` (pycocotools dicts, ``counts`` as bytes), computed once.
 
-        The proposal cache sets them when it loads a stack, so a loaded stack never re-encodes.
+        The point-mask cache sets them when it loads a stack, so a loaded stack never re-encodes.
         """
         cached = getattr(self, "_rles", None)
         if cached is None or len(cached) != len(self.masks):
-            mask_utils = require("pycocotools.mask", "coco", "RLE proposals")
+            mask_utils = require("pycocotools.mask", "coco", "RLE point masks")
             if len(self.masks) == 0:
                 cached = []
             else:
@@ -125,8 +125,8 @@ class ProposalStack:
         *,
         ignore: int | None = None,
         scores: np.ndarray | None = None,
-    ) -> ProposalStack:
-        """Proposals of a partition: grid point → the region of its label.
+    ) -> PointMaskStack:
+        """Point masks of a partition: grid point → the region of its label.
 
         Parameters
         ----------
@@ -135,13 +135,13 @@ class ProposalStack:
         n : int
             Grid size.
         ignore : int, optional
-            A label whose grid points get no proposal (``point_to_mask == -1``).
+            A label whose grid points get no point mask (``point_to_mask == -1``).
         scores : (n*n,) float, optional
 
         Examples
         --------
         >>> lab = np.zeros((4, 4), int); lab[:, 2:] = 7
-        >>> st = ProposalStack.from_label_map(lab, 2)
+        >>> st = PointMaskStack.from_label_map(lab, 2)
         >>> st.point_to_mask.tolist(), st.masks.shape
         ([0, 1, 0, 1], (2, 4, 4))
         """
@@ -161,8 +161,8 @@ class ProposalStack:
         return cls(n=n, size=lab.shape, masks=masks, point_to_mask=p2m, scores=scores)
 
     @classmethod
-    def from_point_masks(cls, point_masks: np.ndarray, n: int, scores: np.ndarray | None = None) -> ProposalStack:
-        """Proposals given one mask per grid point: identical masks are stored once, empty ones map to -1.
+    def from_point_masks(cls, point_masks: np.ndarray, n: int, scores: np.ndarray | None = None) -> PointMaskStack:
+        """Point masks given one mask per grid point: identical masks are stored once, empty ones map to -1.
 
         Parameters
         ----------
@@ -215,9 +215,9 @@ class StackBuilder:
         self._p2m[point_index] = k
         return k
 
-    def build(self, scores: np.ndarray | None = None) -> ProposalStack:
+    def build(self, scores: np.ndarray | None = None) -> PointMaskStack:
         masks = np.stack(self._masks) if self._masks else np.zeros((0, *self.size), dtype=bool)
-        return ProposalStack(n=self.n, size=self.size, masks=masks, point_to_mask=self._p2m.copy(), scores=scores)
+        return PointMaskStack(n=self.n, size=self.size, masks=masks, point_to_mask=self._p2m.copy(), scores=scores)
 
 
 @runtime_checkable
@@ -230,6 +230,6 @@ class MaskProposer(Protocol):
         """Everything that changes the output (model type, checkpoint hash, thresholds): the cache key."""
         ...
 
-    def propose(self, image: np.ndarray, n: int) -> ProposalStack:
-        """Proposals for ``image`` (``(H, W, 3)`` uint8 RGB) on an ``n x n`` grid."""
+    def propose(self, image: np.ndarray, n: int) -> PointMaskStack:
+        """Point masks for ``image`` (``(H, W, 3)`` uint8 RGB) on an ``n x n`` grid."""
         ...

@@ -2,7 +2,7 @@
 
 A procedural scene knows which object covers each pixel: its *label map* ``(H, W)`` int with ``0`` for
 the background and ``k + 1`` for object ``k`` (stored by the scene generator in
-``AnnotatedImage.meta["label_map"]``). The proposal of a grid point is the region of its label — the
+``AnnotatedImage.meta["label_map"]``). The point mask of a grid point is the region of its label — the
 visible part of the object under the point, or the background.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from ...errors import DataError, GeometryError
 from ..scenes import label_map_from_objects  # rebuilds it from disjoint object masks
-from .base import ProposalStack, point_pixels
+from .base import PointMaskStack, point_pixels
 from .registry import register_proposer
 
 __all__ = ["ExactProposer"]
@@ -22,14 +22,14 @@ __all__ = ["ExactProposer"]
 
 @register_proposer("exact")
 class ExactProposer:
-    """Proposals from a label map.
+    """Point masks from a label map.
 
     Parameters
     ----------
     label_map : (H, W) int
         ``0`` background, ``k + 1`` object ``k``; any non-negative integers work.
     background : bool
-        Whether grid points on the background (label 0) get the background region as their proposal
+        Whether grid points on the background (label 0) get the background region as their point mask
         (like a SAM prompt on the background would); ``False`` leaves them without one (``-1``).
 
     Examples
@@ -69,11 +69,11 @@ class ExactProposer:
     def settings(self) -> dict:
         return {"label_map_sha256": self._digest, "background": self.background}
 
-    def propose(self, image: np.ndarray | None, n: int) -> ProposalStack:
-        """Proposals on an ``n x n`` grid; ``image`` (``(H, W, 3)``) is only checked against the label map."""
+    def propose(self, image: np.ndarray | None, n: int) -> PointMaskStack:
+        """Point masks on an ``n x n`` grid; ``image`` (``(H, W, 3)``) is only checked against the label map."""
         if image is not None and tuple(np.shape(image)[:2]) != self.label_map.shape:
             raise GeometryError(f"image size {np.shape(image)[:2]} differs from the label map {self.label_map.shape}")
-        return ProposalStack.from_label_map(self.label_map, n, ignore=None if self.background else 0)
+        return PointMaskStack.from_label_map(self.label_map, n, ignore=None if self.background else 0)
 
     def propose_at(self, image: np.ndarray | None, points_xy: np.ndarray) -> np.ndarray:
         """The region under arbitrary points ``(K, 2)`` XY pixels: masks ``(K, H, W)`` bool."""

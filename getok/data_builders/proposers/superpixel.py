@@ -1,6 +1,6 @@
-"""``SuperpixelProposer``: weight-free proposals from a scikit-image over-segmentation.
+"""``SuperpixelProposer``: weight-free point masks from a scikit-image over-segmentation.
 
-The image is over-segmented once (SLIC or Felzenszwalb–Huttenlocher); the proposal of a grid point is
+The image is over-segmented once (SLIC or Felzenszwalb–Huttenlocher); the point mask of a grid point is
 the segment that contains it. It stands in for SAM where no weights are available: segments follow
 colour edges, so an object is covered by a few segments and the greedy builder unions them.
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import ConfigError, GeometryError
 from ...provenance import image_hash
-from .base import ProposalStack, point_pixels
+from .base import PointMaskStack, point_pixels
 from .registry import register_proposer
 
 __all__ = ["SuperpixelConfig", "SuperpixelProposer", "segment"]
@@ -111,9 +111,9 @@ class SuperpixelProposer:
             self._last = (h, segment(image, self.config))
         return self._last[1]
 
-    def propose(self, image: np.ndarray, n: int) -> ProposalStack:
+    def propose(self, image: np.ndarray, n: int) -> PointMaskStack:
         """One segment per grid point of an ``n x n`` grid over ``image`` (``(H, W, 3)`` uint8 RGB)."""
-        return ProposalStack.from_label_map(self.labels(image), n)
+        return PointMaskStack.from_label_map(self.labels(image), n)
 
     def propose_at(self, image: np.ndarray, points_xy: np.ndarray) -> np.ndarray:
         """The segment under arbitrary points ``(K, 2)`` XY pixels: masks ``(K, H, W)`` bool."""

@@ -21,8 +21,8 @@ def _images():
 def test_weight_free_rows():
     res = bench_weight_free(_images(), n=8)
     kinds = {(r["decoder"], r["answer"]) for r in res["rows"]}
-    assert ("raster", "polygons") in kinds and ("proposals", "cells") in kinds
-    assert ("proposals (refined=cover)", "cells+offsets") in kinds
+    assert ("raster", "polygons") in kinds and ("point_masks", "cells") in kinds
+    assert ("point_masks (refined=cover)", "cells+offsets") in kinds
     assert res["instances"] == 3 and all(r["masks"] == 3 for r in res["rows"])
     poly = next(r for r in res["rows"] if r["answer"] == "polygons")
     assert poly["mean_iou_vs_instance"] > 0.9  # rectangles survive polygon simplification

@@ -1,24 +1,27 @@
-"""``proposals``: the weight-free decoder that matches the greedy builder — the union of the proposals of
-the predicted cells.
+"""``point_masks``: the weight-free decoder that matches the greedy builder — the union of the point masks
+of the predicted cells.
 
-The builder turned a target mask into the grid cells whose proposals (one mask per grid point, from a
+The builder turned a target mask into the grid cells whose point masks (one mask per grid point, from a
 :class:`~getok.data_builders.proposers.base.MaskProposer`) best cover it; this decoder inverts that: a
-grid answer becomes the union of its cells' proposals. With the *same* proposer as the builder (and
-its exact proposals) the greedy cells decode back to the mask the builder reached.
+grid answer becomes the union of its cells' point masks. With the *same* proposer as the builder (and
+its exact point masks) the greedy cells decode back to the mask the builder reached.
+
+Registered as ``point_masks`` and, under its former name, as ``proposals`` (the same factory), so
+committed result files and specs such as ``proposals:proposer=exact,n=8`` still parse.
 
 Refined answers (grid + offsets, ``<DELETE>``):
 
 * a ``<DELETE>``-d cell contributes nothing;
-* a cell with offset ``(0, 0)`` (or no offsets) contributes its own proposal, as above;
+* a cell with offset ``(0, 0)`` (or no offsets) contributes its own point mask, as above;
 * a moved cell's *refined point* (centre + offset, pixels) selects a mask by ``refined=``:
 
   - ``"lookup"``: the proposer's own mask at that exact position, ``proposer.propose_at(image,
     points_xy)`` (the optional :class:`PointProposer` extension: a superpixel / label-map proposer
     returns the region under the point, a SAM proposer prompts there);
-  - ``"cover"``: among the grid points whose proposal contains the refined point's pixel, the
-    proposal of the nearest one; nothing when no proposal contains it (weight-free, needs only the
+  - ``"cover"``: among the grid points whose point mask contains the refined point's pixel, the
+    point mask of the nearest one; nothing when no point mask contains it (weight-free, needs only the
     stack);
-  - ``"cell"``: the proposal of the grid cell that contains the refined point (points on a cell
+  - ``"cell"``: the point mask of the grid cell that contains the refined point (points on a cell
     border — half-cell offsets land there — go to the cell with the larger index);
   - ``"auto"`` (default): ``"lookup"`` when the proposer has ``propose_at``, else ``"cover"``.
 
@@ -45,7 +48,7 @@ from ..provenance import image_hash
 from .base import register_decoder
 from .raster import raster_mask
 
-__all__ = ["ProposalDecoder", "PointProposer", "REFINED_MODES", "union_of_proposals", "cover_lookup"]
+__all__ = ["PointMaskDecoder", "PointProposer", "REFINED_MODES", "union_of_point_masks", "cover_lookup"]
 
 REFINED_MODES = ("auto", "lookup", "cover", "cell")
 
@@ -59,12 +62,12 @@ class PointProposer(Protocol):
         ...
 
 
-def union_of_proposals(stack, cells: np.ndarray) -> np.ndarray:
-    """Union of the proposals of cells ``(K, 2)`` ``(cx, cy)`` on ``stack``'s grid. ``(H, W)`` bool.
+def union_of_point_masks(stack, cells: np.ndarray) -> np.ndarray:
+    """Union of the point masks of cells ``(K, 2)`` ``(cx, cy)`` on ``stack``'s grid. ``(H, W)`` bool.
 
-    >>> from getok.data_builders.proposers.base import ProposalStack
-    >>> st = ProposalStack(n=2, size=(2, 2), masks=np.eye(2, dtype=bool)[None], point_to_mask=[0, -1, -1, 0])
-    >>> union_of_proposals(st, np.array([[1, 0]])).any(), union_of_proposals(st, np.array([[0, 0]])).sum()
+    >>> from getok.data_builders.proposers.base import PointMaskStack
+    >>> st = PointMaskStack(n=2, size=(2, 2), masks=np.eye(2, dtype=bool)[None], point_to_mask=[0, -1, -1, 0])
+    >>> union_of_point_masks(st, np.array([[1, 0]])).any(), union_of_point_masks(st, np.array([[0, 0]])).sum()
     (np.False_, np.int64(2))
     """
     c = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
@@ -78,7 +81,7 @@ def union_of_proposals(stack, cells: np.ndarray) -> np.ndarray:
 
 
 def cover_lookup(stack, points_xy: np.ndarray, window: int = 2) -> np.ndarray:
-    """For each point, the proposal index of the nearest grid point whose proposal covers the point's pixel.
+    """For each point, the point-mask index of the nearest grid point whose point mask covers the point's pixel.
 
     The grid points of the ``(2 window + 1)^2`` cells around each point are searched first; a point whose
     best candidate there is farther than ``window + 1/2`` cells (where a grid point outside the window
@@ -86,7 +89,7 @@ def cover_lookup(stack, points_xy: np.ndarray, window: int = 2) -> np.ndarray:
 
     Parameters
     ----------
-    stack : ProposalStack
+    stack : PointMaskStack
     points_xy : (K, 2) float
         XY pixels.
     window : int
@@ -95,7 +98,7 @@ def cover_lookup(stack, points_xy: np.ndarray, window: int = 2) -> np.ndarray:
     Returns
     -------
     (K,) int64
-        Indices into ``stack.masks``; ``-1`` where no proposal contains the point.
+        Indices into ``stack.masks``; ``-1`` where no point mask contains the point.
     """
     pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
     h, w = stack.size
@@ -109,7 +112,7 @@ def cover_lookup(stack, points_xy: np.ndarray, window: int = 2) -> np.ndarray:
     gp = grid_points(n, stack.size)  # (n*n, 2)
 
     def nearest(cand: np.ndarray, k_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """cand (K', C) grid indices of points k_idx → (proposal index of the nearest covering grid point
+        """cand (K', C) grid indices of points k_idx → (point-mask index of the nearest covering grid point
         or -1, its squared distance)."""
         m = p2m[cand]  # (K', C)
         ok = m >= 0
@@ -136,8 +139,8 @@ def cover_lookup(stack, points_xy: np.ndarray, window: int = 2) -> np.ndarray:
     return out
 
 
-class ProposalDecoder:
-    """Union of the predicted cells' proposals (see the module docstring for offsets and deletions).
+class PointMaskDecoder:
+    """Union of the predicted cells' point masks (see the module docstring for offsets and deletions).
 
     Parameters
     ----------
@@ -149,23 +152,23 @@ class ProposalDecoder:
     refined : {"auto", "lookup", "cover", "cell"}
         How a moved (offset) point selects its mask.
     cache_size : int
-        Images whose proposal stacks are kept.
+        Images whose point-mask stacks are kept.
     **proposer_kwargs
         Settings for a proposer named by a string.
     """
 
-    name = "proposals"
+    name = "point_masks"
 
     def __init__(self, proposer=None, n: int = 32, refined: str = "auto", cache_size: int = 4, **proposer_kwargs):
         if proposer is None:
             raise ConfigError(
-                "the proposals decoder needs a proposer: get_decoder('proposals', proposer=MyProposer()) "
-                "or 'proposals:proposer=NAME'"
+                "the point_masks decoder needs a proposer: get_decoder('point_masks', proposer=MyProposer()) "
+                "or 'point_masks:proposer=NAME'"
             )
         if isinstance(proposer, str):
             proposer = _resolve_proposer(proposer, proposer_kwargs)
         elif proposer_kwargs:
-            raise ConfigError(f"unknown proposals decoder settings {sorted(proposer_kwargs)}")
+            raise ConfigError(f"unknown point_masks decoder settings {sorted(proposer_kwargs)}")
         if not callable(getattr(proposer, "propose", None)):
             raise ConfigError(f"proposer {proposer!r} has no propose(image, n) method (MaskProposer protocol)")
         if refined not in REFINED_MODES:
@@ -194,13 +197,13 @@ class ProposalDecoder:
         }
 
     @property
-    def proposals_computed(self) -> int:
+    def stacks_computed(self) -> int:
         """How many stacks were computed (cache misses)."""
         return self._cache.misses
 
     def set_image(self, image: np.ndarray | None, size: tuple[int, int] | None = None, key: str | None = None) -> None:
         if image is None:
-            raise DataError("the proposals decoder needs the image (proposals are computed from it)")
+            raise DataError("the point_masks decoder needs the image (point masks are computed from it)")
         img = check_image(image)
         if size is not None and tuple(size) != img.shape[:2]:
             raise GeometryError(f"size {tuple(size)} differs from the image's (H, W)={img.shape[:2]}")
@@ -209,7 +212,7 @@ class ProposalDecoder:
         self._key = key if key is not None else image_hash(img)
 
     def stack(self, n: int):
-        """The proposal stack of the current image on an ``n x n`` grid (cached)."""
+        """The point-mask stack of the current image on an ``n x n`` grid (cached)."""
         if self._image is None:
             raise DataError("no image set: call set_image(image) before decode()")
 
@@ -244,7 +247,7 @@ class ProposalDecoder:
         if g.offsets is not None:
             moved = keep & np.any(g.offsets != 0, axis=1)
         still = keep & ~moved
-        out = union_of_proposals(stack, g.cells[still])
+        out = union_of_point_masks(stack, g.cells[still])
         if moved.any():
             # refined points of the moved cells only (refined_points drops deleted cells: align by hand)
 
@@ -263,7 +266,7 @@ class ProposalDecoder:
                 raise DataError(f"propose_at returned shape {masks.shape}, expected {(len(pts), *self._size)}")
             return masks.any(axis=0) if len(masks) else np.zeros(self._size, dtype=bool)
         if mode == "cell":
-            return union_of_proposals(stack, points_to_cells(pts, stack.n, stack.size))
+            return union_of_point_masks(stack, points_to_cells(pts, stack.n, stack.size))
         idx = np.unique(cover_lookup(stack, pts))
         idx = idx[idx >= 0]
         if idx.size == 0:
@@ -271,14 +274,17 @@ class ProposalDecoder:
         return np.any(stack.masks[idx], axis=0)
 
 
-@register_decoder("proposals")
-def proposals_decoder(proposer=None, manifest: dict | None = None, **kwargs):
-    """The ``proposals`` decoder of a spec: a :class:`ProposalDecoder`, except ``proposer=exact`` without a
+@register_decoder("point_masks", former=("proposals",))  # committed results and user configs name it proposals
+def point_masks_decoder(proposer=None, manifest: dict | None = None, **kwargs):
+    """The ``point_masks`` decoder of a spec: a :class:`PointMaskDecoder`, except ``proposer=exact`` without a
     label map, which is a procedural scene rebuilt from its id (:class:`SceneExactDecoder`,
-    with the dataset ``manifest``'s scene settings)."""
+    with the dataset ``manifest``'s scene settings).
+
+    Also registered as ``proposals``, its name from before the per-grid-point masks were called point
+    masks: ``proposals:proposer=exact,n=8`` (committed result files, user configs) builds the same decoder."""
     if proposer == "exact" and "label_map" not in kwargs:
         return SceneExactDecoder(manifest, **kwargs)
-    return ProposalDecoder(proposer, **kwargs)
+    return PointMaskDecoder(proposer, **kwargs)
 
 
 def _resolve_proposer(name: str, kwargs: dict):
@@ -291,25 +297,25 @@ _SCENE_ID = re.compile(r"^scene-(\d+)-(\d+)$")
 
 @register_decoder("scene_exact")
 class SceneExactDecoder:
-    """``proposals:proposer=exact`` for procedural scenes: each scene's exact proposer, rebuilt from its id.
+    """``point_masks:proposer=exact`` for procedural scenes: each scene's exact proposer, rebuilt from its id.
 
     The exact proposer needs the scene's label map, which a dataset directory does not store; a scene is
     deterministic in its id ``scene-<seed>-<index>`` and its :class:`~getok.data_builders.scenes.SceneConfig`
     (from the manifest's ``scenes`` source, else the default), so the label map is regenerated and the
     regenerated pixels are checked against the image (:class:`DataError` when they differ). Then a
-    :class:`~getok.decoding.proposals.ProposalDecoder` on that proposer decodes: greedy grid answers decode
+    :class:`~getok.decoding.point_masks.PointMaskDecoder` on that proposer decodes: greedy grid answers decode
     back to the builder's masks.
 
     Parameters
     ----------
     manifest : dict, optional
         The dataset manifest (its ``sources``).
-    n, refined, background : ProposalDecoder / ExactProposer settings.
+    n, refined, background : PointMaskDecoder / ExactProposer settings.
     cache_size : int
         Label maps kept.
     """
 
-    name = "proposals"
+    name = "point_masks"
 
     def __init__(self, manifest: dict | None = None, n: int = 32, refined: str = "auto", background: bool = True,
                  cache_size: int = 8) -> None:  # fmt: skip
@@ -342,7 +348,7 @@ class SceneExactDecoder:
 
     def set_image(self, image, size=None, key=None) -> None:
         lm = self._label_map(key, image)
-        self._dec = ProposalDecoder(ExactProposer(lm, background=self.background), n=self.n, refined=self.refined)
+        self._dec = PointMaskDecoder(ExactProposer(lm, background=self.background), n=self.n, refined=self.refined)
         self._dec.set_image(image, size=size, key=key)
 
     def decode(self, geometry):
