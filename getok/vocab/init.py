@@ -10,9 +10,13 @@ head, the new output rows. Registered:
 * ``2d`` — a smooth 2-D code: random Fourier features of the cell centre (grid tokens) or of the offset
   ``(dx, dy)`` (offset tokens), projected into embedding space and scaled to the rows' spread, so that
   neighbouring cells start close and far cells apart; other tokens fall back to ``mean``;
+* ``1d`` — the same for 1-D bin tokens ``<loc_i>``: a smooth code of ``i / (bins - 1)`` (random Fourier
+  features, :func:`fourier_code_1d`), so neighbouring bins start close and far bins apart; other tokens
+  (grid cells, offsets, text) fall back to ``mean``;
 * ``random`` — ``N(0, initializer_range)`` (the model's own init).
 
-Both input and output rows get the same treatment (each from its own matrix's statistics). Every strategy
+Both input and output rows get the same treatment (each from its own matrix's statistics); ``2d`` and ``1d``
+write one code into both, so a token's input and output rows start aligned. Every strategy
 is deterministic given ``seed``. Add one with :func:`register_init`::
 
     @register_init("zeros")
@@ -29,7 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..codecs.token_names import parse_grid_token, parse_offset_token
+from ..codecs.token_names import parse_bin_token, parse_grid_token, parse_offset_token
 from ..errors import ConfigError
 from ..registry import Registry
 
@@ -40,6 +44,7 @@ __all__ = [
     "get_init",
     "list_inits",
     "fourier_code_2d",
+    "fourier_code_1d",
     "row_stats",
 ]
 
@@ -68,7 +73,7 @@ class InitContext:
     seed
         Seed of the strategy's random draws.
     options
-        Strategy options (``noise`` for ``mean``, ``features`` / ``max_freq`` for ``2d``, ...).
+        Strategy options (``noise`` for ``mean``, ``features`` / ``max_freq`` for ``2d`` and ``1d``, ...).
     """
 
     embed: Any
@@ -178,6 +183,23 @@ def fourier_code_2d(uv: np.ndarray, features: int = 64, max_freq: float = 4.0, s
     return np.sqrt(2.0 / features) * np.cos(2 * np.pi * uv @ w.T + phase)  # (K, F)
 
 
+def fourier_code_1d(t: np.ndarray, features: int = 64, max_freq: float = 4.0, seed: int = 0) -> np.ndarray:
+    """Smooth 1-D code of positions ``t`` in [0, 1]: random Fourier features, as :func:`fourier_code_2d`.
+
+    Frequencies are log-spaced in ``[0.5, max_freq]`` cycles per unit with seeded random phases, so nearby
+    positions get nearby codes. Returns ``(K, F)`` float64 codes, entries ``sqrt(2 / F) cos(2 pi f t + phase)``.
+
+    >>> c = fourier_code_1d(np.array([0.1, 0.12, 0.9]), seed=0)
+    >>> bool(np.linalg.norm(c[0] - c[1]) < np.linalg.norm(c[0] - c[2]))
+    True
+    """
+    t = np.asarray(t, dtype=np.float64).reshape(-1, 1)
+    rng = np.random.default_rng(seed)
+    freqs = np.geomspace(0.5, max(max_freq, 0.5), features)
+    phase = rng.uniform(0.0, 2 * np.pi, size=features)
+    return np.sqrt(2.0 / features) * np.cos(2 * np.pi * t * freqs[None, :] + phase)  # (K, F)
+
+
 # ------------------------------------------------------------------------------------------------ strategies
 @register_init("mean")
 def init_mean(ctx: InitContext):
@@ -259,6 +281,23 @@ def _positions_2d(ctx: InitContext):
     return out
 
 
+def _write_code(ctx: InitContext, rows_in, rows_out, sel: list[int], code: np.ndarray, family: int) -> None:
+    """``rows[sel] = mean_row + std * (code @ P)`` in the input and the output rows (each with its own matrix's
+    mean row and spread), ``P`` a seeded ``(F, dim)`` Gaussian projection of ``family``: one code, written
+    into both, so a token's input and output rows start aligned."""
+    import torch
+
+    code_t = torch.as_tensor(code, dtype=torch.float32)
+    proj = torch.randn(code_t.shape[1], ctx.dim, generator=ctx.generator(100 + family))
+    emb = code_t @ proj  # (K, dim), entries ~ N(0, 1)
+    idx = torch.as_tensor(sel)
+    for weight, rows in ((ctx.embed, rows_in), (ctx.head, rows_out)):
+        if weight is None:
+            continue
+        mean, std = row_stats(weight, ctx.stat_ids)
+        rows[idx] = mean + std * emb
+
+
 @register_init("2d")
 def init_2d(ctx: InitContext):
     """Smooth 2-D code for grid and offset tokens (see :func:`fourier_code_2d`); ``mean`` for the rest.
@@ -268,8 +307,6 @@ def init_2d(ctx: InitContext):
     have the scale of real ones. Options: ``features`` (64), ``max_freq`` (``n / 8`` for an ``n``-grid,
     at least 2).
     """
-    import torch
-
     rows_in, rows_out = init_mean(ctx)
     pos = _positions_2d(ctx)
     feats = int(ctx.options.get("features", 64))
@@ -280,13 +317,44 @@ def init_2d(ctx: InitContext):
         size = max(pos[k][2] for k in sel)
         max_freq = float(ctx.options.get("max_freq", max(size / 8.0, 2.0)))
         uv = np.array([pos[k][1] for k in sel])
-        code = torch.as_tensor(fourier_code_2d(uv, feats, max_freq, seed=ctx.seed + 17 * family), dtype=torch.float32)
-        proj = torch.randn(feats, ctx.dim, generator=ctx.generator(100 + family))
-        emb = code @ proj  # (K, dim), entries ~ N(0, 1)
-        idx = torch.as_tensor(sel)
-        for weight, rows in ((ctx.embed, rows_in), (ctx.head, rows_out)):
-            if weight is None:
-                continue
-            mean, std = row_stats(weight, ctx.stat_ids)
-            rows[idx] = mean + std * emb
+        code = fourier_code_2d(uv, feats, max_freq, seed=ctx.seed + 17 * family)
+        _write_code(ctx, rows_in, rows_out, sel, code, family)
+    return rows_in, rows_out
+
+
+def _positions_1d(ctx: InitContext) -> list[tuple[float, int] | None]:
+    """Per token: ``(i / (bins - 1), bins)`` for a bin token ``<loc_i>``, else None. ``bins`` comes from the
+    owning codec's config, or (no codec) from the largest index among the tokens."""
+    bins_of = {}
+    for tok in ctx.tokens:
+        b = getattr(getattr(ctx.codecs.get(tok), "config", None), "bins", None)
+        bins_of[tok] = int(b) if isinstance(b, int) else None
+    loose = [int(t[5:-1]) for t, b in bins_of.items() if b is None and t.startswith("<loc_") and t[5:-1].isdigit()]
+    default = max(loose, default=0) + 1
+    out = []
+    for tok in ctx.tokens:
+        bins = bins_of[tok] or default
+        i = parse_bin_token(tok, bins) if bins >= 2 else None
+        out.append(None if i is None else (i / (bins - 1), bins))
+    return out
+
+
+@register_init("1d")
+def init_1d(ctx: InitContext):
+    """Smooth 1-D code for bin tokens ``<loc_i>`` (see :func:`fourier_code_1d` of ``i / (bins - 1)``);
+    ``mean`` for the rest (grid cells, offsets, text), as ``2d`` does for tokens without a 2-D position.
+
+    Written like ``2d``: ``row = mean_row + std * (code @ P)``, one code for the input and the output rows
+    (aligned), each at its own matrix's scale. Options: ``features`` (64), ``max_freq`` (``bins / 8``, at
+    least 2).
+    """
+    rows_in, rows_out = init_mean(ctx)
+    pos = _positions_1d(ctx)
+    sel = [k for k, p in enumerate(pos) if p is not None]
+    if sel:
+        size = max(pos[k][1] for k in sel)
+        max_freq = float(ctx.options.get("max_freq", max(size / 8.0, 2.0)))
+        feats = int(ctx.options.get("features", 64))
+        t = np.array([pos[k][0] for k in sel])
+        _write_code(ctx, rows_in, rows_out, sel, fourier_code_1d(t, feats, max_freq, seed=ctx.seed + 17 * 2), 2)
     return rows_in, rows_out

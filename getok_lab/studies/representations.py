@@ -1,21 +1,27 @@
-"""Study: the same tiny model, data and budget trained with six ways of writing where things are.
+"""Study: the same tiny model, data and budget trained with six ways of writing where things are (eight arms).
 
 ``getok study representations`` trains the tiny offline Qwen2.5-VL once per representation and seed, with
 the same scenes, tasks, steps, batch and learning rate, and evaluates each run on the same held-out scenes
 (GETok's Table 9 and SimpleSeg's comparison, in miniature).
 
-Representations (defaults; ``configs/studies/representations.yaml``):
+Representations (defaults; ``configs/studies/representations.yaml``), with the row init of their new tokens:
 
-================  =====================================  ==========================================
-name              codec                                  the answer (mask of the queried object)
-================  =====================================  ==========================================
-text coordinates  ``text_coords:style=norm3``            a point on the object, ``[0.438, 0.312]``
-bins              ``bins:bins=112``                      a point, ``<loc_0049><loc_0035>``
-grid              ``grid:n=8``                           greedy grid cells, ``<g8_r2_c3>``
-grid + offset     ``grid_offset:n=8,r=1,step=0.5``       cells, then one refinement turn (offsets / ``<DELETE>``)
-text polygons     ``text_coords:style=norm3,eps=0.02``   the outline, ``[[0.281, 0.295], ...]``
-token polygons    ``bins:bins=112,eps=0.02``             the outline in ``<loc>`` tokens
-================  =====================================  ==========================================
+==================  ====================================  ======  ===========================================
+name                codec                                 init    the answer (mask of the queried object)
+==================  ====================================  ======  ===========================================
+text coordinates    ``text_coords:style=norm3``           (none)  a point on the object, ``[0.438, 0.312]``
+bins (random rows)  ``bins:bins=112``                     random  a point, ``<loc_0049><loc_0035>``
+bins (1d rows)      ``bins:bins=112``                     1d      the same, bin rows a smooth 1-D code
+grid (2d rows)      ``grid:n=8``                          2d      greedy grid cells, ``<g8_r2_c3>``
+grid (random rows)  ``grid:n=8``                          random  the same, cell rows drawn at random
+grid + offset       ``grid_offset:n=8,r=1,step=0.5``      2d      cells, then one refinement turn (offsets)
+text polygons       ``text_coords:style=norm3,eps=0.02``  (none)  the outline, ``[[0.281, 0.295], ...]``
+token polygons      ``bins:bins=112,eps=0.02``            random  the outline in ``<loc>`` tokens
+==================  ====================================  ======  ===========================================
+
+**The init is a factor**: ``2d`` / ``1d`` write one smooth code of a cell's / bin's position into a token's input
+and output rows (copying a token from the question is nearly solved at initialisation), ``random`` independent
+rows; grid and bins run with both, so a gap between them is not an init gap. Text adds no tokens (no init).
 
 Points and cells become masks through the same plug-in decoder (``point_masks:proposer=exact``: the
 scene's exact regions, the weight-free stand-in for SAM); outlines are rasterised. Point and box
@@ -33,12 +39,17 @@ budgets) is not in the default mixture; ``tasks=[point>mask, box>mask, text>mask
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from getok.codecs.base import get_codec
 from getok.config import config_to_dict, load_config
 from getok.decoding.base import canonical_decoder_spec
 from getok.errors import ConfigError
+from getok.eval.metrics import summarize
+from getok.eval.runner import read_records
+from getok.vocab.init import list_inits
 
 from .common import (
     Budget,
@@ -47,22 +58,22 @@ from .common import (
     command_line,
     crossed_ci,
     environment,
+    evaluate_model,
     fmt,
     fmt_ci,
+    load_trained,
     mean_ci,
+    oracle_records,
     question_scores,
+    sft_config,
+    target_tokens_per_object,
+    train_sft,  # fmt: skip
     write_outputs,
 )
+from .data import ANSWER_FORMS, grid_n, refine_samples, task_samples, write_pool
 
-__all__ = [
-    "Representation",
-    "RepresentationsConfig",
-    "load_representations_config",
-    "run_representations",
-    "summarize_records",
-    "representations_markdown",
-    "DEFAULT_REPRESENTATIONS",
-]
+__all__ = ["Representation", "RepresentationsConfig", "load_representations_config", "run_representations",
+           "summarize_records", "representations_markdown", "DEFAULT_REPRESENTATIONS"]  # fmt: skip
 
 log = logging.getLogger("getok_lab.studies.representations")
 
@@ -83,8 +94,9 @@ class Representation:
     answer : {"native", "point"}
         ``native``: the codec's own mask answer (cells, outline); ``point``: one point on the object.
     init : str
-        Row init of the codec's new tokens (``2d`` for grid / offset tokens; ``random`` gives 1-D ``<loc>``
-        tokens distinct rows, which ``2d`` would start equal).
+        Row init of the codec's new tokens, a registered init (``getok.vocab.list_inits()``): ``2d`` for
+        grid / offset tokens and ``1d`` for ``<loc>`` tokens (one smooth code of the position in a token's
+        input and output rows), ``random`` (independent rows), ... Said in the arm's name where it is a factor.
     refine : bool
         ``grid_offset`` only: add two-turn refinement samples to the training mixture and evaluate with a
         refinement turn (the row reports the final turn; turn 1 is kept in the JSON).
@@ -100,10 +112,6 @@ class Representation:
     max_new_tokens: int = 16
 
     def __post_init__(self):
-        from getok.codecs.base import get_codec
-
-        from .data import ANSWER_FORMS
-
         self.codec = get_codec(self.codec).spec
         if self.answer not in ANSWER_FORMS:
             raise ConfigError(f"representations[{self.name}].answer must be one of {ANSWER_FORMS}, got {self.answer!r}")
@@ -111,13 +119,17 @@ class Representation:
             raise ConfigError(f"representations[{self.name}].refine needs a grid_offset codec, got {self.codec!r}")
         if self.max_new_tokens < 1:
             raise ConfigError(f"representations[{self.name}].max_new_tokens must be >= 1")
+        if self.init not in list_inits():
+            raise ConfigError(f"representations[{self.name}].init must be one of {list_inits()}, got {self.init!r}")
 
 
 def _default_representations() -> list[Representation]:
     return [
         Representation("text coordinates", "text_coords:style=norm3", "point", "2d", False, 24),
-        Representation("bins", "bins:bins=112", "point", "random", False, 8),
-        Representation("grid", "grid:n=8", "native", "2d", False, 8),
+        Representation("bins (random rows)", "bins:bins=112", "point", "random", False, 8),
+        Representation("bins (1d rows)", "bins:bins=112", "point", "1d", False, 8),
+        Representation("grid (2d rows)", "grid:n=8", "native", "2d", False, 8),
+        Representation("grid (random rows)", "grid:n=8", "native", "random", False, 8),
         Representation("grid + offset", "grid_offset:n=8,r=1,step=0.5", "native", "2d", True, 8),
         Representation("text polygons", "text_coords:style=norm3,eps=0.02", "native", "2d", False, 320),
         Representation("token polygons", "bins:bins=112,eps=0.02", "native", "random", False, 48),
@@ -213,7 +225,6 @@ def summarize_records(records: list[dict], tasks: list[str], core: list[str], tu
 
     Returns ``{"core": {...}, "per_task": {task: {...}}}`` with :data:`METRICS` and ``n``.
     """
-    from getok.eval.metrics import summarize
 
     def pick(r):
         if turn is not None and r.get("turns"):
@@ -236,13 +247,9 @@ def summarize_records(records: list[dict], tasks: list[str], core: list[str], tu
 
 # ---------------------------------------------------------------------------------------------- the study
 def _build_data(cfg: RepresentationsConfig, rep: Representation, root: Path, train_scenes, eval_scenes) -> dict:
-    from .data import refine_samples, task_samples, write_pool
-
     src_train, src_eval = [cfg.scenes.source("train")], [cfg.scenes.source("eval")]
-    pools = []
-    share = 1.0 - (cfg.refine_weight if rep.refine else 0.0)
-    wsum = sum(cfg.task_weights)
-    counts = {}
+    pools, counts = [], {}
+    share, wsum = 1.0 - (cfg.refine_weight if rep.refine else 0.0), sum(cfg.task_weights)
     for task, w in zip(cfg.tasks, cfg.task_weights):
         s = task_samples(train_scenes, rep.codec, [task], answer=rep.answer)
         p = write_pool(s, root / "data" / f"train-{task.replace('>', '2')}", src_train)
@@ -257,11 +264,7 @@ def _build_data(cfg: RepresentationsConfig, rep: Representation, root: Path, tra
     return {"pools": pools, "eval_dir": eval_dir, "eval_samples": list(ev), "train_pool_sizes": counts}
 
 
-def _run_arm(
-    cfg: RepresentationsConfig, rep: Representation, seed: int, data: dict, root: Path, progress: bool
-) -> dict:
-    from .common import evaluate_model, load_trained, sft_config, target_tokens_per_object, train_sft
-
+def _run_arm(cfg: RepresentationsConfig, rep: Representation, seed: int, data: dict, root: Path, progress: bool):
     run_dir = root / f"seed{seed}"
     scfg = sft_config(cfg.budget, [rep.codec], data["pools"], run_dir, seed=seed, init=rep.init,
                       image_size=cfg.scenes.size)  # fmt: skip
@@ -274,8 +277,6 @@ def _run_arm(
         max_new_tokens=rep.max_new_tokens, batch_size=cfg.eval_batch_size, seed=seed,
         model_name=f"{rep.name} seed {seed}",
     )  # fmt: skip
-    from getok.eval.runner import read_records
-
     records = read_records(run_dir / "eval" / "records.jsonl")
     out = {
         "seed": seed,
@@ -304,12 +305,9 @@ def _run_arm(
 
 
 def _aggregate(runs: list[dict], key_path: tuple[str, ...]) -> dict:
-    vals = []
-    for r in runs:
-        v = r
-        for k in key_path:
-            v = None if v is None else v.get(k)
-        vals.append(v)
+    vals = list(runs)
+    for k in key_path:
+        vals = [None if v is None else v.get(k) for v in vals]
     return mean_ci(vals)
 
 
@@ -332,20 +330,17 @@ def _score_on_one_question_set(result: dict, cfg) -> None:
 def run_representations(cfg: RepresentationsConfig, out_dir: str | Path, *, progress: bool = True,
                         argv: list[str] | None = None) -> dict:  # fmt: skip
     """Run the study; writes ``representations.{json,md,png}`` into ``out_dir`` and returns the result."""
-    from .common import oracle_records
-
     total = Clock()
-    env = environment()
     root = Path(cfg.work_dir)
     train_scenes, eval_scenes = cfg.scenes.generate("train"), cfg.scenes.generate("eval")
     result: dict = {
         "study": NAME,
         "config": config_to_dict(cfg),
-        "provenance": {"command": command_line(argv), "seeds": list(cfg.seeds), "environment": env},
+        "provenance": {"command": command_line(argv), "seeds": list(cfg.seeds), "environment": environment()},
         "representations": [],
     }
     for rep in cfg.selected:
-        rroot = root / rep.name.replace(" ", "_").replace("+", "plus")
+        rroot = root / re.sub(r"[^0-9A-Za-z]+", "_", rep.name.replace("+", "plus")).strip("_")
         with Clock() as dc:
             data = _build_data(cfg, rep, rroot, train_scenes, eval_scenes)
         ora = oracle_records(data["eval_dir"], rroot / "oracle", decoder=_decoder_for(cfg.decoder, rep.codec))
@@ -353,6 +348,7 @@ def run_representations(cfg: RepresentationsConfig, out_dir: str | Path, *, prog
         runs = [_run_arm(cfg, rep, s, data, rroot, progress) for s in cfg.seeds]
         row = {
             "name": rep.name, "codec": rep.codec, "answer": rep.answer, "init": rep.init, "refine": rep.refine,
+            "new_tokens": len(get_codec(rep.codec).new_tokens()),  # 0: the init has nothing to initialise
             "train_pool_sizes": data["train_pool_sizes"], "eval_samples": len(data["eval_samples"]),
             "data_build_s": round(dc.wall, 1), "runs": runs, "oracle": oracle,
         }  # fmt: skip
@@ -374,15 +370,11 @@ def run_representations(cfg: RepresentationsConfig, out_dir: str | Path, *, prog
         log.info("representation %r done: core mIoU %s", rep.name, fmt_ci(row["mean"]["core/gIoU"]))
     _score_on_one_question_set(result, cfg)
     result["provenance"]["clock"] = total.stop()
-    md = representations_markdown(result)
-    fig = _plot(result)
-    result["outputs"] = write_outputs(out_dir, NAME, result, md, fig)
+    result["outputs"] = write_outputs(out_dir, NAME, result, representations_markdown(result), _plot(result))
     return result
 
 
 def _decoder_for(decoder: str, codec: str) -> str:
-    from .data import grid_n
-
     n = grid_n(codec)
     if n is None or not canonical_decoder_spec(decoder).startswith("point_masks"):
         return decoder
@@ -414,23 +406,22 @@ def representations_markdown(result: dict) -> str:
         "",
         f"## Query-conditioned tasks ({core}): how coordinates are written and read",
         "",
-        "| representation | answer | Acc@0.5 | Acc@0.8 | mIoU | invalid | tokens/object (target) | tokens/object (generated) "
-        "| training time (s) | eval latency (ms/sample) | oracle mIoU |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| representation | init | answer | Acc@0.5 | Acc@0.8 | mIoU | invalid | tokens/object (target) | tokens/object "
+        "(generated) | training time (s) | eval latency (ms/sample) | oracle mIoU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["representations"]:
         m = r["mean"]
-        ans = {"point": "point → decoder", "native": "cells → decoder" if "grid" in r["codec"] else "outline"}[
-            r["answer"]
-        ]
+        native = "cells → decoder" if "grid" in r["codec"] else "outline"
+        ans = {"point": "point → decoder", "native": native}[r["answer"]]
         if r["refine"]:
             ans = "cells → decoder, + 1 refinement turn"
         ora = (r.get("oracle") or {}).get("core", {}).get("gIoU")
         lines.append(
-            f"| {r['name']} (`{r['codec']}`) | {ans} | {fmt_ci(m['core/Acc@0.5'])} | {fmt_ci(m['core/Acc@0.8'])} | "
-            f"{fmt_ci(m['core/gIoU'])} | {fmt_ci(m['core/invalid_rate'])} | {fmt_ci(m['target_tokens_per_object'], 1)} | "
-            f"{fmt_ci(m['core/tokens_per_object'], 1)} | {fmt_ci(m['train_wall_s'], 0)} | {fmt_ci(m['eval_ms_per_sample'], 1)} | "
-            f"{fmt(ora)} |"
+            f"| {r['name']} (`{r['codec']}`) | {_init_cell(r)} | {ans} | {fmt_ci(m['core/Acc@0.5'])} | "
+            f"{fmt_ci(m['core/Acc@0.8'])} | {fmt_ci(m['core/gIoU'])} | {fmt_ci(m['core/invalid_rate'])} | "
+            f"{fmt_ci(m['target_tokens_per_object'], 1)} | {fmt_ci(m['core/tokens_per_object'], 1)} | "
+            f"{fmt_ci(m['train_wall_s'], 0)} | {fmt_ci(m['eval_ms_per_sample'], 1)} | {fmt(ora)} |"
         )
     lines += ["", "## Per task (mIoU; Acc@0.5 in brackets)", ""]
     tasks = cfg["tasks"]
@@ -449,7 +440,8 @@ def representations_markdown(result: dict) -> str:
         ]
     lines += [
         "",
-        "Columns: REC Acc@t = box IoU >= t with the box of the decoded mask (min / max); mIoU = mean per-sample mask "
+        "Columns: init = row init of the new tokens (`2d` / `1d`: one smooth code of the cell's / bin's position in "
+        "a token's input and output rows; `random`: independent rows); REC Acc@t = box IoU >= t with the box of the decoded mask (min / max); mIoU = mean per-sample mask "
         "IoU; invalid = answers that do not parse (scored IoU 0); tokens/object with the model's tokenizer (target: "
         "the reference answers; generated: the model's answers); training time = wall seconds of the training loop "
         "on the shared 2-core machine (CPU seconds in the JSON); eval latency = wall ms per held-out sample (greedy "
@@ -461,6 +453,10 @@ def representations_markdown(result: dict) -> str:
                   "objects from pixels within minutes (docs/training.md), so its text>mask numbers are those of an "
                   "image-blind answer."]  # fmt: skip
     return "\n".join(lines)
+
+
+def _init_cell(row: dict) -> str:
+    return f"`{row['init']}`" if row.get("new_tokens", 1) else "none (no new tokens)"
 
 
 def _plot(result: dict):

@@ -122,6 +122,8 @@ def test_study_configs_reject_bad_values():
         load_representations_config(None, ["only=[nope]"])
     with pytest.raises(ConfigError, match="refine"):
         load_representations_config(None, ["representations=[{name: g, codec: 'grid:n=8', refine: true}]"])
+    with pytest.raises(ConfigError, match=r"init must be one of .*'1d'.*got 'bogus'"):
+        load_representations_config(None, ["representations=[{name: g, codec: 'grid:n=8', init: bogus}]"])
     with pytest.raises(ConfigError, match="directions"):
         load_resize_config(None, ["directions=[[8, 8]]"])
     with pytest.raises(ConfigError, match="inits"):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from getok_lab.studies.cli import main
+from getok_lab.studies.representations import DEFAULT_REPRESENTATIONS
 
 
 def _run(tmp_path: Path, name: str, *extra: str) -> dict:
@@ -38,8 +39,20 @@ def _in_unit(v):
 
 def test_representations_fast(tmp_path):
     res = _run(tmp_path, "representations")
-    names = [r["name"] for r in res["representations"]]
-    assert names == ["text coordinates", "bins", "grid", "grid + offset", "text polygons", "token polygons"]
+    inits = {r["name"]: (r["init"], r["new_tokens"]) for r in res["representations"]}
+    assert inits == {  # the init is a factor of grid and bins, said in the arm's name and written in the JSON
+        "text coordinates": ("2d", 0), "bins (random rows)": ("random", 112), "bins (1d rows)": ("1d", 112),
+        "grid (2d rows)": ("2d", 64), "grid (random rows)": ("random", 64), "grid + offset": ("2d", 64 + 9 + 1),
+        "text polygons": ("2d", 0), "token polygons": ("random", 112),
+    }  # fmt: skip
+    assert list(inits) == list(DEFAULT_REPRESENTATIONS)
+    table = [line.split(" | ") for line in res["_md"].splitlines() if line.startswith("| ") and "(`" in line]
+    md_rows = {cells[0][2:]: cells[1] for cells in table}  # "name (`codec`)" -> init column
+    assert len(md_rows) == len(inits)
+    assert "| representation | init | answer |" in res["_md"]
+    assert md_rows["grid (2d rows) (`grid:n=8`)"] == "`2d`" and md_rows["grid (random rows) (`grid:n=8`)"] == "`random`"
+    assert md_rows["bins (1d rows) (`bins:bins=112,eps=0.01,holes=false`)"] == "`1d`"
+    assert md_rows["text coordinates (`text_coords:style=norm3,eps=0.01,holes=false`)"] == "none (no new tokens)"
     for r in res["representations"]:
         run = r["runs"][0]
         assert run["train"]["steps"] == 3 and run["train"]["train_wall_s"] > 0
@@ -57,7 +70,9 @@ def test_representations_fast(tmp_path):
     rows = {r["name"]: r for r in res["representations"]}
     # cost per object: one cell < two bin tokens < a text point < an outline in text
     tok = {k: v["mean"]["target_tokens_per_object"]["mean"] for k, v in rows.items()}
-    assert tok["grid"] == 1 and tok["bins"] == 2 and tok["grid"] < tok["text coordinates"] < tok["text polygons"]
+    assert tok["grid (2d rows)"] == tok["grid (random rows)"] == 1
+    assert tok["bins (random rows)"] == tok["bins (1d rows)"] == 2
+    assert tok["grid (2d rows)"] < tok["text coordinates"] < tok["text polygons"]
     assert "turn1" in rows["grid + offset"]["runs"][0]  # evaluated with a refinement turn
     assert rows["grid + offset"]["train_pool_sizes"]["refine"] > 0
 
