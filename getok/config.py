@@ -259,5 +259,4 @@ def save_config(cfg, path: str | Path) -> Path:
     """Write a config as YAML (atomically)."""
     import yaml
 
-
     return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

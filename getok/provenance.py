@@ -112,7 +112,6 @@ class Clock:
 def versions(packages: Iterable[str] = PACKAGES) -> dict:
     """``{"getok", "python", package: version or None}``."""
 
-
     out = {"getok": __version__, "python": platform.python_version()}
     for pkg in packages:
         try:

@@ -147,7 +147,6 @@ def _objects(images, out, progress: bool, desc: str) -> Iterator:
     """``(image, image_ref, obj, mask)`` for every usable object; problems become counted skips."""
     from tqdm.auto import tqdm
 
-
     for im in tqdm(images, disable=not progress, desc=desc, unit="image"):
         try:
             ref, in_memory = image_ref(im)
@@ -286,7 +285,6 @@ def _default_proposer(args) -> str:
 
 def _run_grid_tokens(args) -> int:
 
-
     _check_counts(args, "--max-cells")
     images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.size, args.limit)
     proposer = _default_proposer(args)
@@ -297,7 +295,6 @@ def _run_grid_tokens(args) -> int:
 
 
 def _run_offsets(args) -> int:
-
 
     _check_counts(args, "--k", "--per-object")
     images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.size, args.limit)
@@ -315,7 +312,6 @@ def _run_offsets(args) -> int:
 
 
 def _run_polygons(args) -> int:
-
 
     _check_counts(args)
     images, skipped, source = iter_images(args.data, args.scenes, args.seed, args.size, args.limit)

@@ -408,7 +408,6 @@ def write_scenes(
     Chunks are generated in ``workers`` processes; the output does not depend on ``workers``. Atomic.
     """
 
-
     if n < 1:
         raise ConfigError(f"number of scenes must be >= 1, got {n}")
     cfg = cfg or SceneConfig()

@@ -146,7 +146,7 @@ class PointMaskDecoder:
     ----------
     proposer : MaskProposer or str
         The proposer (the same one the builder used); a string is resolved with
-        ``getok.data_builders.proposers.get_proposer`` when that registry exists.
+        ``getok.data_builders.proposers.get_proposer``.
     n : int
         Grid size for answers without cells (points-only); answers with cells use their own ``grid_n``.
     refined : {"auto", "lookup", "cover", "cell"}
@@ -166,7 +166,7 @@ class PointMaskDecoder:
                 "or 'point_masks:proposer=NAME'"
             )
         if isinstance(proposer, str):
-            proposer = _resolve_proposer(proposer, proposer_kwargs)
+            proposer = get_proposer(proposer, **proposer_kwargs)
         elif proposer_kwargs:
             raise ConfigError(f"unknown point_masks decoder settings {sorted(proposer_kwargs)}")
         if not callable(getattr(proposer, "propose", None)):
@@ -285,10 +285,6 @@ def point_masks_decoder(proposer=None, manifest: dict | None = None, **kwargs):
     if proposer == "exact" and "label_map" not in kwargs:
         return SceneExactDecoder(manifest, **kwargs)
     return PointMaskDecoder(proposer, **kwargs)
-
-
-def _resolve_proposer(name: str, kwargs: dict):
-    return get_proposer(name, **kwargs)
 
 
 # ---- procedural scenes decoded exactly

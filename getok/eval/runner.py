@@ -300,7 +300,6 @@ def evaluate(
         def count_tokens(text: str) -> int:
             return tokenizer_count(text, tokenizer)
 
-
     dec = get_decoder(decoder, manifest=manifest)
     sc_cfg = cfg.selfcorrect() if cfg.turns > 1 else None
     if model_name is None and model is not None:

@@ -125,7 +125,6 @@ def grpo_arguments(cfg: GRPORunConfig, output_dir: str | Path, *, progress: bool
     """TRL ``GRPOConfig`` of a run."""
     from trl import GRPOConfig
 
-
     rl, tr = cfg.rl, cfg.train
     return GRPOConfig(
         **common_trainer_kwargs(tr, output_dir, seed=cfg.seed, progress=progress),
@@ -151,7 +150,6 @@ def grpo_arguments(cfg: GRPORunConfig, output_dir: str | Path, *, progress: bool
 
 def _trainer_class():
     from trl import GRPOTrainer
-
 
     class GetokGRPOTrainer(CheckpointMixin, GRPOTrainer):
         """``GRPOTrainer`` with stage 2's real two-turn rollouts and getok's checkpoints.
@@ -282,7 +280,6 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
     """
     from accelerate import PartialState
     from transformers import set_seed
-
 
     if not cfg.model.is_tiny:  # a family getok cannot drive (PaliGemma) fails here, in one line
 

@@ -430,7 +430,6 @@ def load_grpo_config(path: str | Path | None = None, overrides: list[str] | None
     'any'
     """
 
-
     data = config_to_dict(GRPORunConfig())
     if path is not None:
         data = _merge(data, read_yaml_mapping(path))

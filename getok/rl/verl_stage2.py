@@ -296,7 +296,6 @@ def _own_verl_checks(cfg) -> list[str]:
         raise ConfigError(f"reward.custom_reward_function.name is {crf.name!r}; use compute_score")
     from omegaconf import OmegaConf
 
-
     kw = OmegaConf.to_container(crf.get("reward_kwargs") or {}, resolve=True)
     RewardConfig.from_dict(kw.get("config"))  # ConfigError on an unknown section / key
     for key, want in (("prompt_key", "prompt"), ("image_key", "images")):

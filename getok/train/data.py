@@ -379,7 +379,6 @@ def _open_rgb(path):
     """A decoded RGB PIL image (raises DataError naming the file)."""
     from PIL import Image
 
-
     return Image.fromarray(load_image_rgb(path))
 
 

@@ -86,7 +86,6 @@ def prepare_warm_base(cfg: SFTRunConfig, base: Path, output_dir: str | Path, *, 
     if not steps:
         return Path(base)
 
-
     out = Path(output_dir) / WARM_DIR
     wc = dataclasses.replace(wc, steps=steps)
     tiny = read_tiny_config(base)  # a tiny base is named by its settings, so a moved run directory still matches

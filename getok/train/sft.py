@@ -206,7 +206,6 @@ def run_sft(cfg: SFTRunConfig, *, progress: bool = True) -> dict:
     from accelerate import PartialState
     from transformers import set_seed
 
-
     if not cfg.model.is_tiny:  # a family getok cannot drive (PaliGemma) fails here, in one line
 
         saved = check_supported_dir(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)

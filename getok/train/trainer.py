@@ -150,7 +150,6 @@ class LastTurnCollator:
 def _trainer_class():
     from trl import SFTTrainer
 
-
     class GetokSFTTrainer(CheckpointMixin, SFTTrainer):
         """``SFTTrainer`` with getok's checkpoints (:mod:`getok.train.checkpoints`: compact adapters,
         full fine-tuning checkpoints that resume exactly) and the optional last-turn loss."""

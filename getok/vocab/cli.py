@@ -229,7 +229,6 @@ def cmd_vocab_resize_offsets(args) -> int:
 def cmd_vocab_show(args) -> int:
     from transformers import AutoTokenizer
 
-
     layout = VocabLayout.load(args.dir)
     layout.validate(AutoTokenizer.from_pretrained(args.dir))
     d = layout.to_dict()

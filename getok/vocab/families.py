@@ -172,7 +172,6 @@ def _qwen2_vl(cfg):
     )
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-
     ref, qproc = make_tiny_model(cfg)
     tok = qproc.tokenizer
     t = ref.config.text_config
@@ -373,7 +372,6 @@ def make_family_model(family: str, seed: int = 0):
     tokens (:meth:`~getok.vocab.adapters.ModelAdapter.end_of_turn_tokens`). Deterministic per ``seed``.
     """
     from transformers import GenerationConfig
-
 
     if family not in FAMILIES:
         raise ConfigError(f"unknown family {family!r}; one of {list(FAMILIES)}")

@@ -30,7 +30,6 @@ def ensure_processor(obj, path: str | Path, trust_remote_code: bool = False):
     from transformers import AutoConfig, AutoImageProcessor
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
-
     model_type = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type
     cls_name = PROCESSOR_MAPPING_NAMES.get(model_type)
     if cls_name is None or not hasattr(transformers, cls_name):

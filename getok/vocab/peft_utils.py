@@ -359,7 +359,6 @@ def load_adapter(adapter_dir: str | Path, base: str | Path | None = None, is_tra
     """
     from peft import PeftModel
 
-
     adapter_dir = Path(adapter_dir)
     cfg_path = adapter_dir / "adapter_config.json"
     if not cfg_path.is_file():
@@ -371,7 +370,6 @@ def load_adapter(adapter_dir: str | Path, base: str | Path | None = None, is_tra
     layout = VocabLayout.load(adapter_dir)
     model, _ = load_model_and_processor(base, check_layout=False, **load_kwargs)
     from transformers import AutoProcessor
-
 
     processor = ensure_processor(AutoProcessor.from_pretrained(adapter_dir), adapter_dir)
     got = add_spatial_tokens(
