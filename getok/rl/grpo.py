@@ -1,4 +1,5 @@
-"""GRPO on one machine with TRL's ``GRPOTrainer``: stage 1 (propose grid cells) and stage 2 (refine them).
+"""GRPO on one machine with TRL's ``GRPOTrainer``: stage 1 (propose grid cells) and stage 2 (refine them),
+and polygon answers (stage 1 with polygon tasks, below).
 
 :func:`run_grpo` is the whole run, in this order (everything that can fail on bad input fails before the
 first rollout):
@@ -30,6 +31,16 @@ first rollout):
    ``getok_layout.json`` + ``getok_train.yaml`` + the ``getok_checkpoint.json`` marker, written last);
    ``OUTPUT/final``; ``OUTPUT/summary.json`` (timings wall and CPU, evaluation, proposal counts);
    ``OUTPUT/reward_curve.png``.
+
+**Polygon answers** (:data:`~getok.rl.grpo_config.POLYGON_TASKS`: ``data.tasks: [box>polygon]`` and / or
+``text>polygon``, stage 1): the prompts are ``data.dataset``'s polygon samples (e.g. the demo's box>polygon
+set), each packed with truth task ``polygon`` and scored by :func:`~getok.rl.rewards_polygon.score_polygon`
+with ``reward.polygon``'s weights (components logged as ``getok_polygon/<name>``: ``iou``, ``centroid``,
+``mask_iou`` ...); the answer codec is a polygon codec (``data.codec``, default the model's first). The
+held-out set is ``eval.dataset`` (a getok dataset dir of polygon samples, one turn, ``eval.decoder:
+polygon``): before, every ``eval.every_steps`` and after, mIoU, invalid rate and tokens per object (the
+evaluation summary's, :func:`getok.eval.metrics.summarize`) go to ``eval_curve.jsonl`` and the summary.
+``configs/grpo/tiny-cpu-polygon.yaml`` runs it on the demo's outputs (docs/rl.md "Polygon answers").
 """
 
 from __future__ import annotations
@@ -57,7 +68,7 @@ from ..train.callbacks import (
     write_checkpoint_info,
 )
 from ..train.checkpoints import CheckpointMixin, truncate_jsonl
-from ..train.data import build_eval_set
+from ..train.data import build_eval_set, check_dataset_layout
 from ..train.sft import common_trainer_kwargs, resolve_use_cpu, save_model_dir, zero3_state_dict
 from ..vocab.adapters import adapter_for, check_supported_dir
 from .grpo_config import GRPORunConfig, grpo_config_yaml
@@ -97,15 +108,16 @@ PROPOSALS_FILE = "getok_proposals.json"  # stage 2's proposal store in a checkpo
 
 # ---------------------------------------------------------------------------------------------- rewards
 def reward_functions(cfg: GRPORunConfig, manifest: dict | None = None) -> list:
-    """The stage's TRL reward function (one; components logged as ``getok_stage<k>/<name>``).
+    """The run's TRL reward function (one; components logged as ``getok_<task>/<name>``, ``task`` =
+    :attr:`~getok.rl.grpo_config.GRPORunConfig.reward_task`: ``stage1``, ``stage2`` or ``polygon``).
 
     With ``proposals.on_invalid = "mask"``, completions whose prompt carries a fallback proposal
     (``proposal_source == "masked"``) all score 0, so their group has zero advantage.
     """
 
-    stage = cfg.rl.stage
+    stage, task = cfg.rl.stage, cfg.reward_task
     session = DecoderSession(get_decoder(cfg.reward.decoder, manifest=manifest))
-    fn = make_reward_fn(f"stage{stage}", cfg.reward.reward_config(), decoder=session, name=f"getok_stage{stage}")
+    fn = make_reward_fn(task, cfg.reward.reward_config(), decoder=session, name=f"getok_{task}")
     if stage == 2 and cfg.proposals.on_invalid == "mask":
         inner = fn
 
@@ -268,6 +280,19 @@ def _reward_stats(metrics: list[dict], key: str = "reward", k: int = 20) -> dict
             "steps_logged": len(vals)}  # fmt: skip
 
 
+def _run_name(cfg: GRPORunConfig) -> str:
+    return "polygon answers" if cfg.reward_task == "polygon" else f"stage {cfg.rl.stage}"
+
+
+def _eval_set(cfg: GRPORunConfig, spec: str, layout, out: Path) -> Path:
+    """``eval.dataset`` (its codecs checked against the model's), else held-out scenes built in ``OUTPUT/data/eval``."""
+    if cfg.eval.dataset:
+        check_dataset_layout(read_dataset(cfg.eval.dataset, check_images=False).manifest, list(layout.codecs),
+                             where=f"eval.dataset {cfg.eval.dataset}")  # fmt: skip
+        return Path(cfg.eval.dataset)
+    return build_eval_set(cfg.eval, cfg.data, spec, out / "data" / "eval")
+
+
 def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
     """Run GRPO as configured; returns (and writes to ``OUTPUT/summary.json``) the run summary.
 
@@ -304,14 +329,14 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
         spec = answer_codec(cfg, layout)
         train_dir = build_prompt_data(cfg, spec, out / "data" / "train", progress=progress)
         if cfg.eval.enabled:
-            eval_dir = build_eval_set(cfg.eval, cfg.data, spec, out / "data" / "eval")
+            eval_dir = _eval_set(cfg, spec, layout, out)
     ds = read_dataset(train_dir)
-    rows = grpo_rows(ds, cfg.rl.stage, layout.hash)
+    rows = grpo_rows(ds, cfg.reward_task, layout.hash)
     rewards = reward_functions(cfg, ds.manifest)
 
     processor = start.processor
     summary: dict = {"output_dir": str(out), "start_policy": start.origin, "start_dir": str(start.source_dir),
-                     "codec": spec, "layout_hash": layout.hash, "stage": cfg.rl.stage,
+                     "codec": spec, "layout_hash": layout.hash, "stage": cfg.rl.stage, "reward_task": cfg.reward_task,
                      "data": {"prompts": len(ds), "path": str(train_dir)}}  # fmt: skip
     resume = resolve_resume(cfg, out)
     if cfg.eval.enabled and cfg.eval.before and resume is None and state.is_main_process:
@@ -397,7 +422,7 @@ def run_grpo(cfg: GRPORunConfig, *, progress: bool = True) -> dict:
     png = None
     if trainer.is_world_process_zero():
         png = plot_reward_curve(out / "metrics.jsonl", out / "reward_curve.png", eval_rows=curve_rows,
-                                title=f"GRPO stage {cfg.rl.stage}: {Path(cfg.output_dir).name}")  # fmt: skip
+                                title=f"GRPO {_run_name(cfg)}: {Path(cfg.output_dir).name}")  # fmt: skip
     summary["curve"] = str(png) if png else None
     summary.update(run_clock.stop("total_", digits=1))  # total_wall_s, total_cpu_s
     if trainer.is_world_process_zero():

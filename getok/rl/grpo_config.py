@@ -19,13 +19,19 @@ Sections (YAML keys):
   loss aggregation, sampling temperature, completion budget.
 * ``proposals`` — :class:`ProposalConfig`: stage 2's stage-1 proposals (real two-turn rollouts): refresh
   policy, what happens to invalid / ``none`` proposals.
-* ``reward`` — :class:`RewardSection`: the mask decoder of the rewards and the stage-1 / stage-2 reward
-  weights (:class:`~getok.rl.rewards_stage1.Stage1Config`, :class:`~getok.rl.rewards_stage2.Stage2Config`).
+* ``reward`` — :class:`RewardSection`: the mask decoder of the rewards and the stage-1 / stage-2 / polygon
+  reward weights (:class:`~getok.rl.rewards_stage1.Stage1Config`, :class:`~getok.rl.rewards_stage2.Stage2Config`,
+  :class:`~getok.rl.rewards_polygon.PolygonRewardConfig`).
 * ``data`` — :class:`GRPODataConfig`: prompts from procedural scenes (default) or a getok dataset dir.
 * ``train`` — :class:`GRPOTrainConfig`: optimiser, steps, logging, checkpoints, resume.
-* ``eval`` — :class:`GRPOEvalConfig`: held-out scenes before / after (and every N steps); stage 2 is
-  evaluated with the two-turn self-correction protocol.
+* ``eval`` — :class:`GRPOEvalConfig`: held-out scenes (or ``eval.dataset``) before / after (and every N
+  steps); stage 2 is evaluated with the two-turn self-correction protocol.
 * ``seed``, ``output_dir``.
+
+**Polygon answers.** A stage-1 run whose ``data.tasks`` are polygon tasks (:data:`POLYGON_TASKS`, e.g.
+``box>polygon``) trains polygon answers with the polygon reward (``reward.polygon``): its prompts come from
+``data.dataset``, its answer codec is a polygon codec (``data.codec``, default the model's first) and its
+held-out set is ``eval.dataset``. :attr:`GRPORunConfig.reward_task` names the reward of a run.
 
 >>> cfg = load_grpo_config(None, ["rl.stage=2", "train.max_steps=3"])
 >>> cfg.rl.stage, cfg.train.max_steps, cfg.per_device_batch
@@ -45,31 +51,26 @@ from typing import Any
 
 from ..codecs.base import get_codec
 from ..config import apply_overrides, check_numbers, config_to_dict, load_config, read_yaml_mapping
+from ..data_builders.export import POLYGON_CODECS
 from ..errors import ConfigError
 from ..train.sections import EvalConfig, OptimConfig, ScenesConfig, TinyModelSource, TuningConfig, VocabConfig
 from .rewards import RewardConfig
+from .rewards_polygon import PolygonRewardConfig
 from .rewards_stage1 import Stage1Config
 from .rewards_stage2 import Stage2Config
 
-__all__ = [
-    "PolicyConfig",
-    "RLConfig",
-    "ProposalConfig",
-    "RewardSection",
-    "GRPODataConfig",
-    "GRPOTrainConfig",
-    "GRPOEvalConfig",
-    "GRPORunConfig",
-    "STAGE_TASKS",
-    "load_grpo_config",
-    "grpo_config_yaml",
-]
+__all__ = ["PolicyConfig", "RLConfig", "ProposalConfig", "RewardSection", "GRPODataConfig", "GRPOTrainConfig",
+           "GRPOEvalConfig", "GRPORunConfig", "STAGE_TASKS", "POLYGON_TASKS", "load_grpo_config",
+           "grpo_config_yaml"]  # fmt: skip
 
 #: Query tasks each stage can train on (stage 2 refines a single-target mask proposal).
 STAGE_TASKS = {
     1: ("text>mask", "point>mask", "box>mask", "multi>mask", "none>mask"),
     2: ("text>mask", "point>mask", "box>mask"),
 }
+#: Query tasks answered with a polygon (stage 1 only, from ``data.dataset``; ``polygon``: the task of
+#: :func:`~getok.data_builders.polygons.polygon_sample`).
+POLYGON_TASKS = ("box>polygon", "text>polygon", "polygon")
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -258,21 +259,22 @@ class RewardSection:
         moved onto an object selects that object's region, so refinement is meaningful), ``raster``
         (weight-free cell squares; note that it shifts whole cell squares, so even the oracle refinement can
         lower IoU), ``sam:checkpoint=...``.
-    stage1, stage2 : Stage1Config, Stage2Config
+    stage1, stage2, polygon : Stage1Config, Stage2Config, PolygonRewardConfig
         Weights and parameters (``envelope: any`` accepts a bare answer: the tiny SFT model answers without
-        ``<think>``).
+        ``<think>``); ``polygon`` scores polygon answers (``polygon`` decoder: the rings rasterised).
     """
 
     decoder: str = "point_masks:proposer=exact,n=8"
     stage1: Stage1Config = field(default_factory=lambda: Stage1Config(envelope="any"))
     stage2: Stage2Config = field(default_factory=lambda: Stage2Config(envelope="any"))
+    polygon: PolygonRewardConfig = field(default_factory=lambda: PolygonRewardConfig(envelope="any"))
 
     def __post_init__(self):
         if not self.decoder:
             raise ConfigError("reward.decoder must be a decoder spec")
 
     def reward_config(self) -> RewardConfig:
-        return RewardConfig(stage1=self.stage1, stage2=self.stage2)
+        return RewardConfig(stage1=self.stage1, stage2=self.stage2, polygon=self.polygon)
 
 
 @dataclass
@@ -286,9 +288,11 @@ class GRPODataConfig:
         series 10000).
     tasks : list of str, optional
         Query tasks (default: ``text>mask``); stage 2 allows single-target mask tasks only
-        (:data:`STAGE_TASKS`).
+        (:data:`STAGE_TASKS`); polygon tasks (:data:`POLYGON_TASKS`, stage 1, from ``dataset``) make a
+        polygon-answer run.
     codec : str, optional
-        Answer codec (default: the model's first ``grid_offset`` codec); stage 2 needs ``grid_offset``.
+        Answer codec (default: the model's first ``grid_offset`` codec, or polygon codec for polygon tasks);
+        stage 2 needs ``grid_offset``, polygon tasks a polygon codec.
     dataset : str, optional
         A getok dataset directory to take the prompts from instead of scenes (its samples of ``tasks``).
     num_samples : int, optional
@@ -335,18 +339,23 @@ class GRPOEvalConfig(EvalConfig):
 
     Stage 1 evaluates single-turn answers (mIoU = the runner's gIoU on ``text>mask``); stage 2 runs the
     self-correction protocol with two turns (:mod:`getok.eval.selfcorrect`): the IoU of the model's own
-    proposal (turn 1), of its refinement (turn 2) and of the oracle refinement of the same proposal.
+    proposal (turn 1), of its refinement (turn 2) and of the oracle refinement of the same proposal. A
+    polygon run evaluates ``dataset`` in one turn and adds tokens per object (and per answer).
 
     Attributes
     ----------
     every_steps : int
         Also evaluate every N optimiser steps (0: only before / after); rows go to
         ``OUTPUT/eval_curve.jsonl``.
+    dataset : str, optional
+        A getok dataset directory to evaluate (every sample) instead of held-out scenes of ``tasks``; a
+        polygon run needs one (a held-out polygon set, with ``decoder: polygon``).
     """
 
     tasks: list[str] = field(default_factory=lambda: ["text>mask"])
     every_steps: int = 0
     max_new_tokens: int = 32
+    dataset: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -381,8 +390,9 @@ class GRPORunConfig:
 
         stage = self.rl.stage
         tasks = self.tasks
-        bad = [t for t in tasks if t not in STAGE_TASKS[stage]]
-        if bad or not tasks:
+        if any(t in POLYGON_TASKS for t in tasks):
+            self._check_polygon()
+        elif (bad := [t for t in tasks if t not in STAGE_TASKS[stage]]) or not tasks:
             raise ConfigError(
                 f"data.tasks for stage {stage} must be a non-empty subset of {STAGE_TASKS[stage]}, got {bad}"
             )
@@ -390,16 +400,44 @@ class GRPORunConfig:
             raise ConfigError(
                 f"stage 2 refines with offsets: data.codec must be a grid_offset codec, got {self.data.codec!r}"
             )
-        if self.eval.enabled and self.data.dataset is None and self.eval.seed == self.data.scenes.seed:
+        scenes_eval = self.eval.enabled and not self.eval.dataset
+        if scenes_eval and self.data.dataset is None and self.eval.seed == self.data.scenes.seed:
             raise ConfigError(
                 f"eval.seed ({self.eval.seed}) equals data.scenes.seed: held-out scenes must come from another series"
             )
+        ev, dd = self.eval.dataset, self.data.dataset
+        if ev and dd and Path(ev).resolve() == Path(dd).resolve():
+            raise ConfigError(f"eval.dataset is data.dataset ({self.data.dataset}): evaluate on a held-out set")
         if not self.output_dir:
             raise ConfigError("output_dir must be set")
+
+    def _check_polygon(self) -> None:
+        tasks, d = self.tasks, self.data
+        if self.rl.stage != 1:
+            raise ConfigError(f"data.tasks {tasks}: polygon answers train in stage 1 (stage 2 refines grid-cell "
+                              "proposals with offsets); set rl.stage=1")  # fmt: skip
+        if self.reward_task != "polygon":
+            raise ConfigError(f"data.tasks mixes polygon tasks {POLYGON_TASKS} and mask tasks: {tasks}; a run trains "
+                              "one kind of answer")  # fmt: skip
+        if d.codec is not None and get_codec(d.codec).name not in POLYGON_CODECS:
+            raise ConfigError(f"polygon tasks {tasks} need a polygon codec ({', '.join(POLYGON_CODECS)}), got "
+                              f"data.codec={d.codec!r}")  # fmt: skip
+        if d.dataset is None:
+            raise ConfigError(f"polygon tasks {tasks} come from a getok dataset directory: set data.dataset")
+        if self.eval.enabled and not self.eval.dataset:
+            raise ConfigError("a polygon run evaluates on a held-out polygon set: set eval.dataset (a getok dataset "
+                              "directory, with eval.decoder=polygon) or eval.enabled=false")  # fmt: skip
 
     @property
     def tasks(self) -> list[str]:
         return list(self.data.tasks) if self.data.tasks else ["text>mask"]
+
+    @property
+    def reward_task(self) -> str:
+        """The reward of the run (:data:`getok.rl.truth.TASKS`): ``polygon`` when every task is a polygon task,
+        else ``stage1`` / ``stage2``."""
+        tasks = self.tasks
+        return "polygon" if all(t in POLYGON_TASKS for t in tasks) else f"stage{self.rl.stage}"
 
     @property
     def per_device_batch(self) -> int:

@@ -1,6 +1,6 @@
 """GRPO's held-out evaluation and reward plot (:mod:`getok.rl.grpo` calls them): the policy scored on the
-held-out questions before / during / after training (stage 2: the two-turn self-correction protocol) and the
-reward curve with the evaluation points."""
+held-out questions before / during / after training (stage 2: the two-turn self-correction protocol; polygon
+answers: one turn, with tokens per object) and the reward curve with the evaluation points."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..train.callbacks import (
 )
 from .grpo_config import GRPORunConfig
 
-__all__ = ["eval_headline", "fork_torch_rng", "evaluate_policy", "plot_reward_curve"]
+__all__ = ["TOKEN_KEYS", "eval_headline", "fork_torch_rng", "evaluate_policy", "plot_reward_curve"]
 
 log = logging.getLogger("getok.rl.grpo")
 
@@ -27,14 +27,23 @@ def _turn(table: dict, t: int) -> dict:
     return table.get(t) or table.get(str(t)) or {}
 
 
-def eval_headline(summary: dict, stage: int) -> dict:
+#: Token counts of the evaluation summary a polygon run reports (:func:`getok.eval.metrics.summarize`:
+#: answer tokens over decoded objects, and per answer).
+TOKEN_KEYS = ("tokens_per_object", "tokens_per_sample")
+
+
+def eval_headline(summary: dict, stage: int, task: str | None = None) -> dict:
     """The numbers worth a line: mIoU (gIoU), cIoU, invalid rate; stage 2: per-turn mIoU, the gain of the
-    refinement turn, the oracle's, improved / worse counts."""
+    refinement turn, the oracle's, improved / worse counts; ``task="polygon"``: tokens per object and per
+    answer (:data:`TOKEN_KEYS`, also per task)."""
     ov = summary.get("overall", {})
     out = {"n": ov.get("n"), "mIoU": ov.get("gIoU"), "cIoU": ov.get("cIoU"), "invalid_rate": ov.get("invalid_rate")}
+    tok = TOKEN_KEYS if task == "polygon" else ()
+    out.update({k: ov.get(k) for k in tok})
     per_task = summary.get("per_task") or {}
     if stage == 1 and len(per_task) > 1:
-        out["per_task"] = {t: {"n": s.get("n"), "mIoU": s.get("gIoU")} for t, s in per_task.items()}
+        out["per_task"] = {t: {"n": s.get("n"), "mIoU": s.get("gIoU"), **{k: s.get(k) for k in tok}}
+                           for t, s in per_task.items()}  # fmt: skip
     sc = summary.get("selfcorrect")
     if stage == 2 and sc and sc.get("turns"):
         t1, t2 = _turn(sc["turns"], 1), _turn(sc["turns"], 2)
@@ -63,7 +72,8 @@ def fork_torch_rng():
 
 
 def evaluate_policy(model, processor, eval_dir, cfg: GRPORunConfig, out_dir, *, progress: bool = False) -> dict:
-    """Held-out evaluation (:func:`getok.eval.runner.evaluate`); stage 2 with two self-correction turns.
+    """Held-out evaluation (:func:`getok.eval.runner.evaluate`); stage 2 with two self-correction turns, a
+    polygon run in one turn with tokens per object.
 
     Returns :func:`eval_headline` of the summary (records and tables are written under ``out_dir``).
     """
@@ -81,7 +91,7 @@ def evaluate_policy(model, processor, eval_dir, cfg: GRPORunConfig, out_dir, *, 
             )  # fmt: skip
     finally:
         model.train(was)
-    return eval_headline(summary, cfg.rl.stage)
+    return eval_headline(summary, cfg.rl.stage, cfg.reward_task)
 
 
 def _periodic_eval_callback(processor, eval_dir, cfg: GRPORunConfig, out: Path):

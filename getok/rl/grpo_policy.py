@@ -14,7 +14,7 @@ import numpy as np
 from ..codecs.base import get_codec
 from ..config import config_to_dict
 from ..data_builders.dataset import read_dataset, write_dataset
-from ..data_builders.export import easyr1_truth
+from ..data_builders.export import POLYGON_CODECS, easyr1_truth, reward_task
 from ..data_builders.scenes import generate_scenes
 from ..data_builders.tasks import SampleList
 from ..errors import ConfigError, DataError, require
@@ -147,12 +147,19 @@ def setup_tuning(model, layout: VocabLayout, cfg: GRPORunConfig):
 
 
 def answer_codec(cfg: GRPORunConfig, layout: VocabLayout) -> str:
-    """``data.codec`` (checked against the model's layout), else the layout's first ``grid_offset`` codec."""
+    """``data.codec`` (checked against the model's layout), else the layout's first ``grid_offset`` codec
+    (a polygon run: its first polygon codec)."""
 
     if cfg.data.codec is not None:
         if cfg.data.codec not in layout.codecs and get_codec(cfg.data.codec).new_tokens():
             raise ConfigError(f"data.codec {cfg.data.codec!r} is not in the model's vocabulary {layout.codecs}")
         return cfg.data.codec
+    if cfg.reward_task == "polygon":
+        spec = next((c for c in layout.codecs if get_codec(c).name in POLYGON_CODECS), None)
+        if spec is None:
+            raise ConfigError(f"polygon tasks need a polygon codec: set data.codec (the model's vocabulary has "
+                              f"{layout.codecs})")  # fmt: skip
+        return spec
     for spec in layout.codecs:
         if get_codec(spec).name == "grid_offset":
             return spec
@@ -170,7 +177,8 @@ def build_prompt_data(cfg: GRPORunConfig, spec: str, out_dir: str | Path, *, pro
 
     Procedural scenes (``data.scenes``) → query tasks ``data.tasks`` in ``spec`` (mask answers: greedy
     cells over the exact regions, the SFT targets), or the samples of ``data.dataset`` with those tasks;
-    stage 2 keeps single-target samples; at most ``data.num_samples`` (shuffled with ``seed``).
+    stage 2 keeps single-target samples; at most ``data.num_samples`` (shuffled with ``seed``). A polygon
+    run's samples must be polygon answers in ``spec`` (else :class:`~getok.errors.DataError`).
     """
 
     out = Path(out_dir)
@@ -198,6 +206,8 @@ def build_prompt_data(cfg: GRPORunConfig, spec: str, out_dir: str | Path, *, pro
         images = dict(getattr(pool, "images", {}))
         sources = [_scenes_source(d.scenes.n, d.scenes.seed, d)]
     samples = list(pool)
+    if cfg.reward_task == "polygon":
+        _check_polygon_samples(samples, spec, str(d.dataset))
     dropped = 0
     if cfg.rl.stage == 2:
         keep = [s for s in samples if _single_target(s)]
@@ -218,17 +228,26 @@ def build_prompt_data(cfg: GRPORunConfig, spec: str, out_dir: str | Path, *, pro
     return write_dataset(samples, out, manifest, images=images)
 
 
-def sample_truth(sample, stage: int, layout_hash: str | None) -> str:
-    """The packed truth of a prompt (:func:`~getok.data_builders.export.easyr1_truth`, task ``stage<k>``)."""
+def _check_polygon_samples(samples, spec: str, where: str) -> None:
+    bad = [s.sample_id for s in samples if reward_task(s) != "polygon" or s.codec != spec]
+    if bad:
+        raise DataError(f"{where}: {len(bad)} prompt(s) are not polygon answers in {spec!r} (e.g. {bad[0]}); "
+                        "build the polygon set with the run's codec")  # fmt: skip
+
+
+def sample_truth(sample, stage: int | str, layout_hash: str | None) -> str:
+    """The packed truth of a prompt (:func:`~getok.data_builders.export.easyr1_truth`) for the reward task
+    ``stage<k>`` (``stage`` = 1 or 2) or ``stage`` itself (a reward task: ``stage1``, ``stage2``, ``polygon``)."""
 
     t = easyr1_truth(sample, layout_hash)
-    t["task"] = f"stage{stage}"
+    t["task"] = stage if isinstance(stage, str) else f"stage{stage}"
     t.pop("proposal", None)  # stage 2: the policy's own proposal comes with each rollout
     return json.dumps(t, separators=(",", ":"))
 
 
-def grpo_rows(ds, stage: int, layout_hash: str | None = None):
-    """TRL rows of a prompt dataset: ``prompt`` (conversational), ``images``, ``truth``, ``sample_id``.
+def grpo_rows(ds, stage: int | str, layout_hash: str | None = None):
+    """TRL rows of a prompt dataset: ``prompt`` (conversational), ``images``, ``truth``, ``sample_id``
+    (``stage``: as :func:`sample_truth`'s).
 
     Returns
     -------
