@@ -5,6 +5,8 @@
 #                       contract tests that drive our configs / data / model dirs / reward through EasyR1's code
 #   make test-verl    — a third venv (.venv-verl: verl 0.9.1 without its GPU dependencies) and the contract tests
 #                       that drive our stage-2 configs / rows / agent loop / reward through verl's own code
+#   make test-deepspeed — a fourth venv (.venv-ds: getok's locked dependencies + deepspeed 0.19.8, no compiled ops)
+#                         and the ZeRO-2 / ZeRO-3 test on two CPU ranks (tests/train/test_multiprocess.py -k deepspeed)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -25,8 +27,16 @@ VERL_BIN    := $(VERL_VENV)/bin
 VERL_STAMP  := $(VERL_VENV)/.getok-verl-installed
 VERL_REQ    := requirements/verl.txt
 VERL_LOCK   := requirements/verl-lock.txt
+# the DeepSpeed environment (ZeRO on two CPU ranks): .venv plus deepspeed, kept out of .venv (not a getok dependency)
+DS_PYTHON ?= python3.11
+DS_VENV   ?= .venv-ds
+DS_BIN    := $(DS_VENV)/bin
+DS_STAMP  := $(DS_VENV)/.getok-ds-installed
+DS_REQ    := requirements/deepspeed.txt
+DS_LOCK   := requirements/deepspeed-lock.txt
 
-.PHONY: install test test-all test-engines install-engines test-verl install-verl demo lint bench clean lock lock-engines lock-verl
+.PHONY: install test test-all test-engines install-engines test-verl install-verl test-deepspeed install-deepspeed demo lint \
+	bench clean lock lock-engines lock-verl lock-deepspeed
 
 $(STAMP): setup.cfg pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,6 +90,25 @@ install-verl: $(VERL_STAMP)
 test-verl: $(STAMP) $(VERL_STAMP)
 	$(VERL_BIN)/python -m pytest -q -p no:cacheprovider tests/engines_verl $(PYTEST_ARGS)
 
+$(DS_STAMP): setup.cfg pyproject.toml $(LOCK) $(DS_REQ) $(DS_LOCK)
+	test -x $(DS_BIN)/python || $(DS_PYTHON) -m venv $(DS_VENV)
+	$(DS_BIN)/pip install --quiet --upgrade pip
+	# the same torch pair as .venv first; lock.txt pins it, so nothing installed later can replace it
+	$(DS_BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	# getok as in .venv (lock.txt) plus deepspeed and what only it needs (deepspeed-lock.txt); DeepSpeed ships an
+	# sdist: DS_BUILD_OPS=0 builds it without compiling any op (the CPU accelerator needs none for ZeRO-2 / 3)
+	DS_BUILD_OPS=0 $(DS_BIN)/pip install --quiet -c $(LOCK) -c $(DS_LOCK) -e ".[all,test]" -r $(DS_REQ)
+	$(DS_BIN)/python -c "import torch, deepspeed; assert torch.__version__.split('+')[0] == '2.14.1', torch.__version__"
+	touch $(DS_STAMP)
+
+install-deepspeed: $(DS_STAMP)
+
+# ZeRO-2 / ZeRO-3 on two CPU ranks (gloo) against one process, in .venv-ds; GETOK_REQUIRE_DEEPSPEED=1 makes the
+# test fail, not skip, where deepspeed does not import.
+test-deepspeed: $(DS_STAMP)
+	GETOK_REQUIRE_DEEPSPEED=1 $(DS_BIN)/python -m pytest -q -p no:cacheprovider tests/train/test_multiprocess.py \
+		-k deepspeed $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	$(BIN)/getok demo --out runs/demo
 
@@ -96,5 +125,11 @@ lock-engines: $(ENGINES_STAMP)
 lock-verl: $(VERL_STAMP)
 	{ sed -n '1,3p' $(VERL_LOCK); $(VERL_BIN)/pip freeze --exclude-editable | grep -v '^#'; } > $(VERL_LOCK).new && mv $(VERL_LOCK).new $(VERL_LOCK)
 
+# deepspeed-lock.txt holds only what lock.txt does not (deepspeed and the packages only it needs)
+lock-deepspeed: $(DS_STAMP)
+	{ sed -n '1,3p' $(DS_LOCK); $(DS_BIN)/pip freeze --exclude-editable | grep -v '^#' \
+		| awk -F'==' 'NR == FNR { if ($$0 !~ /^#/) in_lock[tolower($$1)] = 1; next } !(tolower($$1) in in_lock)' $(LOCK) -; \
+	} > $(DS_LOCK).new && mv $(DS_LOCK).new $(DS_LOCK)
+
 clean:
-	rm -rf $(VENV) $(ENGINES_VENV) $(VERL_VENV) runs build *.egg-info
+	rm -rf $(VENV) $(ENGINES_VENV) $(VERL_VENV) $(DS_VENV) runs build *.egg-info
