@@ -106,7 +106,7 @@ install-deepspeed: $(DS_STAMP)
 # ZeRO-2 / ZeRO-3 on two CPU ranks (gloo) against one process, in .venv-ds; GETOK_REQUIRE_DEEPSPEED=1 makes the
 # test fail, not skip, where deepspeed does not import.
 test-deepspeed: $(DS_STAMP)
-	GETOK_REQUIRE_DEEPSPEED=1 $(DS_BIN)/python -m pytest -q -p no:cacheprovider tests/train/test_multiprocess.py \
+	GETOK_REQUIRE_DEEPSPEED=1 $(DS_BIN)/python -m pytest -q -p no:cacheprovider tests/train/test_multiprocess.py tests/train/test_scaleout_configs.py \
 		-k deepspeed $(PYTEST_ARGS)
 
 demo: $(STAMP)

@@ -121,3 +121,17 @@ def fresh_python(code: str) -> list[str]:
     import sys
 
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+
+
+def need_deepspeed(why: str = "deepspeed is not installed") -> None:
+    """Skip without DeepSpeed, except under ``GETOK_REQUIRE_DEEPSPEED=1`` (``make test-deepspeed``, CI), where a
+    DeepSpeed that does not import fails the test instead of skipping it."""
+    import importlib
+    import os
+
+    try:
+        importlib.import_module("deepspeed")
+    except ImportError as e:
+        if os.environ.get("GETOK_REQUIRE_DEEPSPEED") == "1":
+            pytest.fail(f"GETOK_REQUIRE_DEEPSPEED=1 (make test-deepspeed) but deepspeed does not import: {e}")
+        pytest.skip(why)

@@ -20,13 +20,13 @@ warm-up and the evaluation): the tolerance tells the two apart by orders of magn
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from getok.train.callbacks import read_checkpoint_info, read_metrics
+from tests.conftest import need_deepspeed
 from tests.mp_launch import records, run, weight_differences
 
 pytestmark = pytest.mark.multiprocess
@@ -101,13 +101,7 @@ def test_deepspeed_zero_on_two_cpu_processes(tmp_path, stage):
     save gathers the sharded parameters on every rank first (before that, rank 0 alone found 0 embedding rows
     and the run failed after training).
     """
-    if os.environ.get("GETOK_REQUIRE_DEEPSPEED") == "1":
-        try:
-            import deepspeed  # noqa: F401
-        except ImportError as e:
-            pytest.fail(f"GETOK_REQUIRE_DEEPSPEED=1 (make test-deepspeed) but deepspeed does not import: {e}")
-    else:
-        pytest.importorskip("deepspeed")
+    need_deepspeed()
     one, two = tmp_path / "one", tmp_path / "two"
     args = [*SFT, "eval.enabled=false"]
     run([*args, "train.batch_size=4", f"output_dir={one}"], tmp_path / "rec1")

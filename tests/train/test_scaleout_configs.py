@@ -7,18 +7,17 @@ is skipped with a message and only the JSON schema is checked.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from getok.train.config import load_sft_config
+from tests.conftest import need_deepspeed
 
 REPO = Path(__file__).resolve().parents[2]
 DS = REPO / "configs" / "deepspeed"
 ACC = REPO / "configs" / "accelerate"
-HAS_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
 
 
 @pytest.mark.parametrize("stage", [2, 3])
@@ -57,8 +56,7 @@ def test_accelerate_configs_parse(name):
 
 @pytest.mark.parametrize("stage", [2, 3])
 def test_trainer_arguments_accept_the_deepspeed_configs(stage, tmp_path, monkeypatch):
-    if not HAS_DEEPSPEED:
-        pytest.skip("deepspeed is not installed: only the JSON schema and accelerate parsing are checked")
+    need_deepspeed("deepspeed is not installed: only the JSON schema and accelerate parsing are checked")
     from getok.train.sft import training_arguments
 
     monkeypatch.chdir(REPO)
