@@ -33,6 +33,7 @@ __all__ = [
     "Clock",
     "PACKAGES",
     "versions",
+    "cpu_model",
     "machine",
     "git_commit",
     "environment",
@@ -121,13 +122,35 @@ def versions(packages: Iterable[str] = PACKAGES) -> dict:
     return out
 
 
+def cpu_model() -> dict:
+    """The CPU's model name and, when torch is loaded, the vector instruction set its kernels use
+    (``AVX2``, ``AVX512``, ...): float results of the same run can differ between CPUs that differ here."""
+    import sys
+
+    name = platform.processor() or None
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    torch = sys.modules.get("torch")
+    cap = None
+    if torch is not None:
+        try:
+            cap = torch.backends.cpu.get_cpu_capability()
+        except (AttributeError, RuntimeError):
+            cap = None
+    return {"cpu_model": name, "torch_cpu_capability": cap}
+
+
 def machine() -> dict:
-    """Platform, CPU count and the load average now (``None`` where the OS has none)."""
+    """Platform, CPU count and model (:func:`cpu_model`) and the load average now (``None`` where the OS has
+    none)."""
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": load}
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), **cpu_model(), "load_average": load}
 
 
 def git_commit(root: str | Path | None = None) -> str | None:

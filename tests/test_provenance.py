@@ -31,3 +31,13 @@ def test_clock_split_reads_on_and_prefix_names_the_keys_summaries_write():
     assert set(total) == {"total_wall_s", "total_cpu_s"}
     assert c.wall >= 0.02 and c.wall >= setup["setup_wall_s"] - 0.05  # the split did not stop the clock
     assert c.stop() == {"wall_s": round(c.wall, 3), "cpu_s": round(c.cpu, 3)}
+
+
+def test_machine_names_the_cpu_and_the_vector_unit_torch_uses():
+    import torch
+
+    from getok.provenance import cpu_model, machine
+
+    m = machine()
+    assert m["cpus"] >= 1 and "cpu_model" in m
+    assert cpu_model()["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()

@@ -67,6 +67,38 @@ def eval_set(work: Path, n_scenes: int) -> Path:
     return question_set(work / f"eval-{n_scenes}", n_scenes, EVAL_SERIES)
 
 
+def kinds_train_set(work: Path, kinds: list[str], n_scenes: int) -> Path:
+    """text>mask training questions of ``n_scenes`` training scenes (series 0) whose expression is of one of
+    ``kinds`` (:func:`~getok.data_builders.expressions.expression_kind`), e.g. ``colour shape``: the
+    curriculum's first phase, where no position word can stand in for reading the object's appearance."""
+    from getok.data_builders.dataset import read_dataset, write_dataset
+    from getok.data_builders.expressions import expression_kind
+    from getok.data_builders.scenes import generate_scenes
+    from getok.data_builders.tasks import SampleList
+    from getok.provenance import fingerprint
+    from getok.train.config import MixtureEntry, load_sft_config
+    from getok.train.data import build_pool
+
+    cfg = load_sft_config(REPO / "configs/sft/tiny-cpu.yaml", [])
+    spec = cfg.vocab.codecs[0]
+    key = {"kinds": sorted(kinds), "n": n_scenes, "series": SERIES["train"], "codec": spec, "task": TASK,
+           "scenes": cfg.data.scenes.scene_config().to_dict()}  # fmt: skip
+    out = work / f"train-{'-'.join(sorted(kinds))}-{n_scenes}"
+    if out.exists():
+        if read_dataset(out, check_images=False).manifest.get("builder", {}).get("fingerprint") == fingerprint(key):
+            return out
+        raise SystemExit(f"{out} holds another training set; remove it")
+    scenes = generate_scenes(n_scenes, SERIES["train"], cfg.data.scenes.scene_config())
+    pool = build_pool(MixtureEntry(type="tasks", tasks=[TASK], greedy="exact"), [spec], scenes, 0)
+    keep = SampleList(settings={"type": "tasks", "kinds": sorted(kinds)})
+    keep.images.update(pool.images)
+    for s in pool:
+        if expression_kind(s.truth["query"]["text"]) in kinds:
+            keep.append(s)
+    print(f"training set: {len(keep)} of {len(pool)} text>mask questions have a {'/'.join(kinds)} expression")
+    return write_dataset(keep, out, {"builder": {"fingerprint": fingerprint(key), **key}})
+
+
 def run_variant(name: str, args, data: Path, ids: list[str], kinds: dict) -> dict:
     from getok.train.config import load_sft_config
     from getok.train.sft import run_sft
@@ -221,6 +253,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/diagnostics/tiny_grounding.json"))
     ap.add_argument("--set", nargs="*", default=[], metavar="A.B=C",
                     help="SFT overrides for every variant (before the variant's own), e.g. train.lr=1e-3")
+    ap.add_argument("--train-kinds", nargs="+", metavar="KIND",
+                    help="train on the text>mask questions whose expression is of these kinds only (e.g. colour "
+                         "shape; the held-out questions keep every kind)")
+    ap.add_argument("--train-scenes", type=int, default=3000, help="training scenes of --train-kinds")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--doc", action="store_true", help="only rewrite the table in docs/tiny_grounding.md from --out")
     ap.add_argument("--merge-probes", nargs="+", metavar="JSON",
@@ -248,6 +284,12 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.train_kinds:
+        bad = [k for k in args.train_kinds if k not in ("colour", "shape", "superlative", "relation")]
+        if bad:
+            ap.error(f"--train-kinds: unknown kinds {bad}")
+        path = kinds_train_set(args.work, args.train_kinds, args.train_scenes)
+        args.set = [*args.set, f"data.mixture=[{{type: dataset, weight: 1, path: {path}}}]"]
     data = eval_set(args.work, args.eval_scenes)
     samples = list(read_dataset(data, check_images=False))
     ids = [s.sample_id for s in samples]

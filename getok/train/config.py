@@ -299,6 +299,10 @@ class VisionWarmupConfig:
     words : float
         Weight of the word-alignment loss (an object's image token resembles the input rows of the words
         naming its colour and shape); 0 leaves it out.
+    moves : float
+        Weight of the refine-move head: each image token names the refinement of its cell's centre point
+        (the ``grid_offset`` codec's move onto the nearest object, keep on an object, delete far from every
+        object) through a linear head; 0 leaves it out (and out of the warm-up's cache key).
     temperature : float
         Of the cosine similarities in the alignment loss.
     seed : int
@@ -314,13 +318,14 @@ class VisionWarmupConfig:
     align: float = 1.0
     background: float = 1.0
     words: float = 0.0
+    moves: float = 0.0
     temperature: float = 0.1
     seed: int = 0
     torch_threads: int | None = None
 
     def __post_init__(self):
         check_numbers(self, "vision_warmup", positive=("batch_size", "lr", "temperature", "torch_threads"),
-                      non_negative=("steps", "align", "background", "words", "seed"))  # fmt: skip
+                      non_negative=("steps", "align", "background", "words", "moves", "seed"))  # fmt: skip
 
     def steps_for(self, model: ModelConfig) -> int:
         """The steps this run warms up for (``steps``, or the default for ``model``)."""

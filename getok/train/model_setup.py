@@ -74,6 +74,14 @@ WARM_DIR = "base-warm"
 _WARM_INFO = "getok_vision_warmup.json"
 
 
+def _warmup_key(wc) -> dict:
+    """The warm-up settings in its cache key; ``moves`` only when used, so earlier warm-ups still match."""
+    d = dataclasses.asdict(wc)
+    if not d.get("moves"):
+        d.pop("moves", None)
+    return d
+
+
 def prepare_warm_base(cfg: SFTRunConfig, base: Path, output_dir: str | Path, *, progress: bool = True) -> Path:
     """``base`` with the vocabulary added and the vision tower warmed up (``vision_warmup.steps > 0``),
     written once to ``OUTPUT/base-warm`` (reused when its settings match); ``base`` itself otherwise.
@@ -90,7 +98,7 @@ def prepare_warm_base(cfg: SFTRunConfig, base: Path, output_dir: str | Path, *, 
     wc = dataclasses.replace(wc, steps=steps)
     tiny = read_tiny_config(base)  # a tiny base is named by its settings, so a moved run directory still matches
     key = {"base": tiny.to_dict() if tiny is not None else str(Path(base).resolve()),
-           "vision_warmup": dataclasses.asdict(wc), "codecs": cfg.vocab.codecs, "init": cfg.vocab.init,
+           "vision_warmup": _warmup_key(wc), "codecs": cfg.vocab.codecs, "init": cfg.vocab.init,
            "init_seed": cfg.vocab.init_seed, "scenes": dataclasses.asdict(cfg.data.scenes),
            "min_pixels": cfg.model.min_pixels, "max_pixels": cfg.model.max_pixels}  # fmt: skip
     if (out / _WARM_INFO).is_file():

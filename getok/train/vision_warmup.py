@@ -16,6 +16,10 @@ per-image-token targets read off annotated scenes, with small linear heads that 
   object's colour and shape (`` red``, `` triangle``: the mean row of each word's tokens, read, not
   trained), so that an object's image tokens resemble the words a question uses for it — the language
   model can then find the named object by similarity instead of learning the binding from scratch.
+* **refine moves** (``moves``): each image token names, through a linear head, the refinement of its cell's
+  centre point as the offset builder labels it against the union of the scene's objects (keep on an
+  object, the ``grid_offset`` move that lands on the nearest object beside it, delete far from every
+  object): what a refine turn must read at a proposed cell. Needs one image token per answer cell.
 
 The alignment needs the image tokens to know their position (Qwen3-VL's learned position table does;
 Qwen2.5-VL's rotary-only tower cannot) and works best with one token per answer cell. Measured effect:
@@ -33,6 +37,7 @@ import numpy as np
 
 from ..codecs.base import get_codec
 from ..codecs.token_names import grid_token
+from ..data_builders.offset_bands import BandConfig, label_points
 from ..errors import ConfigError
 from ..ops.grid import pixel_cell_lookup
 from ..provenance import Clock
@@ -54,12 +59,17 @@ def _label_at(image, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return out
 
 
-def token_targets(image, tokens: tuple[int, int], n: int, colours: Sequence[str], shapes: Sequence[str]) -> dict:
+def token_targets(image, tokens: tuple[int, int], n: int, colours: Sequence[str], shapes: Sequence[str],
+                  moves: tuple[int, float] | None = None) -> dict:  # fmt: skip
     """Per-image-token targets at the token centres (row-major over a ``(rows, cols)`` token grid).
 
     Returns ``{"colour": (T,), "shape": (T,), "cell": (T,), "object": (T,) bool}``: class 0 is background,
     ``k + 1`` is ``colours[k]`` / ``shapes[k]`` (an object without a known colour gets 0 in that head);
     ``cell`` is the row-major index ``cy * n + cx`` of the answer-grid cell under the token centre.
+    With ``moves = (r, step)`` (a ``grid_offset`` codec's radius and step; the token grid must be the
+    ``n x n`` answer grid) also ``"move"`` (T,): the refinement of the cell's centre point against the union
+    of the objects (:func:`~getok.data_builders.offset_bands.label_points`, Inside = on an object): the
+    offset ``(dx, dy)`` as class ``(dy + r) * (2r + 1) + (dx + r)``, or ``(2r + 1)^2`` for ``<DELETE>``.
 
     >>> from getok.data_builders.scenes import generate_scene, SceneConfig, PALETTE, SHAPES
     >>> s = generate_scene(0, SceneConfig(min_objects=1, max_objects=1))
@@ -85,7 +95,20 @@ def token_targets(image, tokens: tuple[int, int], n: int, colours: Sequence[str]
             shape[t] = sidx.get(obj.category, 0)
     rows_of, cols_of = pixel_cell_lookup(n, (h, w))  # getok's one pixel → cell rule
     cell = (rows_of[yy] * n + cols_of[xx]).astype(np.int64)
-    return {"colour": colour, "shape": shape, "cell": cell, "object": lab >= 0}
+    out = {"colour": colour, "shape": shape, "cell": cell, "object": lab >= 0}
+    if moves is not None:
+        if (rows, cols) != (n, n):
+            raise ConfigError(f"the refine-move targets need one image token per answer cell: {rows} x {cols} "
+                              f"tokens for an {n} x {n} grid")  # fmt: skip
+        r, step = int(moves[0]), float(moves[1])
+        union = np.zeros((h, w), bool)
+        for obj in image.objects:
+            union |= obj.get_mask()
+        centres = np.stack([(np.arange(n * n) % n + 0.5) * w / n, (np.arange(n * n) // n + 0.5) * h / n], 1)
+        lab2 = label_points(union, centres, n, r, step, BandConfig(inside_steps=0))
+        off = np.asarray(lab2.offsets, np.int64)
+        out["move"] = np.where(lab2.deleted, (2 * r + 1) ** 2, (off[:, 1] + r) * (2 * r + 1) + (off[:, 0] + r))
+    return out
 
 
 def word_row(tokenizer, embeddings, word: str):
@@ -94,6 +117,15 @@ def word_row(tokenizer, embeddings, word: str):
     if not ids:
         raise ConfigError(f"the tokenizer encodes {word!r} as no tokens")
     return embeddings[ids].mean(0)
+
+
+def _offset_grid(layout) -> tuple[int, int, float] | None:
+    """``(n, r, step)`` of the vocabulary's first ``grid_offset`` codec (None: there is none)."""
+    for spec in layout.codecs:
+        c = get_codec(spec)
+        if c.name == "grid_offset":
+            return int(c.config.n), int(c.config.r), float(c.config.step)
+    return None
 
 
 def _grid_n(layout) -> int | None:
@@ -120,14 +152,16 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
     images : sequence of AnnotatedImage
         Training images with object masks (colour from ``attributes["color"]``, shape from ``category``).
     cfg : VisionWarmupConfig
-        ``steps``, ``batch_size``, ``lr``, ``align``, ``background``, ``words``, ``temperature``, ``seed``.
+        ``steps``, ``batch_size``, ``lr``, ``align``, ``background``, ``words``, ``moves``, ``temperature``,
+        ``seed``.
 
     Returns
     -------
     dict
         ``steps``, ``loss_first`` / ``loss_last`` (means of the first / last 20 steps), the last 50 steps'
         token accuracies (``colour_acc``, ``shape_acc``; ``cell_acc`` and ``word_acc`` — the colour and shape
-        words named by similarity — over object tokens), wall / CPU seconds.
+        words named by similarity — over object tokens; with ``moves``, ``move_acc`` over all tokens), wall /
+        CPU seconds.
     """
     import torch
     import torch.nn.functional as F
@@ -142,6 +176,12 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
             log.warning("vision warm-up: %s", skipped)
         cfg = dataclasses.replace(cfg, align=0.0)
         n = 8  # the cell targets are computed but unused
+    mv = None  # (r, step) of the grid_offset codec, with the refine-move head
+    if cfg.moves:
+        mv = _offset_grid(layout)
+        if mv is None or mv[0] != n:
+            raise ConfigError(f"vision_warmup.moves needs a grid_offset codec in the vocabulary, got {list(layout.codecs)}")
+        mv = mv[1:]
     colours = sorted({c for im in images for o in im.objects if (c := (o.attributes or {}).get("color"))})
     shapes = sorted({o.category for im in images for o in im.objects if o.category})
     tok = processor.tokenizer
@@ -161,6 +201,8 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
         torch.manual_seed(int(cfg.seed))
         heads = torch.nn.ModuleDict({"colour": torch.nn.Linear(d, len(colours) + 1),
                                      "shape": torch.nn.Linear(d, len(shapes) + 1)})  # fmt: skip
+        if mv is not None:
+            heads["move"] = torch.nn.Linear(d, (2 * mv[0] + 1) ** 2 + 1)
     vision = [(name, p) for name, p in model.named_parameters() if "visual" in name]
     if not vision:
         raise ConfigError(f"{type(model).__name__} has no parameters named '*visual*': no vision tower to warm up")
@@ -195,12 +237,17 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
                 key = (id(im), tuple(int(v) for v in enc["image_grid_thw"][i]))
                 if key not in cache:
                     grid = (int(enc["image_grid_thw"][i][1]) // merge, int(enc["image_grid_thw"][i][2]) // merge)
-                    cache[key] = token_targets(im, grid, n, colours, shapes)
+                    cache[key] = token_targets(im, grid, n, colours, shapes, moves=mv)
                 tg.append(cache[key])
             x = torch.cat(feats).float()  # (sum T, D)
-            cat = {k: torch.from_numpy(np.concatenate([t[k] for t in tg])) for k in ("colour", "shape", "cell", "object")}
+            cat = {k: torch.from_numpy(np.concatenate([t[k] for t in tg])) for k in tg[0]}
             lc, ls = heads["colour"](x), heads["shape"](x)
             loss = F.cross_entropy(lc, cat["colour"]) + F.cross_entropy(ls, cat["shape"])
+            move_acc = float("nan")
+            if mv is not None:
+                lm = heads["move"](x)
+                loss = loss + cfg.moves * F.cross_entropy(lm, cat["move"])
+                move_acc = float((lm.detach().argmax(-1) == cat["move"]).float().mean())
             obj = cat["object"]
             logp = None
             if codes is not None:
@@ -228,7 +275,8 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
                             if logp is not None and obj.any() else float("nan"))  # fmt: skip
                 word_acc = float(torch.cat(word_hits).mean()) if word_hits else float("nan")
                 accs.append((float((lc.argmax(-1) == cat["colour"]).float().mean()),
-                             float((ls.argmax(-1) == cat["shape"]).float().mean()), cell_acc, word_acc))  # fmt: skip
+                             float((ls.argmax(-1) == cat["shape"]).float().mean()), cell_acc, word_acc,
+                             move_acc))  # fmt: skip
     finally:
         for name, p in model.named_parameters():
             p.requires_grad_(was[name])
@@ -244,6 +292,7 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
         "shape_acc": round(float(np.nanmean(last[:, 1])), 4),
         "cell_acc": round(float(np.nanmean(last[:, 2])), 4) if cfg.align else None,
         "word_acc": round(float(np.nanmean(last[:, 3])), 4) if cfg.words else None,
+        **({"move_acc": round(float(np.nanmean(last[:, 4])), 4)} if mv is not None else {}),
         "align_skipped": skipped,
         "colours": colours,
         "shapes": shapes,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from getok.errors import ConfigError
 from getok.eval.baselines import BaselineGenerator
-from getok.provenance import Clock, machine
+from getok.provenance import Clock, cpu_model, machine
 from getok.provenance import versions as provenance_versions
 
 from .compare import compare_runs, expression_kinds
@@ -219,6 +219,7 @@ def run_demo(cfg: DemoConfig, out_dir: str | Path, *, fast: bool = False, progre
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            **cpu_model(),  # float results differ between CPUs with other vector units
             "loadavg_start": load0,
             "torch_threads": cfg.threads,
         },  # fmt: skip

@@ -17,6 +17,24 @@ from getok.provenance import Clock, fingerprint
 from .config import STAGES
 
 
+def without_unused_options(obj):
+    """``obj`` (a stage's settings) without the options added after a run could have been made, where they
+    hold their "off" value (``vision_warmup.moves == 0``): what the settings record looked like before.
+
+    >>> without_unused_options({"sft": {"vision_warmup": {"steps": 450, "moves": 0.0}}})
+    {'sft': {'vision_warmup': {'steps': 450}}}
+    """
+    if isinstance(obj, dict):
+        out = {k: without_unused_options(v) for k, v in obj.items()}
+        wu = out.get("vision_warmup")
+        if isinstance(wu, dict) and not wu.get("moves", 1):
+            out["vision_warmup"] = {k: v for k, v in wu.items() if k != "moves"}
+        return out
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(without_unused_options(v) for v in obj)
+    return obj
+
+
 def _banner(k: int, name: str, text: str) -> None:
     line = f"[{k}/{len(STAGES)}] {name}: {text}"
     print(f"\n{'=' * len(line)}\n{line}\n{'=' * len(line)}", file=sys.stderr, flush=True)
@@ -40,8 +58,10 @@ class Stages:
         k = STAGES.index(name) + 1
         m = self.marker(name)
         if m is not None:
-            # a stage made before the proposals decoder became point_masks has the former spec's fingerprint
-            if m.get("fingerprint") not in (fp, fingerprint(former_decoder_specs(key))):
+            # a stage made before the proposals decoder became point_masks has the former spec's fingerprint, one
+            # made before an option existed has no entry for it
+            older = without_unused_options(key)
+            if m.get("fingerprint") not in (fp, fingerprint(older), fingerprint(former_decoder_specs(older))):
                 raise ConfigError(
                     f"{self.dir / (name + '.json')} was made with other settings (another seed, --fast, config); "
                     "use another --out, or remove that directory to start over"

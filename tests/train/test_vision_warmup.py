@@ -157,3 +157,64 @@ def test_the_warmed_base_is_written_once_and_guarded(tmp_path):
     with pytest.raises(DataError, match="other settings"):
         prepare_warm_base(load_sft_config(None, [*ov, "vision_warmup.lr=1e-3"]), base, tmp_path, progress=False)
     assert prepare_warm_base(load_sft_config(None, [*ov, "vision_warmup.steps=0"]), base, tmp_path) == base
+
+
+def test_move_targets_are_the_refinement_of_each_cell_centre():
+    from getok.data_builders.offset_bands import BandConfig, label_points
+    from getok.errors import ConfigError
+
+    scenes = generate_scenes(6, seed=5, cfg=SceneConfig(min_objects=2, max_objects=3))
+    seen = set()
+    for s in scenes:
+        t = token_targets(s, (8, 8), 8, list(PALETTE), list(SHAPES), moves=(1, 0.5))
+        union = np.zeros(s.size, bool)
+        for o in s.objects:
+            union |= o.get_mask()
+        for k in range(64):
+            r, c = divmod(k, 8)
+            x, y = (c + 0.5) * 14, (r + 0.5) * 14
+            cls = int(t["move"][k])
+            seen.add(cls)
+            if union[int(y), int(x)]:
+                assert cls == 4  # on an object: keep <off_0_0>
+            lab = label_points(union, [[x, y]], 8, 1, 0.5, BandConfig(inside_steps=0))
+            if lab.deleted[0]:
+                assert cls == 9
+            else:  # the move lands on an object
+                dx, dy = cls % 3 - 1, cls // 3 - 1
+                assert union[int(y + dy * 7), int(x + dx * 7)] or (dx, dy) == (0, 0)
+    assert {4, 9} <= seen and len(seen) > 3  # keep, delete and some moves
+    with pytest.raises(ConfigError, match="one image token per answer cell"):
+        token_targets(scenes[0], (4, 4), 8, list(PALETTE), list(SHAPES), moves=(1, 0.5))
+    # without moves the targets are what they were
+    assert "move" not in token_targets(scenes[0], (8, 8), 8, list(PALETTE), list(SHAPES))
+
+
+def test_the_move_head_learns_and_leaves_the_other_targets_as_they_were():
+    import torch
+
+    from getok.train.vision_warmup import warm_up_vision
+    from getok.vocab import add_spatial_tokens, make_tiny_model
+    from getok.vocab.tiny import TinyModelConfig
+
+    scenes = generate_scenes(64, seed=0, cfg=SceneConfig(min_objects=1, max_objects=3))
+    runs = {}
+    for moves in (0.0, 1.0):
+        model, proc = make_tiny_model(TinyModelConfig(num_layers=1))
+        layout = add_spatial_tokens(proc, model, [SPEC], init="2d")
+        stats = warm_up_vision(model, proc, layout, scenes, VisionWarmupConfig(steps=60, batch_size=16, moves=moves),
+                               progress=False)  # fmt: skip
+        runs[moves] = (stats, {k: v.clone() for k, v in model.state_dict().items()})
+    off, on = runs[0.0][0], runs[1.0][0]
+    assert "move_acc" not in off
+    # the majority class (delete: far from every object) is ~0.6 of the cells; the head beats it
+    majority = np.mean([np.mean(token_targets(s, (8, 8), 8, on["colours"], on["shapes"], moves=(1, 0.5))["move"] == 9)
+                        for s in scenes])  # fmt: skip
+    assert on["move_acc"] > majority + 0.05, (on["move_acc"], majority)
+    assert not torch.equal(runs[0.0][1]["model.visual.merger.linear_fc2.weight"],
+                           runs[1.0][1]["model.visual.merger.linear_fc2.weight"])  # fmt: skip
+    with pytest.raises(Exception, match="grid_offset"):
+        model, proc = make_tiny_model(TinyModelConfig(num_layers=1))
+        layout = add_spatial_tokens(proc, model, ["grid:n=8"], init="2d")
+        warm_up_vision(model, proc, layout, scenes[:4], VisionWarmupConfig(steps=1, batch_size=2, moves=1.0),
+                       progress=False)  # fmt: skip
