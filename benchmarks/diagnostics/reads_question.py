@@ -102,8 +102,10 @@ def main(argv=None) -> int:
             print(f"    {k:12s} {v['pairs']:4d} pairs  same {v['same']:.3f}  follows {v['follows']:.3f}  "
                   f"swapped {v['swapped']:.3f}")
     if args.out:
+        from getok.io import atomic_write_json
+
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=1) + "\n")
+        atomic_write_json(args.out, res)
     return 0
 
 

@@ -130,8 +130,10 @@ def main(argv=None) -> int:
             print(f"    {band:12s} n={b['n']:4d} exact {b['exact']:.3f}  model {b['model_actions']}  "
                   f"labels {b['label_actions']}")
     if args.out:
+        from getok.io import atomic_write_json
+
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=1) + "\n")
+        atomic_write_json(args.out, res)
     return 0
 
 
