@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from importlib import metadata
@@ -125,8 +126,6 @@ def versions(packages: Iterable[str] = PACKAGES) -> dict:
 def cpu_model() -> dict:
     """The CPU's model name and, when torch is loaded, the vector instruction set its kernels use
     (``AVX2``, ``AVX512``, ...): float results of the same run can differ between CPUs that differ here."""
-    import sys
-
     name = platform.processor() or None
     try:
         with open("/proc/cpuinfo") as f:
