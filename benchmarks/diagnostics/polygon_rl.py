@@ -48,6 +48,7 @@ def summarise(run: Path) -> dict:
         "eval_dataset": cfg["eval"]["dataset"],
         "questions": len(ids),
         "tau": cfg["reward"]["polygon"]["tau"],
+        "seed": cfg["seed"],
         "steps": cfg["train"]["max_steps"],
         "lr": cfg["train"]["lr"],
         "reward_first_last": [round(float(np.mean(reward[:k])), 4), round(float(np.mean(reward[-k:])), 4)],
@@ -59,14 +60,14 @@ def markdown(runs: list[dict]) -> str:
     from getok.eval.stats import format_diff, format_p
 
     steps = sorted({r["step"] for x in runs for r in x["curve"]})
-    out = ["| reward (tau) | held-out set | n | " + " | ".join(f"step {s}" for s in steps)
+    out = ["| reward (tau) | GRPO seed | held-out set | n | " + " | ".join(f"step {s}" for s in steps)
            + " | last vs SFT [95 % CI] | better / worse | p | tokens / object first → last | train reward first → last |",
-           "|---|---|---|" + "---|" * len(steps) + "---|---|---|---|---|"]  # fmt: skip
+           "|---|---|---|---|" + "---|" * len(steps) + "---|---|---|---|---|"]  # fmt: skip
     for x in runs:
         by = {r["step"]: r for r in x["curve"]}
         last = x["curve"][-1]
         c = last.get("vs_sft")
-        out.append(f"| IoU thresholded at {x['tau']} | `{x['eval_dataset']}` | {x['questions']} | "
+        out.append(f"| IoU thresholded at {x['tau']} | {x['seed']} | `{x['eval_dataset']}` | {x['questions']} | "
                    + " | ".join(f"{by[s]['miou']:.3f}" if s in by else "–" for s in steps)
                    + f" | {format_diff(c) if c else '–'} | {c['improved']} / {c['worse']} | {format_p(c['p'])} | "
                    f"{x['curve'][0]['tokens_per_object']} → {last['tokens_per_object']} | "
