@@ -9,26 +9,33 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from getok.config import config_to_dict
 from getok.decoding.base import former_decoder_specs
 from getok.errors import ConfigError
 from getok.io import atomic_write_json
 from getok.provenance import Clock, fingerprint
+from getok.rl.grpo_config import RewardSection
 
 from .config import STAGES
+
+#: Options added after demo runs could have been made: (section, key, the value that means "unused").
+_ADDED_OPTIONS = (("vision_warmup", "moves", 0.0), ("eval", "dataset", None),
+                  ("reward", "polygon", config_to_dict(RewardSection()).get("polygon")))  # fmt: skip
 
 
 def without_unused_options(obj):
     """``obj`` (a stage's settings) without the options added after a run could have been made, where they
-    hold their "off" value (``vision_warmup.moves == 0``): what the settings record looked like before.
+    hold their "unused" value (:data:`_ADDED_OPTIONS`): what the settings record looked like before.
 
-    >>> without_unused_options({"sft": {"vision_warmup": {"steps": 450, "moves": 0.0}}})
-    {'sft': {'vision_warmup': {'steps': 450}}}
+    >>> without_unused_options({"sft": {"vision_warmup": {"steps": 450, "moves": 0.0}, "eval": {"dataset": "d"}}})
+    {'sft': {'vision_warmup': {'steps': 450}, 'eval': {'dataset': 'd'}}}
     """
     if isinstance(obj, dict):
         out = {k: without_unused_options(v) for k, v in obj.items()}
-        wu = out.get("vision_warmup")
-        if isinstance(wu, dict) and not wu.get("moves", 1):
-            out["vision_warmup"] = {k: v for k, v in wu.items() if k != "moves"}
+        for section, key, unused in _ADDED_OPTIONS:
+            sec = out.get(section)
+            if isinstance(sec, dict) and key in sec and sec[key] == unused:
+                out[section] = {k: v for k, v in sec.items() if k != key}
         return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(without_unused_options(v) for v in obj)

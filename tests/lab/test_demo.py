@@ -315,6 +315,29 @@ def test_a_stage_made_under_the_decoders_former_name_is_not_redone(tmp_path):
         stages.run("sft", "SFT", other, dict)
 
 
+def test_a_stage_made_before_an_option_existed_is_not_redone(tmp_path):
+    """Stages finished before ``vision_warmup.moves``, ``eval.dataset`` and ``reward.polygon`` existed (their
+    settings lack them) are skipped when those options hold their unused value; a used one is a change."""
+    from getok.config import config_to_dict
+    from getok.provenance import fingerprint
+    from getok.rl.grpo_config import RewardSection
+    from getok_lab.demo.stages import Stages
+
+    stages = Stages(tmp_path)
+    poly = config_to_dict(RewardSection())["polygon"]
+    old = {"grpo": {"eval": {"n_scenes": 10}, "reward": {"decoder": "raster"}, "vision_warmup": {"steps": 4}}}
+    new = {"grpo": {"eval": {"n_scenes": 10, "dataset": None}, "reward": {"decoder": "raster", "polygon": poly},
+                    "vision_warmup": {"steps": 4, "moves": 0.0}}}  # fmt: skip
+    m = {"stage": "grpo1", "title": "GRPO", "fingerprint": fingerprint(old), "wall_s": 1.0, "cpu_s": 1.0,
+         "finished": "2026-01-01 00:00:00", "result": {"final": "x"}}  # fmt: skip
+    (tmp_path / "stages" / "grpo1.json").write_text(json.dumps(m))
+    assert stages.run("grpo1", "GRPO", new, lambda: pytest.fail("a finished stage ran again")) == m
+    used = json.loads(json.dumps(new))
+    used["grpo"]["vision_warmup"]["moves"] = 1.0
+    with pytest.raises(ConfigError, match="other settings"):
+        stages.run("grpo1", "GRPO", used, dict)
+
+
 # ---------------------------------------------------------------------------------------------- report
 def test_report_template_reproduces_the_committed_report():
     """summary.md is rendered from templates/summary.md.j2: the committed run.json renders the committed
