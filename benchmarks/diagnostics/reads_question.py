@@ -104,8 +104,7 @@ def main(argv=None) -> int:
     if args.out:
         from getok.io import atomic_write_json
 
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(args.out, res)
+        atomic_write_json(args.out, res)  # makes the parent directory
     return 0
 
 

@@ -39,7 +39,7 @@ TASKS = ["text>mask", "point>mask", "box>mask"]
 
 def refine_set(out_dir: Path, n_scenes: int, series: int, ks: list[int], inside_steps: float | None) -> Path:
     """Held-out refinement samples of ``n_scenes`` scenes of ``series`` (the demo's codec and scenes)."""
-    from getok.data_builders.dataset import read_dataset, write_dataset
+    from getok.data_builders.dataset import reuse_built, write_dataset
     from getok.data_builders.scenes import generate_scenes
     from getok.provenance import fingerprint
     from getok.train.config import MixtureEntry, load_sft_config
@@ -49,10 +49,8 @@ def refine_set(out_dir: Path, n_scenes: int, series: int, ks: list[int], inside_
     spec = cfg.vocab.codecs[0]
     key = {"n": n_scenes, "series": series, "ks": ks, "inside_steps": inside_steps, "codec": spec, "tasks": TASKS}
     fp = fingerprint(key)
-    if out_dir.exists():
-        if read_dataset(out_dir, check_images=False).manifest.get("builder", {}).get("fingerprint") == fp:
-            return out_dir
-        raise SystemExit(f"{out_dir} holds another refinement set; remove it")
+    if reuse_built(out_dir, fp, "a refinement set", "remove it"):
+        return out_dir
     scenes = generate_scenes(n_scenes, series, cfg.data.scenes.scene_config())
     entry = MixtureEntry(type="offsets", tasks=TASKS, ks=ks, codec=spec, inside_steps=inside_steps)
     pool = build_pool(entry, [spec], scenes, task_seed=series)
@@ -132,8 +130,7 @@ def main(argv=None) -> int:
     if args.out:
         from getok.io import atomic_write_json
 
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(args.out, res)
+        atomic_write_json(args.out, res)  # makes the parent directory
     return 0
 
 

@@ -71,7 +71,7 @@ def kinds_train_set(work: Path, kinds: list[str], n_scenes: int) -> Path:
     """text>mask training questions of ``n_scenes`` training scenes (series 0) whose expression is of one of
     ``kinds`` (:func:`~getok.data_builders.expressions.expression_kind`), e.g. ``colour shape``: the
     curriculum's first phase, where no position word can stand in for reading the object's appearance."""
-    from getok.data_builders.dataset import read_dataset, write_dataset
+    from getok.data_builders.dataset import reuse_built, write_dataset
     from getok.data_builders.expressions import expression_kind
     from getok.data_builders.scenes import generate_scenes
     from getok.data_builders.tasks import SampleList
@@ -84,10 +84,8 @@ def kinds_train_set(work: Path, kinds: list[str], n_scenes: int) -> Path:
     key = {"kinds": sorted(kinds), "n": n_scenes, "series": SERIES["train"], "codec": spec, "task": TASK,
            "scenes": cfg.data.scenes.scene_config().to_dict()}  # fmt: skip
     out = work / f"train-{'-'.join(sorted(kinds))}-{n_scenes}"
-    if out.exists():
-        if read_dataset(out, check_images=False).manifest.get("builder", {}).get("fingerprint") == fingerprint(key):
-            return out
-        raise SystemExit(f"{out} holds another training set; remove it")
+    if reuse_built(out, fingerprint(key), "a training set", "remove it"):
+        return out
     scenes = generate_scenes(n_scenes, SERIES["train"], cfg.data.scenes.scene_config())
     pool = build_pool(MixtureEntry(type="tasks", tasks=[TASK], greedy="exact"), [spec], scenes, 0)
     keep = SampleList(settings={"type": "tasks", "kinds": sorted(kinds)})

@@ -51,6 +51,7 @@ __all__ = [
     "Dataset",
     "write_dataset",
     "read_dataset",
+    "reuse_built",
     "build_dataset",
     "make_manifest",
     "save_png",
@@ -221,6 +222,18 @@ class Dataset:
     @property
     def layout(self) -> VocabLayout:
         return VocabLayout.from_codecs(self.manifest["codecs"])
+
+
+def reuse_built(out: str | Path, fingerprint: str, what: str, hint: str = "remove it or use another output_dir") -> bool:
+    """Whether ``out`` already holds the dataset a builder would write: ``True`` when its manifest's
+    ``builder.fingerprint`` is ``fingerprint`` (reuse it), ``False`` when ``out`` does not exist (build it); a
+    dataset built with other settings is a :class:`DataError` naming ``what`` it holds and the ``hint``."""
+    out = Path(out)
+    if not out.exists():
+        return False
+    if read_dataset(out, check_images=False).manifest.get("builder", {}).get("fingerprint") == fingerprint:
+        return True
+    raise DataError(f"{out} holds {what} built with other settings; {hint}")
 
 
 def read_dataset(path: str | Path, *, expect_layout_hash: str | None = None, check_images: bool = True) -> Dataset:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..codecs.base import get_codec
 from ..config import config_to_dict
-from ..data_builders.dataset import read_dataset, write_dataset
+from ..data_builders.dataset import read_dataset, reuse_built, write_dataset
 from ..data_builders.export import POLYGON_CODECS, easyr1_truth, reward_task
 from ..data_builders.scenes import generate_scenes
 from ..data_builders.tasks import SampleList
@@ -185,10 +185,8 @@ def build_prompt_data(cfg: GRPORunConfig, spec: str, out_dir: str | Path, *, pro
     d = cfg.data
     spec_fp = {"data": config_to_dict(d), "codec": spec, "tasks": cfg.tasks, "stage": cfg.rl.stage, "seed": cfg.seed}
     fp = fingerprint(spec_fp)
-    if out.exists():
-        if read_dataset(out, check_images=False).manifest.get("builder", {}).get("fingerprint") == fp:
-            return out
-        raise DataError(f"{out} holds GRPO prompts built with other settings; remove it or use another output_dir")
+    if reuse_built(out, fp, "GRPO prompts"):
+        return out
     images, sources = {}, []
     if d.dataset is not None:
         ds = read_dataset(d.dataset)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..codecs.base import get_codec
 from ..config import config_to_dict
-from ..data_builders.dataset import Dataset, read_dataset, write_dataset
+from ..data_builders.dataset import Dataset, read_dataset, reuse_built, write_dataset
 from ..data_builders.export import trl_messages
 from ..data_builders.greedy import GreedyGeometryFn
 from ..data_builders.offsets import OffsetConfig, offset_sample
@@ -235,14 +235,9 @@ def build_mixture(
     out = Path(out_dir)
     spec = {"data": config_to_dict(data), "vocab_codecs": list(vocab_codecs), "seed": seed}
     fp = fingerprint(spec)
-    if out.exists():
-        man = read_dataset(out, check_images=False).manifest
-        if man.get("builder", {}).get("fingerprint") == fp:
-            log.info("reusing the training mixture in %s (fingerprint %s)", out, fp)
-            return out
-        raise DataError(
-            f"{out} holds a training mixture built with other settings; remove it or use another output_dir"
-        )
+    if reuse_built(out, fp, "a training mixture"):
+        log.info("reusing the training mixture in %s (fingerprint %s)", out, fp)
+        return out
     scenes = []
     if any(e.type != "dataset" for e in data.mixture):
         scenes = generate_scenes(data.scenes.n, data.scenes.seed, data.scenes.scene_config())
@@ -280,10 +275,8 @@ def build_eval_set(ev: EvalConfig, data: DataConfig, codec: str, out_dir: str | 
     spec = {"n": ev.n_scenes, "seed": ev.seed, "tasks": list(ev.tasks), "codec": codec,
             "scenes": data.scenes.scene_config().to_dict()}  # fmt: skip
     fp = fingerprint(spec)
-    if out.exists():
-        if read_dataset(out, check_images=False).manifest.get("builder", {}).get("fingerprint") == fp:
-            return out
-        raise DataError(f"{out} holds an evaluation set built with other settings; remove it")
+    if reuse_built(out, fp, "an evaluation set", "remove it"):
+        return out
     scenes = generate_scenes(ev.n_scenes, ev.seed, data.scenes.scene_config())
     entry = MixtureEntry(type="tasks", tasks=list(ev.tasks), codec=codec)
     res = build_tasks(scenes, codec, TaskConfig(tasks=tuple(ev.tasks), seed=ev.seed), geometry_fn=_geometry_fn(entry, codec))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from getok.errors import DataError
 from getok.provenance import fingerprint
 from getok.train.sections import ScenesConfig
 
@@ -29,7 +28,7 @@ def build_box_polygon_set(n_scenes: int, series: int, polygon_codec: str, out_di
         The dataset directory (``task="box>polygon"``, ``kind="mask"``; ``truth["query"]`` holds the box).
     """
     from getok.codecs.base import get_codec
-    from getok.data_builders.dataset import read_dataset, write_dataset
+    from getok.data_builders.dataset import reuse_built, write_dataset
     from getok.data_builders.polygons import polygon_sample
     from getok.data_builders.scenes import generate_scenes
     from getok.data_builders.tasks import SampleList, image_ref
@@ -42,10 +41,8 @@ def build_box_polygon_set(n_scenes: int, series: int, polygon_codec: str, out_di
     spec = {"n": int(n_scenes), "series": int(series), "codec": polygon_codec, "query_codec": GRID_CODEC,
             "ask": POLYGON_ASK, "scenes": scfg.to_dict()}  # fmt: skip
     fp = fingerprint(spec)
-    if out.exists():
-        if read_dataset(out, check_images=False).manifest.get("builder", {}).get("fingerprint") == fp:
-            return out
-        raise DataError(f"{out} holds a polygon set built with other settings; remove it or use another --out")
+    if reuse_built(out, fp, "a polygon set", "remove it or use another --out"):
+        return out
     qc = get_codec(GRID_CODEC)
     samples = SampleList(settings={"codec": polygon_codec, "type": "box>polygon"})
     scenes = generate_scenes(int(n_scenes), int(series), scfg)
