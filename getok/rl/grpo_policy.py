@@ -233,19 +233,19 @@ def _check_polygon_samples(samples, spec: str, where: str) -> None:
                         "build the polygon set with the run's codec")  # fmt: skip
 
 
-def sample_truth(sample, stage: int | str, layout_hash: str | None) -> str:
-    """The packed truth of a prompt (:func:`~getok.data_builders.export.easyr1_truth`) for the reward task
-    ``stage<k>`` (``stage`` = 1 or 2) or ``stage`` itself (a reward task: ``stage1``, ``stage2``, ``polygon``)."""
+def sample_truth(sample, task: str, layout_hash: str | None) -> str:
+    """The packed truth of a prompt (:func:`~getok.data_builders.export.easyr1_truth`) for the reward ``task``
+    (``stage1``, ``stage2`` or ``polygon``: :attr:`~getok.rl.grpo_config.GRPORunConfig.reward_task`)."""
 
     t = easyr1_truth(sample, layout_hash)
-    t["task"] = stage if isinstance(stage, str) else f"stage{stage}"
+    t["task"] = task
     t.pop("proposal", None)  # stage 2: the policy's own proposal comes with each rollout
     return json.dumps(t, separators=(",", ":"))
 
 
-def grpo_rows(ds, stage: int | str, layout_hash: str | None = None):
-    """TRL rows of a prompt dataset: ``prompt`` (conversational), ``images``, ``truth``, ``sample_id``
-    (``stage``: as :func:`sample_truth`'s).
+def grpo_rows(ds, task: str, layout_hash: str | None = None):
+    """TRL rows of a prompt dataset: ``prompt`` (conversational), ``images``, ``truth`` (packed for the reward
+    ``task``, as :func:`sample_truth`), ``sample_id``.
 
     Returns
     -------
@@ -259,7 +259,7 @@ def grpo_rows(ds, stage: int | str, layout_hash: str | None = None):
     for s in ds:
         rows["prompt"].append(prompt_messages(s))
         rows["images"].append([{"path": str(ds.image_path(s).resolve()), "bytes": None}])
-        rows["truth"].append(sample_truth(s, stage, layout_hash))
+        rows["truth"].append(sample_truth(s, task, layout_hash))
         rows["sample_id"].append(s.sample_id)
     content = f.List({"type": f.Value("string"), "text": f.Value("string")})
     features = f.Features({

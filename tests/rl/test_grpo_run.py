@@ -117,7 +117,7 @@ def test_stage2_prompts_carry_the_policys_own_proposal(tmp_path):
     reward.__name__ = "recording"
     model, _ = setup_tuning(start.model, start.layout, cfg)
     store = ProposalStore(ds.samples, spec, max_cells=cfg.max_cells)
-    trainer = make_trainer(model, start.processor, grpo_rows(ds, 2, start.layout.hash),
+    trainer = make_trainer(model, start.processor, grpo_rows(ds, "stage2", start.layout.hash),
                            grpo_arguments(cfg, tmp_path, progress=False), [reward], proposal_store=store)  # fmt: skip
     by_id = {s.sample_id: s for s in ds.samples}
     asked = []
