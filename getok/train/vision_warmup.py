@@ -176,12 +176,13 @@ def warm_up_vision(model, processor, layout, images: Sequence, cfg, *, progress:
             log.warning("vision warm-up: %s", skipped)
         cfg = dataclasses.replace(cfg, align=0.0)
         n = 8  # the cell targets are computed but unused
-    mv = None  # (r, step) of the grid_offset codec, with the refine-move head
+    mv = None  # (r, step) of the answer grid's grid_offset codec, with the refine-move head
     if cfg.moves:
-        mv = _offset_grid(layout)
-        if mv is None or mv[0] != n:
-            raise ConfigError(f"vision_warmup.moves needs a grid_offset codec in the vocabulary, got {list(layout.codecs)}")
-        mv = mv[1:]
+        og = _offset_grid(layout)
+        if og is None or og[0] != n:
+            raise ConfigError("vision_warmup.moves needs a grid_offset codec on the answer grid (the first grid "
+                              f"codec) in the vocabulary, got {list(layout.codecs)}")  # fmt: skip
+        mv = og[1:]
     colours = sorted({c for im in images for o in im.objects if (c := (o.attributes or {}).get("color"))})
     shapes = sorted({o.category for im in images for o in im.objects if o.category})
     tok = processor.tokenizer
